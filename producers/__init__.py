@@ -1,0 +1,1 @@
+"""What only publishes: the scheduler (cron, start-up) and the manual trigger."""

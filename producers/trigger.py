@@ -1,0 +1,45 @@
+"""Publishing sync requests: one per service, keyed by tenant/service so a service's requests stay in order."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from ragsync.events import SyncRequest, SyncType, Trigger
+from ragsync.kafka import Publisher
+from ragsync.settings import Settings
+from ragsync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+def sync_requests(
+    settings: Settings,
+    services: list[str] | None,
+    trigger: Trigger,
+    sync_type: SyncType = "batch",
+    since: datetime | None = None,
+    tenant_id: str | None = None,
+) -> list[SyncRequest]:
+    """One request per service (BATCH_SYNC_SERVICES when none are named)."""
+    return [
+        SyncRequest(
+            tenant_id=tenant_id or settings.default_tenant_id,
+            service=service,
+            sync_type=sync_type,
+            since=since,
+            limit=settings.batch_sync_limit,
+            trigger=trigger,
+        )
+        for service in (services or settings.batch_sync_services)
+    ]
+
+
+async def publish_requests(publisher: Publisher, topics: Topics, requests: list[SyncRequest]) -> None:
+    """Publish and wait until the broker has every request."""
+    for request in requests:
+        await publisher.send(topics.sync_requests, f"{request.tenant_id}/{request.service}", request)
+    await publisher.flush()
+    for request in requests:
+        log.info("requested %s sync of %s (run %s, trigger %s)", request.sync_type, request.service,
+                 request.run_id, request.trigger)

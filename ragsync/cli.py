@@ -1,0 +1,254 @@
+"""The `ragsync` command line: demo, one-shot sync, the long-running components, trigger and search."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from ragsync.settings import Settings
+
+app = typer.Typer(help="Keep a RAG system's Qdrant collection in step with the platform's records.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+SAMPLE_QUERY = "refund after the learner withdrew from the course"
+
+
+@app.callback()
+def main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "WARNING") -> None:
+    """ragsync: scheduler, fetcher agent and embedding consumer group over Kafka, into Qdrant."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as error:
+        err.print(f"[red]bad setting:[/red] {error}")
+        raise typer.Exit(2) from error
+
+
+def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a long-running component until SIGINT or SIGTERM."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await component(stop)
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(
+    items_per_service: Annotated[int, typer.Option(min=1, help="Records each demo service serves.")] = 200,
+    embedders: Annotated[int, typer.Option(min=1, help="Embedding consumers in the group.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object at the end, nothing else.")] = False,
+    query: Annotated[str, typer.Option(help="The sample semantic search run at the end.")] = SAMPLE_QUERY,
+) -> None:
+    """Everything on this machine: local broker, demo Coordinator, fetcher, embedders, embedded Qdrant."""
+    from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        async with CoordinatorServer(DemoCoordinator(items_per_service)) as server:
+            return await _one_shot(settings, server.endpoint, None, "batch", embedders, as_json, query, 3600)
+
+    _finish(asyncio.run(run()), as_json)
+
+
+@app.command()
+def sync(
+    service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
+    sync_type: Annotated[str, typer.Option("--type", help="batch, daily or incremental.")] = "batch",
+    embedders: Annotated[int, typer.Option(min=1)] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every run.")] = 3600,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
+    settings = _settings()
+    if sync_type not in ("batch", "daily", "incremental"):
+        raise typer.BadParameter(f"--type {sync_type!r}: use batch, daily or incremental")
+    report = asyncio.run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout))
+    _finish(report, as_json)
+
+
+async def _one_shot(settings: Settings, endpoint: str | None, services: list[str] | None, sync_type: Any,
+                    embedders: int, as_json: bool, query: str | None, timeout: float) -> dict[str, Any]:
+    from ragsync.app import App
+    from ragsync.console import RunProgressBars, hits_table, summary_table
+    from ragsync.oneshot import broker_for, run_sync
+    from ragsync.store import VectorStore
+
+    store = VectorStore.open(settings)
+    try:
+        async with broker_for(settings) as bootstrap:
+            app_ = App(settings, bootstrap)
+            encoder = app_.encoder()
+            with RunProgressBars(err) if not as_json else _NoBars() as bars:
+                report = await run_sync(app_, store, encoder, services, sync_type, embedders, endpoint, timeout,
+                                        on_change=bars.update)
+        if not as_json:
+            out.print(summary_table(report))
+            if query:
+                vector = (await asyncio.to_thread(encoder.encode, [query]))[0]
+                out.print(hits_table(query, await asyncio.to_thread(store.search, vector, 5)))
+        return report.as_json()
+    finally:
+        store.close()
+
+
+class _NoBars:
+    def __enter__(self) -> _NoBars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, run: Any) -> None:
+        return None
+
+
+def _finish(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report))
+    failed = [r for r in report["runs"] if r["status"] != "succeeded"]
+    for run in failed:
+        err.print(f"[red]run of {run['service']} {run['status']}:[/red] {run['error']}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def trigger(
+    service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
+    sync_type: Annotated[str, typer.Option("--type", help="batch, daily or incremental.")] = "batch",
+    since: Annotated[datetime | None, typer.Option(help="For incremental syncs: ISO-8601 time.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.")] = None,
+) -> None:
+    """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
+    from producers.trigger import publish_requests, sync_requests
+    from ragsync.app import App
+
+    settings = _settings()
+    if sync_type not in ("batch", "daily", "incremental"):
+        raise typer.BadParameter(f"--type {sync_type!r}: use batch, daily or incremental")
+    requests = sync_requests(settings, service, "cli", sync_type, since, tenant)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        app_ = App(settings)
+        await app_.ensure_topics()
+        async with app_.publisher() as publisher:
+            await publish_requests(publisher, app_.topics, requests)
+
+    asyncio.run(run())
+    for request in requests:
+        out.print(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}")
+
+
+@app.command()
+def search(
+    text: Annotated[str, typer.Argument(help="What to look for.")],
+    service: Annotated[str | None, typer.Option(help="Only this service's points.")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's points.")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Semantic search in the collection; prints the top hits with scores."""
+    from ragsync.console import hits_table
+    from ragsync.store import VectorStore
+    from streams.model import TextEncoder
+
+    settings = _settings()
+    encoder = TextEncoder(settings.embedding_model, settings.embedding_batch_size, settings.torch_threads)
+    store = VectorStore.open(settings)
+    try:
+        hits = store.search(encoder.encode([text])[0], k, tenant, service)
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps([{"score": h.score, **h.payload} for h in hits], default=str))
+    else:
+        out.print(hits_table(text, hits))
+
+
+@app.command()
+def coordinator(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 50051,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    items_per_service: Annotated[int, typer.Option(min=0)] = 200,
+    latency_ms: Annotated[float, typer.Option(min=0, help="Added to every call.")] = 0.0,
+    error_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of calls failing UNAVAILABLE.")] = 0.0,
+    public_key: Annotated[Path | None, typer.Option(help="PEM public key: verify signatures.")] = None,
+) -> None:
+    """The demo Coordinator: a real gRPC server with synthetic records for the demo services."""
+    from ragsync.coordinator.signing import Verifier
+    from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+
+    verifier = Verifier.from_pem(public_key.read_bytes()) if public_key else None
+    servicer = DemoCoordinator(items_per_service, Faults(latency_s=latency_ms / 1000, error_rate=error_rate), verifier)
+
+    async def component(stop: asyncio.Event) -> None:
+        async with CoordinatorServer(servicer, f"{host}:{port}") as server:
+            err.print(f"demo Coordinator listening on {server.endpoint}")
+            await stop.wait()
+
+    _serve(component)
+
+
+@app.command()
+def fetcher() -> None:
+    """The fetcher agent (long-running): sync requests in, item events out."""
+    from ragsync.app import App
+
+    _serve(App(_settings()).run_fetcher)
+
+
+@app.command()
+def embedder(consumers: Annotated[int, typer.Option(min=1, help="Consumers in this process.")] = 1) -> None:
+    """An embedding consumer (long-running); run N of these for N consumers in the group."""
+    from ragsync.app import App
+
+    app_ = App(_settings())
+    _serve(lambda stop: app_.run_embedders(stop, consumers))
+
+
+@app.command()
+def scheduler() -> None:
+    """The scheduler (long-running): publishes sync requests on BATCH_SYNC_SCHEDULE and on start-up."""
+    from ragsync.app import App
+
+    _serve(App(_settings()).run_scheduler)
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092) -> None:
+    """The local Kafka-protocol broker (memory only), to run the components separately on one machine."""
+    from ragsync.broker import LocalBroker
+
+    local = LocalBroker(port)
+    local.start()
+    err.print(f"local broker listening on {local.bootstrap_servers} (memory only); Ctrl-C stops it")
+
+    async def component(stop: asyncio.Event) -> None:
+        waiter = asyncio.create_task(local.wait())
+        await asyncio.wait([waiter, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+
+    try:
+        _serve(component)
+    finally:
+        local.stop()

@@ -1,0 +1,111 @@
+"""The Coordinator's gRPC client: signed calls, deadlines, retries with backoff on the retryable codes only."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import grpc
+from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from proto import coordinator_pb2, coordinator_pb2_grpc
+from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
+     grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+class CoordinatorError(RuntimeError):
+    """A call that failed for good: names the service, the page, the gRPC code and the cause."""
+
+    def __init__(self, service: str, page: int, code: grpc.StatusCode | None, detail: str, attempts: int) -> None:
+        self.service, self.page, self.code, self.attempts = service, page, code, attempts
+        code_name = code.name if code is not None else "ERROR"
+        retry_note = f" after {attempts} attempts" if attempts > 1 else " (not retryable)"
+        super().__init__(f"{service} page {page}: Coordinator answered {code_name}{retry_note}: {detail}")
+
+
+def _is_retryable(error: BaseException) -> bool:
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in RETRYABLE_CODES
+
+
+class CoordinatorClient:
+    """Calls `Route` on the Coordinator. Use as an async context manager, or `close()` when done."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        signer: Signer | None = None,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self._signer = signer
+        self._max_attempts = max_attempts
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._channel = grpc.aio.insecure_channel(endpoint)
+        self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
+
+    async def __aenter__(self) -> CoordinatorClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel."""
+        await self._channel.close()
+
+    def call_metadata(self, request: coordinator_pb2.RouteRequest) -> list[tuple[str, str]]:
+        """The gRPC headers of one call: service identity and, with a key, the signature."""
+        timestamp_ms = int(time.time() * 1000)
+        headers = [
+            ("x-service-name", SERVICE_NAME),
+            ("x-timestamp", str(timestamp_ms)),
+            ("x-requester-service", SERVICE_NAME),
+        ]
+        if self._signer is not None:
+            message = signed_message(request.tenant_id, request.user_id, request.query_text, timestamp_ms)
+            headers.insert(0, ("x-signature", self._signer.sign(message)))
+        return headers
+
+    async def route(
+        self, request: coordinator_pb2.RouteRequest, timeout: float, service: str, page: int
+    ) -> coordinator_pb2.RouteResponse:
+        """One `Route` call, retried with exponential backoff and jitter on retryable codes."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=lambda state: log.warning(
+                "%s page %d: attempt %d failed (%s); retrying", service, page, state.attempt_number,
+                state.outcome.exception() if state.outcome else "?",
+            ),
+            reraise=False,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    # Each attempt is signed afresh: the signature covers the call's own timestamp.
+                    response: coordinator_pb2.RouteResponse = await self._stub.Route(
+                        request, timeout=timeout, metadata=self.call_metadata(request)
+                    )
+                    return response
+        except RetryError as error:
+            last = error.last_attempt.exception()
+            raise self._error(last, service, page, self._max_attempts) from last
+        except grpc.aio.AioRpcError as error:
+            raise self._error(error, service, page, 1) from error
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    @staticmethod
+    def _error(error: BaseException | None, service: str, page: int, attempts: int) -> CoordinatorError:
+        if isinstance(error, grpc.aio.AioRpcError):
+            return CoordinatorError(service, page, error.code(), error.details() or "", attempts)
+        return CoordinatorError(service, page, None, repr(error), attempts)

@@ -1,0 +1,54 @@
+"""Finding the records in a `RouteResponse.envelope_json`, in the five shapes the Coordinator is known to send."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+# Where the records are, in order of precedence (coordinator contract, "Reading the response").
+RECORD_PATHS: tuple[tuple[str, ...], ...] = (("payload", "data"), ("data", "items"), ("data",), ("successfulResult", "data"))
+
+
+class BadPageError(ValueError):
+    """A page whose envelope holds no list of records. Never to be taken as "no more data"."""
+
+    def __init__(self, service: str, page: int, reason: str, text: str) -> None:
+        self.service, self.page, self.reason = service, page, reason
+        start = text[:120].replace("\n", " ")
+        super().__init__(f"{service} page {page}: bad envelope: {reason}; it starts with {start!r}")
+
+
+def _lookup(document: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(document, dict) or key not in document:
+            return None
+        document = document[key]
+    return document
+
+
+def records_from_envelope(envelope_json: str, service: str, page: int) -> list[dict[str, Any]]:
+    """The records of one page; `BadPageError` when the text is not JSON or holds no list of objects."""
+    try:
+        document = json.loads(envelope_json)
+    except json.JSONDecodeError as error:
+        raise BadPageError(service, page, f"not JSON ({error.msg} at position {error.pos})", envelope_json) from error
+    if isinstance(document, list):
+        records, where = document, "the document itself"
+    else:
+        found = [(path, _lookup(document, path)) for path in RECORD_PATHS]
+        lists = [(path, value) for path, value in found if isinstance(value, list)]
+        if not lists:
+            paths = ", ".join(".".join(p) for p in RECORD_PATHS)
+            raise BadPageError(service, page, f"no list of records at {paths}, nor a top-level list", envelope_json)
+        path, records = lists[0]
+        where = ".".join(path)
+    not_objects = [i for i, record in enumerate(records) if not isinstance(record, dict)]
+    if not_objects:
+        first = not_objects[0]
+        raise BadPageError(
+            service, page,
+            f"{len(not_objects)} of {len(records)} records at {where} are not objects "
+            f"(record {first} is {type(records[first]).__name__})",
+            envelope_json,
+        )
+    return records

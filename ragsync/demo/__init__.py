@@ -1,0 +1,1 @@
+"""The built-in demo Coordinator: a real gRPC server with deterministic synthetic records."""

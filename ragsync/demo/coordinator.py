@@ -1,0 +1,175 @@
+"""A real gRPC server implementing the Coordinator contract over the synthetic demo records.
+
+Each demo service answers in a different envelope shape, two send `has_more` and two rely on short pages,
+so the client's parser and paging are exercised end to end. Latency and errors can be injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import grpc
+
+from proto import coordinator_pb2, coordinator_pb2_grpc
+from ragsync.coordinator.signing import SERVICE_NAME, Verifier, signed_message
+from ragsync.demo.records import GENERATORS, demo_record
+
+log = logging.getLogger(__name__)
+QUERY_TEXT = re.compile(r"^sync_(?P<service>.+)_(?P<sync_type>batch|daily|incremental)_page_(?P<page>\d+)$")
+
+
+@dataclass
+class Faults:
+    """Faults to inject: a fixed latency, the first N calls failing, and a share of calls failing at random."""
+
+    latency_s: float = 0.0
+    fail_first: int = 0
+    error_rate: float = 0.0
+    error_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    seed: int = 7
+    _rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def should_fail(self, call_number: int) -> bool:
+        """Whether call number `call_number` (1-based) fails."""
+        return call_number <= self.fail_first or self._rng.random() < self.error_rate
+
+
+@dataclass(frozen=True)
+class ReceivedCall:
+    """A call as it reached the server: the request and its headers."""
+
+    request: coordinator_pb2.RouteRequest
+    headers: dict[str, str]
+
+
+def _envelope(service: str, records: list[dict[str, Any]], page: int) -> dict[str, Any] | list[Any]:
+    shapes: dict[str, dict[str, Any]] = {
+        "payment-service": {"success": True, "payload": {"data": records, "page": page}},
+        "assessment-service": {"data": {"items": records, "page": page}},
+        "devlab-service": {"status": "ok", "data": records},
+        "analytics-service": {"successfulResult": {"service": service, "data": records}},
+    }
+    return shapes[service]
+
+
+class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    """The `Route` handler: pages of deterministic records per service, honouring page, limit and since."""
+
+    SENDS_HAS_MORE = frozenset({"payment-service", "assessment-service"})
+
+    def __init__(
+        self,
+        items_per_service: int = 200,
+        faults: Faults | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.items_per_service = items_per_service
+        self.faults = faults or Faults()
+        self.verifier = verifier
+        self.calls: list[ReceivedCall] = []
+
+    async def Route(  # noqa: N802 - the name is the contract's
+        self, request: coordinator_pb2.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.RouteResponse:
+        headers = {key: value for key, value in context.invocation_metadata() or ()}
+        self.calls.append(ReceivedCall(request=request, headers=headers))
+        if self.faults.latency_s:
+            await asyncio.sleep(self.faults.latency_s)
+        if self.faults.should_fail(len(self.calls)):
+            await context.abort(self.faults.error_code, "injected fault")
+        if self.verifier is not None:
+            await self._check_signature(request, headers, context)
+        service, page, limit, since = await self._parse(request, context)
+        return self._page(service, page, limit, since)
+
+    async def _check_signature(
+        self, request: coordinator_pb2.RouteRequest, headers: dict[str, str], context: grpc.aio.ServicerContext
+    ) -> None:
+        assert self.verifier is not None
+        signature, timestamp = headers.get("x-signature"), headers.get("x-timestamp", "")
+        if signature is None or not timestamp.isdigit() or headers.get("x-service-name") != SERVICE_NAME:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing x-signature, x-timestamp or x-service-name")
+        message = signed_message(request.tenant_id, request.user_id, request.query_text, int(timestamp))
+        if not self.verifier.verify(signature or "", message):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "signature does not verify")
+
+    async def _parse(
+        self, request: coordinator_pb2.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> tuple[str, int, int, datetime | None]:
+        meta = dict(request.metadata)
+        match = QUERY_TEXT.match(request.query_text)
+        service = meta.get("target_service") or (match.group("service") if match else "")
+        if service not in GENERATORS:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no such service: {service!r}")
+        try:
+            page, limit = int(meta.get("page", "1")), int(meta.get("limit", "1000"))
+            since = datetime.fromisoformat(meta["since"]) if meta.get("since") else None
+        except ValueError as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad page, limit or since: {error}")
+        if page < 1 or limit < 1:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page {page} and limit {limit} must be >= 1")
+        return service, page, limit, since
+
+    def _page(self, service: str, page: int, limit: int, since: datetime | None) -> coordinator_pb2.RouteResponse:
+        records = [demo_record(service, i) for i in range(self.items_per_service)]
+        if since is not None:
+            records = [r for r in records if datetime.fromisoformat(r["updated_at"]) > since]
+        start = (page - 1) * limit
+        chunk = records[start:start + limit]
+        fields = {"successful_service": service, "rank_used": "1", "quality_score": "0.97", "total_attempts": "1"}
+        if service in self.SENDS_HAS_MORE:
+            fields["has_more"] = "true" if start + limit < len(records) else "false"
+        return coordinator_pb2.RouteResponse(
+            target_services=[service],
+            normalized_fields=fields,
+            envelope_json=json.dumps(_envelope(service, chunk, page)),
+            routing_metadata=json.dumps({"routed_to": service, "page": page}),
+        )
+
+
+class CoordinatorServer:
+    """Runs a `DemoCoordinator` on a port. Use as an async context manager."""
+
+    def __init__(self, servicer: DemoCoordinator, address: str = "127.0.0.1:0") -> None:
+        self.servicer = servicer
+        self._address = address
+        self._server = grpc.aio.server()
+        coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, self._server)
+        self.port = 0
+
+    @property
+    def endpoint(self) -> str:
+        """host:port for clients."""
+        host = self._address.rsplit(":", 1)[0]
+        return f"{host if host not in ('0.0.0.0', '[::]') else '127.0.0.1'}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and serve."""
+        self.port = self._server.add_insecure_port(self._address)
+        await self._server.start()
+        log.info("demo Coordinator listening on %s", self.endpoint)
+
+    async def stop(self) -> None:
+        """Stop serving (in-flight calls get a second to finish)."""
+        await self._server.stop(grace=1.0)
+
+    async def wait(self) -> None:
+        """Serve until stopped."""
+        await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> CoordinatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,119 @@
+"""The messages on every topic: versioned pydantic models, JSON on the wire.
+
+A model is the only contract between two stages. Every message carries its run id and tenant.
+Unknown fields are rejected rather than ignored, so that a misspelt field in a hand-written request
+is an error that names it, not a silently different sync.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SyncType = Literal["batch", "daily", "incremental"]
+Trigger = Literal["cron", "startup", "cli", "http", "manual"]
+SERVICE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def new_run_id() -> str:
+    """A fresh, unique run id."""
+    return uuid.uuid4().hex
+
+
+class Event(BaseModel):
+    """Base of every message: strict about unknown fields, JSON-encoded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def to_bytes(self) -> bytes:
+        """The JSON bytes that go on the wire."""
+        return self.model_dump_json().encode()
+
+
+class SyncRequest(Event):
+    """Asks for one service to be synced. Publish it to the sync-requests topic as JSON."""
+
+    v: Literal[1] = 1
+    run_id: str = Field(default_factory=new_run_id, min_length=1, max_length=200)
+    tenant_id: str | None = Field(None, min_length=1, max_length=200, description="Unset: DEFAULT_TENANT_ID.")
+    service: str = Field(pattern=SERVICE_PATTERN)
+    sync_type: SyncType = "batch"
+    since: datetime | None = Field(None, description="Only for incremental syncs: records changed after this.")
+    limit: int | None = Field(None, ge=1, le=100_000, description="Records per page. Unset: BATCH_SYNC_LIMIT.")
+    trigger: Trigger = "manual"
+    requested_at: datetime = Field(default_factory=utc_now)
+
+
+class ItemEvent(Event):
+    """One record of one service, as the fetcher got it from the Coordinator."""
+
+    v: Literal[1] = 1
+    run_id: str
+    tenant_id: str
+    service: str
+    item_id: str = Field(min_length=1)
+    page: int = Field(ge=1)
+    record: dict[str, Any]
+    emitted_at: datetime = Field(default_factory=utc_now)
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: items of one record always land in one partition, in order."""
+        return f"{self.tenant_id}/{self.service}/{self.item_id}"
+
+
+RunStatus = Literal["fetching", "fetched", "failed"]
+
+
+class RunProgress(Event):
+    """A change to a sync run: a status change and/or counts to add.
+
+    Counts are deltas, so events from the fetcher and from any number of embedders can arrive in any order.
+    """
+
+    v: Literal[1] = 1
+    run_id: str
+    tenant_id: str
+    service: str
+    source: Literal["fetcher", "embedder"]
+    status: RunStatus | None = None
+    pages: int = Field(0, ge=0)
+    items_fetched: int = Field(0, ge=0)
+    items_upserted: int = Field(0, ge=0)
+    dead_lettered: int = Field(0, ge=0)
+    error: str | None = None
+    at: datetime = Field(default_factory=utc_now)
+
+
+class DeadLetter(Event):
+    """Work a stage could not do, with the reason and the original message, kept for inspection and replay."""
+
+    v: Literal[1] = 1
+    run_id: str | None
+    tenant_id: str | None
+    service: str | None
+    item_id: str | None = None
+    stage: Literal["fetcher", "embedder"]
+    reason: str
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    original: str = Field(description="The original message value, as text (invalid UTF-8 replaced).")
+    at: datetime = Field(default_factory=utc_now)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming each bad field and the value it had, for logs and dead letters."""
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "(message)"
+        parts.append(f"{field}={item.get('input')!r:.80}: {item['msg']}")
+    return f"{error.title}: " + "; ".join(parts)

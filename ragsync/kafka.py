@@ -1,0 +1,74 @@
+"""Kafka clients configured once from settings, and the publisher every stage sends events with."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from ragsync.events import Event
+from ragsync.settings import Settings
+
+
+def producer_options(settings: Settings) -> dict[str, Any]:
+    """Producer options shared by every component (idempotence is a setting: the local broker lacks it)."""
+    return {
+        "acks": "all",
+        "enable_idempotence": settings.kafka_enable_idempotence,
+        "linger_ms": 5,
+        "max_request_size": 8 * 1024 * 1024,
+    }
+
+
+def make_consumer(settings: Settings, bootstrap_servers: str, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+    """A consumer that never auto-commits: offsets are committed only after the work is done."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=16 * 1024 * 1024,
+    )
+
+
+class Publisher:
+    """Sends events to topics. Sends are buffered; `flush` waits until the broker has every one."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self._pending: list[asyncio.Future[Any]] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, bootstrap_servers: str) -> Publisher:
+        """A publisher with its own producer; call `start` before use."""
+        return cls(AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **producer_options(settings)))
+
+    async def start(self) -> None:
+        """Connect to the broker."""
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        """Flush and disconnect."""
+        try:
+            await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def send(self, topic: str, key: str, event: Event) -> None:
+        """Queue one event; errors surface at the next `flush`."""
+        self._pending.append(await self._producer.send(topic, event.to_bytes(), key=key.encode()))
+
+    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Queue bytes that are not an event model (a replayed original message)."""
+        self._pending.append(await self._producer.send(topic, value, key=key))
+
+    async def flush(self) -> None:
+        """Wait until every queued event is acknowledged; raises the first delivery error."""
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)

@@ -1,0 +1,106 @@
+"""One-shot sync: every stage in this process until the requested runs are fully in Qdrant (`demo`, `sync`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from producers.trigger import publish_requests, sync_requests
+from ragsync.app import App
+from ragsync.broker import LocalBroker
+from ragsync.events import SyncType
+from ragsync.runs import RunState
+from ragsync.settings import Settings
+from ragsync.store import VectorStore
+from streams.model import TextEncoder
+
+
+@dataclass
+class SyncReport:
+    """The outcome of a one-shot sync."""
+
+    runs: list[RunState]
+    points_in_collection: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run succeeded."""
+        return all(r.status == "succeeded" for r in self.runs)
+
+    def as_json(self) -> dict[str, Any]:
+        """The `--json` form."""
+        return {
+            "runs": [
+                {"service": r.service, "run_id": r.run_id, "status": r.status, "pages": r.pages,
+                 "items_fetched": r.items_fetched, "items_upserted": r.items_upserted,
+                 "dead_lettered": r.dead_lettered, "seconds": round(r.seconds, 3), "error": r.error}
+                for r in self.runs
+            ],
+            "items_fetched": sum(r.items_fetched for r in self.runs),
+            "items_upserted": sum(r.items_upserted for r in self.runs),
+            "points_in_collection": self.points_in_collection,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@contextlib.asynccontextmanager
+async def broker_for(settings: Settings) -> AsyncIterator[str]:
+    """KAFKA_BOOTSTRAP_SERVERS when set, else a local broker for the duration."""
+    if settings.kafka_bootstrap_servers:
+        yield settings.kafka_bootstrap_servers
+        return
+    broker = LocalBroker()
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+async def run_sync(
+    app: App,
+    store: VectorStore,
+    encoder: TextEncoder,
+    services: list[str] | None = None,
+    sync_type: SyncType = "batch",
+    embedders: int = 1,
+    coordinator_endpoint: str | None = None,
+    timeout: float = 3600.0,
+    on_change: Callable[[RunState], None] = lambda run: None,
+) -> SyncReport:
+    """Start the fetcher and embedders, request the syncs, and wait until each run finished."""
+    await app.ensure_topics()
+    await asyncio.to_thread(lambda: encoder.dimension)  # load the model before the clock starts
+    stop = asyncio.Event()
+    components = [
+        asyncio.create_task(app.run_fetcher(stop, coordinator_endpoint), name="fetcher"),
+        asyncio.create_task(app.run_embedders(stop, embedders, store, encoder), name="embedders"),
+    ]
+    watcher = await app.run_watcher()
+    try:
+        requests = sync_requests(app.settings, services, "cli", sync_type)
+        started = time.monotonic()
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, requests)
+        waiting = asyncio.create_task(watcher.wait([r.run_id for r in requests], timeout, on_change))
+        done, _ = await asyncio.wait([waiting, *components], return_when=asyncio.FIRST_COMPLETED)
+        if waiting not in done:
+            waiting.cancel()
+            failed = next(iter(done))
+            raise RuntimeError(f"the {failed.get_name()} stopped during the sync: {failed.exception()!r}")
+        runs = waiting.result()
+        seconds = time.monotonic() - started
+    finally:
+        stop.set()
+        await watcher.stop()
+        results = await asyncio.gather(*components, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    points = await asyncio.to_thread(store.count)
+    return SyncReport(runs=runs, points_in_collection=points, seconds=seconds)

