@@ -87,13 +87,7 @@ async def run_sync(
         started = time.monotonic()
         async with app.publisher() as publisher:
             await publish_requests(publisher, app.topics, requests)
-        waiting = asyncio.create_task(watcher.wait([r.run_id for r in requests], timeout, on_change))
-        done, _ = await asyncio.wait([waiting, *components], return_when=asyncio.FIRST_COMPLETED)
-        if waiting not in done:
-            waiting.cancel()
-            failed = next(iter(done))
-            raise RuntimeError(f"the {failed.get_name()} stopped during the sync: {failed.exception()!r}")
-        runs = waiting.result()
+        runs = await watcher.wait([r.run_id for r in requests], timeout, on_change, guard=components)
         seconds = time.monotonic() - started
     finally:
         stop.set()

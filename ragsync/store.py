@@ -47,11 +47,11 @@ class StoreError(RuntimeError):
 class VectorStore:
     """A Qdrant collection. Thread-safe: the embedded mode is not, so every call holds one lock."""
 
-    def __init__(self, client: QdrantClient, collection: str) -> None:
+    def __init__(self, client: QdrantClient, collection: str, embedded: bool = False) -> None:
         self._client = client
         self.collection = collection
+        self.embedded = embedded
         self._lock = threading.Lock()
-        self._ready = False
 
     @classmethod
     def open(cls, settings: Settings) -> VectorStore:
@@ -71,7 +71,7 @@ class VectorStore:
                 f"cannot open the embedded Qdrant at {path}: {error}. Only one process may use a store folder: "
                 "stop the other ragsync process, or give this one its own QDRANT_PATH, or set QDRANT_URL."
             ) from error
-        return cls(client, collection)
+        return cls(client, collection, embedded=True)
 
     def close(self) -> None:
         """Release the store (and its folder lock)."""
@@ -94,9 +94,14 @@ class VectorStore:
                 self._client.create_collection(
                     self.collection, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
                 )
-                for field in ("tenant_id", "service"):
-                    self._client.create_payload_index(self.collection, field, models.PayloadSchemaType.KEYWORD)
-            self._ready = True
+                self._index_payload()
+    
+    def _index_payload(self) -> None:
+        # Filters by tenant and service must stay fast on a server; the embedded mode has no payload indexes.
+        if self.embedded:
+            return
+        for field in ("tenant_id", "service", "run_id"):
+            self._client.create_payload_index(self.collection, field, models.PayloadSchemaType.KEYWORD)
 
     def upsert(self, points: list[Point]) -> None:
         """Write a batch and wait until Qdrant acknowledged it."""

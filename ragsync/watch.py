@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
@@ -24,6 +25,15 @@ class RunTimeoutError(TimeoutError):
         stuck = "; ".join(f"{r.service} ({r.run_id[:8]}) {r.status}: {r.items_settled}/{r.items_fetched} items"
                           for r in runs)
         super().__init__(f"{len(runs)} run(s) did not finish within {seconds:.0f}s: {stuck}")
+
+
+class ComponentStoppedError(RuntimeError):
+    """A stage that should keep running ended while runs were being waited for."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        cause = task.exception() if not task.cancelled() else None
+        super().__init__(f"the {task.get_name()} stopped while runs were in progress: {cause!r}")
 
 
 class RunWatcher:
@@ -50,12 +60,20 @@ class RunWatcher:
         run_ids: Iterable[str],
         timeout: float,
         on_change: Callable[[RunState], None] = lambda run: None,
+        guard: Sequence[asyncio.Task[Any]] = (),
     ) -> list[RunState]:
-        """Fold events until every run in `run_ids` finished; `RunTimeoutError` past `timeout` seconds."""
+        """Fold events until every run in `run_ids` finished.
+
+        Raises `RunTimeoutError` past `timeout` seconds, and `ComponentStoppedError` as soon as one of the
+        `guard` tasks (the stages doing the work) ends, instead of waiting for a run that cannot finish.
+        """
         order = list(run_ids)
         wanted = set(order)
         deadline = time.monotonic() + timeout
         while not self._all_finished(wanted):
+            stopped = [task for task in guard if task.done()]
+            if stopped:
+                raise ComponentStoppedError(stopped[0])
             if time.monotonic() > deadline:
                 raise RunTimeoutError([self._state(r) for r in wanted if not self._state(r).finished], timeout)
             batch = await self._consumer.getmany(timeout_ms=250)

@@ -138,6 +138,9 @@ def build_fetcher_app(settings: Settings, bootstrap_servers: str, runner: SyncRu
     """The faust app whose agent hands each sync request to `runner`."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
+    datadir = Path(settings.data_dir) / "fetcher"
+    datadir.mkdir(parents=True, exist_ok=True)
+
     app = faust.App(
         f"{settings.kafka_topic_prefix}fetcher",
         broker=f"kafka://{bootstrap_servers}",
@@ -149,7 +152,7 @@ def build_fetcher_app(settings: Settings, bootstrap_servers: str, runner: SyncRu
         broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         producer_acks=-1,
-        datadir=str(Path(settings.data_dir) / "fetcher"),
+        datadir=str(datadir),
     )
     requests_topic = app.topic(topics.sync_requests, value_type=bytes, key_type=bytes)
 

@@ -34,14 +34,17 @@ class Faults:
     error_rate: float = 0.0
     error_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     seed: int = 7
+    injected: int = 0
     _rng: random.Random = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
 
     def should_fail(self, call_number: int) -> bool:
-        """Whether call number `call_number` (1-based) fails."""
-        return call_number <= self.fail_first or self._rng.random() < self.error_rate
+        """Whether call number `call_number` (1-based) fails; counts the faults injected."""
+        fail = call_number <= self.fail_first or self._rng.random() < self.error_rate
+        self.injected += fail
+        return fail
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,62 @@
+"""Shared fixtures: a real broker, the real model, embedded Qdrant, settings isolated per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from ragsync.broker import LocalBroker
+from ragsync.settings import Settings
+from ragsync.store import VectorStore
+from streams.model import TextEncoder
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: tests/unit -> unit, tests/integration -> integration."""
+    for item in items:
+        folder = Path(str(item.fspath)).parent.name
+        if folder in ("unit", "integration"):
+            item.add_marker(getattr(pytest.mark, folder))
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[LocalBroker]:
+    """One memory-only Kafka-protocol broker for the whole session."""
+    with LocalBroker() as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def encoder() -> TextEncoder:
+    """The real embedding model, loaded once."""
+    model = TextEncoder()
+    assert model.dimension == 384
+    return model
+
+
+@pytest.fixture
+def settings(tmp_path: Path, broker: LocalBroker) -> Settings:
+    """Settings whose topics, store and data folder belong to this test alone."""
+    return Settings(
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        kafka_topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        kafka_partitions=4,
+        kafka_session_timeout_ms=6000,
+        data_dir=tmp_path / "data",
+        qdrant_path=tmp_path / "qdrant",
+        coordinator_backoff_initial=0.05,
+        coordinator_backoff_max=0.2,
+        batch_sync_limit=50,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[VectorStore]:
+    """An embedded, on-disk Qdrant for this test."""
+    vector_store = VectorStore.open(settings)
+    yield vector_store
+    vector_store.close()

@@ -1,0 +1,189 @@
+"""The whole data path with real parts: broker, faust fetcher agent, demo Coordinator, model, embedded Qdrant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ragsync.app import App
+from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.demo.records import demo_record
+from ragsync.events import DeadLetter, SyncRequest
+from ragsync.kafka import make_consumer
+from ragsync.settings import Settings
+from ragsync.store import VectorStore, point_id
+from streams.embedder import Embedder, EmbeddingConsumer
+from streams.items import item_id_of
+from streams.model import TextEncoder
+from tests.integration.conftest import embedders_running, fetcher_running, read_all
+
+
+def expected_ids(services: list[str], count: int, tenant: str = "default-tenant") -> set[str]:
+    return {point_id(tenant, s, item_id_of(demo_record(s, i), s)) for s in services for i in range(count)}
+
+
+async def test_raw_json_request_from_a_plain_producer_is_synced(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    watcher = await app.run_watcher()
+    async with CoordinatorServer(DemoCoordinator(items_per_service=120)) as coordinator, \
+            fetcher_running(app, coordinator.endpoint) as fetcher, \
+            embedders_running(app, store, encoder) as embedders:
+        producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap_servers)
+        await producer.start()
+        raw = b'{"service": "assessment-service", "run_id": "raw-run-1", "tenant_id": "acme"}'
+        await producer.send_and_wait(app.topics.sync_requests, raw)
+        await producer.stop()
+        [run] = await watcher.wait(["raw-run-1"], timeout=90, guard=[fetcher, embedders])
+    await watcher.stop()
+    assert (run.status, run.service, run.tenant_id) == ("succeeded", "assessment-service", "acme")
+    assert (run.pages, run.items_fetched, run.items_upserted, run.dead_lettered) == (3, 120, 120, 0)
+    assert store.count(tenant_id="acme", service="assessment-service") == 120
+    assert store.retrieve_ids(sorted(expected_ids(["assessment-service"], 120, "acme"))) == expected_ids(
+        ["assessment-service"], 120, "acme")
+
+
+async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_once(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    services, per_service = ["payment-service", "devlab-service"], 150
+    app = App(settings)
+    await app.ensure_topics()
+    consumers = [make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
+                 for _ in range(2)]
+    async with app.publisher() as publisher:
+        embedder = Embedder(encoder, store, publisher, app.topics)
+        await embedder.prepare()
+        members = [EmbeddingConsumer(c, embedder, max_batch=32, poll_timeout_ms=200) for c in consumers]
+        await asyncio.gather(*(c.start() for c in consumers))
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(m.run(stop)) for m in members]
+        async with asyncio.timeout(60):
+            while not all(len(c.assignment()) == 2 for c in consumers):
+                await asyncio.sleep(0.2)
+        watcher = await app.run_watcher()
+        async with CoordinatorServer(DemoCoordinator(per_service)) as coordinator, \
+                fetcher_running(app, coordinator.endpoint) as fetcher:
+            requests = [SyncRequest(service=s, tenant_id="default-tenant") for s in services]
+            for request in requests:
+                await publisher.send(app.topics.sync_requests, request.service, request)
+            await publisher.flush()
+            runs = await watcher.wait([r.run_id for r in requests], timeout=120, guard=[fetcher, *tasks])
+        stop.set()
+        await asyncio.gather(*tasks)
+        assignments = [c.assignment() for c in consumers]
+        await asyncio.gather(*(c.stop() for c in consumers))
+        await watcher.stop()
+
+    assert all(run.status == "succeeded" for run in runs)
+    assert not assignments[0] & assignments[1], "a partition was assigned to both consumers"
+    assert all(m.items_processed > 0 for m in members), [m.items_processed for m in members]
+    expected = expected_ids(services, per_service)
+    assert store.count() == len(expected) == 300
+    assert store.retrieve_ids(sorted(expected)) == expected
+    # Offsets are committed up to the end of every partition: nothing would be redelivered.
+    check = AIOKafkaConsumer(bootstrap_servers=app.bootstrap_servers, group_id=app.embedder_group)
+    await check.start()
+    partitions = [TopicPartition(app.topics.items, p) for p in range(settings.kafka_partitions)]
+    committed = [await check.committed(tp) or 0 for tp in partitions]
+    await check.stop()
+    assert sum(committed) == sum(m.items_processed for m in members) == 300
+
+
+async def test_a_failing_service_fails_its_run_loudly_and_the_others_go_on(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings.model_copy(update={"coordinator_max_attempts": 2}))
+    await app.ensure_topics()
+    watcher = await app.run_watcher()
+    async with CoordinatorServer(DemoCoordinator(20)) as coordinator, \
+            fetcher_running(app, coordinator.endpoint) as fetcher, \
+            embedders_running(app, store, encoder) as embedders:
+        good = SyncRequest(service="analytics-service")
+        bad = SyncRequest(service="unknown-service")
+        async with app.publisher() as publisher:
+            for request in (bad, good):
+                await publisher.send(app.topics.sync_requests, request.service, request)
+        failed, succeeded = await watcher.wait([bad.run_id, good.run_id], timeout=90,
+                                               guard=[fetcher, embedders])
+    await watcher.stop()
+    assert failed.status == "failed"
+    assert failed.error is not None and "unknown-service page 1" in failed.error and "NOT_FOUND" in failed.error
+    assert (succeeded.status, succeeded.items_upserted) == ("succeeded", 20)
+
+
+async def test_retryable_faults_on_every_other_call_still_complete(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    watcher = await app.run_watcher()
+    servicer = DemoCoordinator(200, Faults(error_rate=0.3, seed=3))
+    async with CoordinatorServer(servicer) as coordinator, \
+            fetcher_running(app, coordinator.endpoint) as fetcher, \
+            embedders_running(app, store, encoder) as embedders:
+        request = SyncRequest(service="payment-service")
+        async with app.publisher() as publisher:
+            await publisher.send(app.topics.sync_requests, request.service, request)
+        [run] = await watcher.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
+    await watcher.stop()
+    assert (run.status, run.pages, run.items_upserted) == ("succeeded", 4, 200)
+    assert servicer.faults.injected >= 1, "no fault was injected"
+    assert len(servicer.calls) == 4 + servicer.faults.injected
+
+
+async def test_a_malformed_request_is_dead_lettered_with_the_field_named(settings: Settings) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    async with CoordinatorServer(DemoCoordinator(5)) as coordinator, fetcher_running(app, coordinator.endpoint):
+        producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap_servers)
+        await producer.start()
+        await producer.send_and_wait(app.topics.sync_requests, b'{"service": "payment-service", "servce": 1}')
+        await producer.stop()
+        [value] = await read_all(app.bootstrap_servers, app.topics.dead_letters, 1)
+    letter = DeadLetter.model_validate_json(value)
+    assert letter.stage == "fetcher" and "servce=1" in letter.reason
+    assert json.loads(letter.original) == {"service": "payment-service", "servce": 1}
+
+
+async def test_startup_trigger_publishes_a_request_per_service(settings: Settings) -> None:
+    from producers.scheduler import Scheduler
+
+    settings = settings.model_copy(update={"batch_sync_on_startup": True,
+                                           "batch_sync_services": ["payment-service", "devlab-service"]})
+    app = App(settings)
+    await app.ensure_topics()
+    stop = asyncio.Event()
+    async with app.publisher() as publisher:
+        scheduler = Scheduler(settings, publisher, app.topics)
+        task = asyncio.create_task(scheduler.run(stop))
+        values = await read_all(app.bootstrap_servers, app.topics.sync_requests, 2)
+        stop.set()
+        await task
+    requests = [SyncRequest.model_validate_json(v) for v in values]
+    assert sorted(r.service for r in requests) == ["devlab-service", "payment-service"]
+    assert {r.trigger for r in requests} == {"startup"}
+    assert {r.tenant_id for r in requests} == {"default-tenant"}
+    assert scheduler.state.next_run is not None and scheduler.state.runs_requested == 2
+
+
+@pytest.mark.parametrize("enabled", [False])
+async def test_disabled_scheduler_publishes_nothing(settings: Settings, enabled: bool) -> None:
+    from producers.scheduler import Scheduler
+
+    settings = settings.model_copy(update={"batch_sync_on_startup": True, "batch_sync_enabled": enabled})
+    app = App(settings)
+    await app.ensure_topics()
+    stop = asyncio.Event()
+    async with app.publisher() as publisher:
+        scheduler = Scheduler(settings, publisher, app.topics)
+        task = asyncio.create_task(scheduler.run(stop))
+        await asyncio.sleep(0.5)
+        stop.set()
+        await task
+    assert scheduler.state.runs_requested == 0 and not scheduler.state.enabled
