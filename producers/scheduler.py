@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from producers.trigger import publish_requests, sync_requests
+from ragsync.errors import SetupError
 from ragsync.events import Trigger
 from ragsync.kafka import Publisher
 from ragsync.settings import Settings
@@ -19,7 +20,7 @@ from ragsync.topics import Topics
 log = logging.getLogger(__name__)
 
 
-class ScheduleError(ValueError):
+class ScheduleError(SetupError):
     """A cron expression or time zone that cannot be used; names the setting and value."""
 
 

@@ -41,5 +41,10 @@ async def publish_requests(publisher: Publisher, topics: Topics, requests: list[
         await publisher.send(topics.sync_requests, f"{request.tenant_id}/{request.service}", request)
     await publisher.flush()
     for request in requests:
-        log.info("requested %s sync of %s (run %s, trigger %s)", request.sync_type, request.service,
-                 request.run_id, request.trigger)
+        log.info(
+            "requested %s sync of %s (run %s, trigger %s)",
+            request.sync_type,
+            request.service,
+            request.run_id,
+            request.trigger,
+        )

@@ -11,7 +11,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from aiokafka import AIOKafkaConsumer
+
 from ragsync.coordinator import CoordinatorClient, Signer
+from ragsync.errors import SetupError
 from ragsync.kafka import Publisher, make_consumer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
@@ -42,12 +45,19 @@ class App:
     def coordinator_client(self, endpoint: str | None = None) -> CoordinatorClient:
         """A client for COORDINATOR_GRPC_ENDPOINT (or `endpoint`)."""
         s = self.settings
-        return CoordinatorClient(endpoint or s.coordinator_grpc_endpoint, self.signer(), s.coordinator_max_attempts,
-                                 s.coordinator_backoff_initial, s.coordinator_backoff_max)
+        return CoordinatorClient(
+            endpoint or s.coordinator_grpc_endpoint,
+            self.signer(),
+            s.coordinator_max_attempts,
+            s.coordinator_backoff_initial,
+            s.coordinator_backoff_max,
+        )
 
     def encoder(self) -> TextEncoder:
         """The embedding model (loads on first use)."""
-        return TextEncoder(self.settings.embedding_model, self.settings.embedding_batch_size, self.settings.torch_threads)
+        return TextEncoder(
+            self.settings.embedding_model, self.settings.embedding_batch_size, self.settings.torch_threads
+        )
 
     @contextlib.asynccontextmanager
     async def publisher(self) -> AsyncIterator[Publisher]:
@@ -64,9 +74,10 @@ class App:
         from streams.fetcher import SyncRunner, build_fetcher_app
 
         if not self.settings.coordinator_enabled:
-            raise RuntimeError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
+            raise SetupError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
+        client = self.coordinator_client(coordinator_endpoint)  # a bad RAG_PRIVATE_KEY fails here, first
         await self.ensure_topics()
-        async with self.publisher() as publisher, self.coordinator_client(coordinator_endpoint) as client:
+        async with self.publisher() as publisher, client:
             runner = SyncRunner(self.settings, client, publisher, self.topics)
             faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, runner, publisher, self.topics)
             await faust_app.start()
@@ -77,7 +88,10 @@ class App:
                 await faust_app.stop()
 
     async def run_embedders(
-        self, stop: asyncio.Event, count: int = 1, store: VectorStore | None = None,
+        self,
+        stop: asyncio.Event,
+        count: int = 1,
+        store: VectorStore | None = None,
         encoder: TextEncoder | None = None,
     ) -> None:
         """`count` members of the embedding consumer group, sharing one model and one store."""
@@ -92,8 +106,12 @@ class App:
                 embedder = Embedder(encoder, store, publisher, self.topics)
                 await embedder.prepare()
                 consumers = [self._items_consumer() for _ in range(count)]
-                members = [EmbeddingConsumer(c, embedder, self.settings.embedder_max_batch,
-                                             self.settings.embedder_poll_timeout_ms) for c in consumers]
+                members = [
+                    EmbeddingConsumer(
+                        c, embedder, self.settings.embedder_max_batch, self.settings.embedder_poll_timeout_ms
+                    )
+                    for c in consumers
+                ]
                 await asyncio.gather(*(c.start() for c in consumers))
                 log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
                 try:
@@ -109,7 +127,7 @@ class App:
         """The embedding consumer group's id."""
         return f"{self.settings.kafka_topic_prefix}embedder"
 
-    def _items_consumer(self) -> object:
+    def _items_consumer(self) -> AIOKafkaConsumer:
         return make_consumer(self.settings, self.bootstrap_servers, self.topics.items, group_id=self.embedder_group)
 
     async def run_scheduler(self, stop: asyncio.Event) -> None:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
+from ragsync.errors import SetupError
 from ragsync.settings import Settings
 
-app = typer.Typer(help="Keep a RAG system's Qdrant collection in step with the platform's records.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Keep a RAG system's Qdrant collection in step with the platform's records.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 err = Console(stderr=True)
 out = Console()
 
@@ -28,8 +35,9 @@ SAMPLE_QUERY = "refund after the learner withdrew from the course"
 @app.callback()
 def main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "WARNING") -> None:
     """ragsync: scheduler, fetcher agent and embedding consumer group over Kafka, into Qdrant."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
 
 
 def _settings() -> Settings:
@@ -38,6 +46,22 @@ def _settings() -> Settings:
     except ValueError as error:
         err.print(f"[red]bad setting:[/red] {error}")
         raise typer.Exit(2) from error
+
+
+@contextlib.contextmanager
+def _setup_errors_reported() -> Iterator[None]:
+    """A start-up problem is one red line and exit code 2, not a traceback."""
+    try:
+        yield
+    except SetupError as error:
+        err.print(f"[red]cannot start:[/red] {error}")
+        raise typer.Exit(2) from error
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` to completion, reporting start-up problems."""
+    with _setup_errors_reported():
+        return asyncio.run(main)
 
 
 def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -50,7 +74,7 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await component(stop)
 
-    asyncio.run(run())
+    _run(run())
 
 
 @app.command()
@@ -69,7 +93,7 @@ def demo(
         async with CoordinatorServer(DemoCoordinator(items_per_service)) as server:
             return await _one_shot(settings, server.endpoint, None, "batch", embedders, as_json, query, 3600)
 
-    _finish(asyncio.run(run()), as_json)
+    _finish(_run(run()), as_json)
 
 
 @app.command()
@@ -84,12 +108,20 @@ def sync(
     settings = _settings()
     if sync_type not in ("batch", "daily", "incremental"):
         raise typer.BadParameter(f"--type {sync_type!r}: use batch, daily or incremental")
-    report = asyncio.run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout))
+    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout))
     _finish(report, as_json)
 
 
-async def _one_shot(settings: Settings, endpoint: str | None, services: list[str] | None, sync_type: Any,
-                    embedders: int, as_json: bool, query: str | None, timeout: float) -> dict[str, Any]:
+async def _one_shot(
+    settings: Settings,
+    endpoint: str | None,
+    services: list[str] | None,
+    sync_type: Any,
+    embedders: int,
+    as_json: bool,
+    query: str | None,
+    timeout: float,
+) -> dict[str, Any]:
     from ragsync.app import App
     from ragsync.console import RunProgressBars, hits_table, summary_table
     from ragsync.oneshot import broker_for, run_sync
@@ -101,8 +133,9 @@ async def _one_shot(settings: Settings, endpoint: str | None, services: list[str
             app_ = App(settings, bootstrap)
             encoder = app_.encoder()
             with RunProgressBars(err) if not as_json else _NoBars() as bars:
-                report = await run_sync(app_, store, encoder, services, sync_type, embedders, endpoint, timeout,
-                                        on_change=bars.update)
+                report = await run_sync(
+                    app_, store, encoder, services, sync_type, embedders, endpoint, timeout, on_change=bars.update
+                )
         if not as_json:
             out.print(summary_table(report))
             if query:
@@ -155,7 +188,7 @@ def trigger(
         async with app_.publisher() as publisher:
             await publish_requests(publisher, app_.topics, requests)
 
-    asyncio.run(run())
+    _run(run())
     for request in requests:
         out.print(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}")
 
@@ -169,17 +202,18 @@ def search(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Semantic search in the collection; prints the top hits with scores."""
+    from ragsync.app import App
     from ragsync.console import hits_table
     from ragsync.store import VectorStore
-    from streams.model import TextEncoder
 
     settings = _settings()
-    encoder = TextEncoder(settings.embedding_model, settings.embedding_batch_size, settings.torch_threads)
-    store = VectorStore.open(settings)
-    try:
-        hits = store.search(encoder.encode([text])[0], k, tenant, service)
-    finally:
-        store.close()
+    with _setup_errors_reported():
+        encoder = App(settings).encoder()
+        store = VectorStore.open(settings)
+        try:
+            hits = store.search(encoder.encode([text])[0], k, tenant, service)
+        finally:
+            store.close()
     if as_json:
         print(json.dumps([{"score": h.score, **h.payload} for h in hits], default=str))
     else:

@@ -18,8 +18,11 @@ class RunProgressBars:
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.fields[service]:<20}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]:<10} pages {task.fields[pages]}"), TimeElapsedColumn(),
+            TextColumn("[bold]{task.fields[service]:<20}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]:<10} pages {task.fields[pages]}"),
+            TimeElapsedColumn(),
             console=console,
         )
         self._tasks: dict[str, TaskID] = {}
@@ -28,16 +31,18 @@ class RunProgressBars:
         self._progress.start()
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def update(self, run: RunState) -> None:
         """Redraw the run's bar."""
         task = self._tasks.get(run.run_id)
         if task is None:
-            task = self._tasks[run.run_id] = self._progress.add_task("", total=None, service=run.service,
-                                                                      status=run.status, pages=0)
+            task = self._tasks[run.run_id] = self._progress.add_task(
+                "", total=None, service=run.service, status=run.status, pages=0
+            )
         total = run.items_fetched if run.fetch_done else max(run.items_fetched, 1) * 2
         self._progress.update(task, total=total, completed=run.items_settled, status=run.status, pages=run.pages)
 
@@ -50,13 +55,27 @@ def summary_table(report: SyncReport) -> Table:
     for run in report.runs:
         rate = run.items_upserted / run.seconds if run.seconds else 0.0
         status = run.status if run.status != "failed" else f"[red]failed[/red]: {run.error}"
-        table.add_row(run.service, status, str(run.pages), str(run.items_fetched), str(run.items_upserted),
-                      str(run.dead_lettered), f"{run.seconds:.1f}", f"{rate:.0f}")
+        table.add_row(
+            run.service,
+            status,
+            str(run.pages),
+            str(run.items_fetched),
+            str(run.items_upserted),
+            str(run.dead_lettered),
+            f"{run.seconds:.1f}",
+            f"{rate:.0f}",
+        )
     total_items = sum(r.items_upserted for r in report.runs)
-    table.add_row("[bold]all", "", str(sum(r.pages for r in report.runs)),
-                  str(sum(r.items_fetched for r in report.runs)), str(total_items),
-                  str(sum(r.dead_lettered for r in report.runs)), f"{report.seconds:.1f}",
-                  f"{total_items / report.seconds:.0f}" if report.seconds else "0")
+    table.add_row(
+        "[bold]all",
+        "",
+        str(sum(r.pages for r in report.runs)),
+        str(sum(r.items_fetched for r in report.runs)),
+        str(total_items),
+        str(sum(r.dead_lettered for r in report.runs)),
+        f"{report.seconds:.1f}",
+        f"{total_items / report.seconds:.0f}" if report.seconds else "0",
+    )
     return table
 
 
@@ -67,6 +86,11 @@ def hits_table(query: str, hits: list[Hit]) -> Table:
         table.add_column(column)
     for hit in hits:
         text = str(hit.payload.get("text", "")).replace("\n", " | ")
-        table.add_row(f"{hit.score:.3f}", str(hit.payload.get("service")), str(hit.payload.get("tenant_id")),
-                      str(hit.payload.get("item_id")), text[:90])
+        table.add_row(
+            f"{hit.score:.3f}",
+            str(hit.payload.get("service")),
+            str(hit.payload.get("tenant_id")),
+            str(hit.payload.get("item_id")),
+            text[:90],
+        )
     return table

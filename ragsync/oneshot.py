@@ -36,9 +36,17 @@ class SyncReport:
         """The `--json` form."""
         return {
             "runs": [
-                {"service": r.service, "run_id": r.run_id, "status": r.status, "pages": r.pages,
-                 "items_fetched": r.items_fetched, "items_upserted": r.items_upserted,
-                 "dead_lettered": r.dead_lettered, "seconds": round(r.seconds, 3), "error": r.error}
+                {
+                    "service": r.service,
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "pages": r.pages,
+                    "items_fetched": r.items_fetched,
+                    "items_upserted": r.items_upserted,
+                    "dead_lettered": r.dead_lettered,
+                    "seconds": round(r.seconds, 3),
+                    "error": r.error,
+                }
                 for r in self.runs
             ],
             "items_fetched": sum(r.items_fetched for r in self.runs),

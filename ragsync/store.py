@@ -13,6 +13,7 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from ragsync.errors import SetupError
 from ragsync.settings import Settings
 
 POINT_NAMESPACE = uuid.UUID("6f1c2a7e-5b0d-4e43-9d2a-7a8f3c1e5b90")
@@ -40,7 +41,7 @@ class Hit:
     payload: dict[str, Any]
 
 
-class StoreError(RuntimeError):
+class StoreError(SetupError):
     """Qdrant could not be opened or refused an operation; the message says what to do."""
 
 
@@ -57,11 +58,13 @@ class VectorStore:
     def open(cls, settings: Settings) -> VectorStore:
         """The server at QDRANT_URL, else the embedded store at QDRANT_PATH (one process per folder)."""
         if settings.qdrant_url:
-            return cls(QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key), settings.qdrant_collection)
-        return cls.embedded(settings.qdrant_path, settings.qdrant_collection)
+            return cls(
+                QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key), settings.qdrant_collection
+            )
+        return cls.on_disk(settings.qdrant_path, settings.qdrant_collection)
 
     @classmethod
-    def embedded(cls, path: Path, collection: str) -> VectorStore:
+    def on_disk(cls, path: Path, collection: str) -> VectorStore:
         """Qdrant in this process, on disk at `path`."""
         path.mkdir(parents=True, exist_ok=True)
         try:
@@ -95,7 +98,7 @@ class VectorStore:
                     self.collection, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
                 )
                 self._index_payload()
-    
+
     def _index_payload(self) -> None:
         # Filters by tenant and service must stay fast on a server; the embedded mode has no payload indexes.
         if self.embedded:
@@ -111,8 +114,9 @@ class VectorStore:
         with self._lock:
             self._client.upsert(self.collection, points=batch, wait=True)
 
-    def search(self, vector: list[float], limit: int = 5, tenant_id: str | None = None,
-               service: str | None = None) -> list[Hit]:
+    def search(
+        self, vector: list[float], limit: int = 5, tenant_id: str | None = None, service: str | None = None
+    ) -> list[Hit]:
         """The nearest points, optionally only of one tenant and/or service."""
         with self._lock:
             if not self._client.collection_exists(self.collection):
@@ -141,6 +145,7 @@ def _filter(tenant_id: str | None, service: str | None, run_id: str | None = Non
     wanted = {"tenant_id": tenant_id, "service": service, "run_id": run_id}
     must: list[models.Condition] = [
         models.FieldCondition(key=key, match=models.MatchValue(value=value))
-        for key, value in wanted.items() if value is not None
+        for key, value in wanted.items()
+        if value is not None
     ]
     return models.Filter(must=must) if must else None

@@ -22,8 +22,9 @@ class RunTimeoutError(TimeoutError):
 
     def __init__(self, runs: list[RunState], seconds: float) -> None:
         self.runs = runs
-        stuck = "; ".join(f"{r.service} ({r.run_id[:8]}) {r.status}: {r.items_settled}/{r.items_fetched} items"
-                          for r in runs)
+        stuck = "; ".join(
+            f"{r.service} ({r.run_id[:8]}) {r.status}: {r.items_settled}/{r.items_fetched} items" for r in runs
+        )
         super().__init__(f"{len(runs)} run(s) did not finish within {seconds:.0f}s: {stuck}")
 
 
@@ -81,8 +82,13 @@ class RunWatcher:
                 try:
                     event = RunProgress.model_validate_json(message.value or b"")
                 except ValidationError as error:
-                    log.error("unreadable progress event at %s[%d]@%d: %s", message.topic, message.partition,
-                              message.offset, error)
+                    log.error(
+                        "unreadable progress event at %s[%d]@%d: %s",
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        error,
+                    )
                     continue
                 if event.run_id in wanted:
                     on_change(self.book.apply(event))

@@ -92,8 +92,9 @@ class Embedder:
             if text.strip():
                 items.append((event, text))
             else:
-                rejected.append(Rejected(message, "the record has no text to embed (every field is empty or an id)",
-                                         event))
+                rejected.append(
+                    Rejected(message, "the record has no text to embed (every field is empty or an id)", event)
+                )
         return items, rejected
 
     def _point(self, event: ItemEvent, text: str, vector: list[float]) -> Point:
@@ -114,10 +115,15 @@ class Embedder:
         event, message = item.event, item.message
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, item.reason)
         letter = DeadLetter(
-            run_id=event.run_id if event else None, tenant_id=event.tenant_id if event else None,
-            service=event.service if event else None, item_id=event.item_id if event else None,
-            stage="embedder", reason=item.reason, source_topic=message.topic,
-            source_partition=message.partition, source_offset=message.offset,
+            run_id=event.run_id if event else None,
+            tenant_id=event.tenant_id if event else None,
+            service=event.service if event else None,
+            item_id=event.item_id if event else None,
+            stage="embedder",
+            reason=item.reason,
+            source_topic=message.topic,
+            source_partition=message.partition,
+            source_offset=message.offset,
             original=bytes(message.value or b"").decode("utf-8", errors="replace"),
         )
         await self._publisher.send(self._topics.dead_letters, event.run_id if event else "rejected", letter)
@@ -126,7 +132,10 @@ class Embedder:
         runs = set(outcome.per_run) | set(outcome.dead_per_run)
         for run_id, tenant, service in runs:
             progress = RunProgress(
-                run_id=run_id, tenant_id=tenant, service=service, source="embedder",
+                run_id=run_id,
+                tenant_id=tenant,
+                service=service,
+                source="embedder",
                 items_upserted=outcome.per_run[(run_id, tenant, service)],
                 dead_lettered=outcome.dead_per_run[(run_id, tenant, service)],
             )
@@ -136,8 +145,14 @@ class Embedder:
 class EmbeddingConsumer:
     """One member of the embedding consumer group: poll a batch, process it, commit its offsets."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, embedder: Embedder, max_batch: int, poll_timeout_ms: int,
-                 store_retry_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        embedder: Embedder,
+        max_batch: int,
+        poll_timeout_ms: int,
+        store_retry_seconds: float = 300.0,
+    ) -> None:
         self._consumer = consumer
         self._embedder = embedder
         self._max_batch = max_batch
@@ -164,8 +179,10 @@ class EmbeddingConsumer:
             retry=retry_if_exception_type(Exception),
             reraise=True,
             before_sleep=lambda state: log.error(
-                "batch of %d items failed (attempt %d): %s; retrying, nothing committed", len(messages),
-                state.attempt_number, state.outcome.exception() if state.outcome else "?",
+                "batch of %d items failed (attempt %d): %s; retrying, nothing committed",
+                len(messages),
+                state.attempt_number,
+                state.outcome.exception() if state.outcome else "?",
             ),
         )
         async for attempt in retrying:

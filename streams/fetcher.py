@@ -61,7 +61,10 @@ class SyncRunner:
         )
         try:
             async for page in iterate_pages(
-                self._client, self._identity, query, self._settings.batch_sync_timeout,
+                self._client,
+                self._identity,
+                query,
+                self._settings.batch_sync_timeout,
                 self._settings.coordinator_max_pages,
             ):
                 emitted, dead = await self._emit_page(request, tenant, page.number, page.records)
@@ -77,8 +80,13 @@ class SyncRunner:
             await self._progress(request, tenant, status="failed", error=outcome.error)
         else:
             await self._progress(request, tenant, status="fetched")
-            log.info("run %s (%s): fetched %d items in %d pages", request.run_id, request.service,
-                     outcome.items, outcome.pages)
+            log.info(
+                "run %s (%s): fetched %d items in %d pages",
+                request.run_id,
+                request.service,
+                outcome.items,
+                outcome.pages,
+            )
         await self._publisher.flush()
         return outcome
 
@@ -93,8 +101,14 @@ class SyncRunner:
                 await self._dead_letter(request, tenant, page, record, str(error))
                 dead += 1
                 continue
-            event = ItemEvent(run_id=request.run_id, tenant_id=tenant, service=request.service,
-                              item_id=item_id, page=page, record=record)
+            event = ItemEvent(
+                run_id=request.run_id,
+                tenant_id=tenant,
+                service=request.service,
+                item_id=item_id,
+                page=page,
+                record=record,
+            )
             await self._publisher.send(self._topics.items, event.key, event)
             emitted += 1
         return emitted, dead
@@ -104,23 +118,35 @@ class SyncRunner:
     ) -> None:
         log.warning("run %s page %d: dead-lettered a record: %s", request.run_id, page, reason)
         letter = DeadLetter(
-            run_id=request.run_id, tenant_id=tenant, service=request.service, stage="fetcher",
-            reason=f"page {page}: {reason}", source_topic=f"coordinator:{request.service}",
+            run_id=request.run_id,
+            tenant_id=tenant,
+            service=request.service,
+            stage="fetcher",
+            reason=f"page {page}: {reason}",
+            source_topic=f"coordinator:{request.service}",
             original=json.dumps(record, ensure_ascii=False, default=str),
         )
         await self._publisher.send(self._topics.dead_letters, request.run_id, letter)
 
     async def _progress(self, request: SyncRequest, tenant: str, **changes: Any) -> None:
-        event = RunProgress(run_id=request.run_id, tenant_id=tenant, service=request.service, source="fetcher",
-                            **changes)
+        event = RunProgress(
+            run_id=request.run_id, tenant_id=tenant, service=request.service, source="fetcher", **changes
+        )
         await self._publisher.send(self._topics.sync_runs, request.run_id, event)
 
 
 async def reject_request(publisher: Publisher, topics: Topics, value: bytes, reason: str) -> None:
     """Dead-letter a sync request that is not valid: it is kept with the reason, never silently dropped."""
     log.error("rejected a sync request: %s", reason)
-    letter = DeadLetter(run_id=None, tenant_id=None, service=None, stage="fetcher", reason=reason,
-                        source_topic=topics.sync_requests, original=value.decode("utf-8", errors="replace"))
+    letter = DeadLetter(
+        run_id=None,
+        tenant_id=None,
+        service=None,
+        stage="fetcher",
+        reason=reason,
+        source_topic=topics.sync_requests,
+        original=value.decode("utf-8", errors="replace"),
+    )
     await publisher.send(topics.dead_letters, "rejected", letter)
     await publisher.flush()
 
@@ -133,8 +159,9 @@ def parse_request(value: bytes) -> SyncRequest | str:
         return describe_validation_error(error)
 
 
-def build_fetcher_app(settings: Settings, bootstrap_servers: str, runner: SyncRunner, publisher: Publisher,
-                      topics: Topics) -> Any:
+def build_fetcher_app(
+    settings: Settings, bootstrap_servers: str, runner: SyncRunner, publisher: Publisher, topics: Topics
+) -> Any:
     """The faust app whose agent hands each sync request to `runner`."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 

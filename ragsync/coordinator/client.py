@@ -14,8 +14,12 @@ from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
 log = logging.getLogger(__name__)
 
 RETRYABLE_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL,
-     grpc.StatusCode.RESOURCE_EXHAUSTED}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
 )
 
 
@@ -84,7 +88,10 @@ class CoordinatorClient:
             wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
             retry=retry_if_exception(_is_retryable),
             before_sleep=lambda state: log.warning(
-                "%s page %d: attempt %d failed (%s); retrying", service, page, state.attempt_number,
+                "%s page %d: attempt %d failed (%s); retrying",
+                service,
+                page,
+                state.attempt_number,
                 state.outcome.exception() if state.outcome else "?",
             ),
             reraise=False,

@@ -6,7 +6,12 @@ import json
 from typing import Any
 
 # Where the records are, in order of precedence (coordinator contract, "Reading the response").
-RECORD_PATHS: tuple[tuple[str, ...], ...] = (("payload", "data"), ("data", "items"), ("data",), ("successfulResult", "data"))
+RECORD_PATHS: tuple[tuple[str, ...], ...] = (
+    ("payload", "data"),
+    ("data", "items"),
+    ("data",),
+    ("successfulResult", "data"),
+)
 
 
 class BadPageError(ValueError):
@@ -46,7 +51,8 @@ def records_from_envelope(envelope_json: str, service: str, page: int) -> list[d
     if not_objects:
         first = not_objects[0]
         raise BadPageError(
-            service, page,
+            service,
+            page,
             f"{len(not_objects)} of {len(records)} records at {where} are not objects "
             f"(record {first} is {type(records[first]).__name__})",
             envelope_json,

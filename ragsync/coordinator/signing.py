@@ -11,11 +11,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ragsync.errors import SetupError
+
 SERVICE_NAME = "rag-service"
 SIGNATURE_PREFIX = "educoreai-rag-service-"
 
 
-class SigningKeyError(ValueError):
+class SigningKeyError(SetupError):
     """RAG_PRIVATE_KEY (or a verification key) cannot be used; the message says why and what to give instead."""
 
 

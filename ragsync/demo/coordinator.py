@@ -81,7 +81,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.verifier = verifier
         self.calls: list[ReceivedCall] = []
 
-    async def Route(  # noqa: N802 - the name is the contract's
+    async def Route(
         self, request: coordinator_pb2.RouteRequest, context: grpc.aio.ServicerContext
     ) -> coordinator_pb2.RouteResponse:
         headers = {key: value for key, value in context.invocation_metadata() or ()}
@@ -128,7 +128,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         if since is not None:
             records = [r for r in records if datetime.fromisoformat(r["updated_at"]) > since]
         start = (page - 1) * limit
-        chunk = records[start:start + limit]
+        chunk = records[start : start + limit]
         fields = {"successful_service": service, "rank_used": "1", "quality_score": "0.97", "total_attempts": "1"}
         if service in self.SENDS_HAS_MORE:
             fields["has_more"] = "true" if start + limit < len(records) else "false"

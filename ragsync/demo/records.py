@@ -11,10 +11,31 @@ EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 FIRST = ["Maya", "Noam", "Lea", "Omar", "Dana", "Yuki", "Ines", "Tom", "Aria", "Ravi", "Sara", "Ilya"]
 LAST = ["Cohen", "Levi", "Silva", "Tanaka", "Novak", "Haddad", "Berg", "Okafor", "Rossi", "Kaur"]
-COURSES = ["Intro to Rust", "Data Structures", "Linear Algebra", "Cloud Security", "Distributed Systems",
-           "Machine Learning Basics", "Database Internals", "Modern JavaScript", "Statistics for Engineers"]
-TOPICS = ["recursion", "hash maps", "eigenvalues", "TLS handshakes", "consensus", "gradient descent",
-          "B-trees", "promises", "hypothesis tests", "ownership and borrowing", "caching", "indexes"]
+COURSES = [
+    "Intro to Rust",
+    "Data Structures",
+    "Linear Algebra",
+    "Cloud Security",
+    "Distributed Systems",
+    "Machine Learning Basics",
+    "Database Internals",
+    "Modern JavaScript",
+    "Statistics for Engineers",
+]
+TOPICS = [
+    "recursion",
+    "hash maps",
+    "eigenvalues",
+    "TLS handshakes",
+    "consensus",
+    "gradient descent",
+    "B-trees",
+    "promises",
+    "hypothesis tests",
+    "ownership and borrowing",
+    "caching",
+    "indexes",
+]
 COUNTRIES = ["Israel", "Germany", "Brazil", "Japan", "India", "Canada", "Kenya", "Italy"]
 
 
@@ -82,7 +103,7 @@ def _analytics(i: int, rng: random.Random) -> dict[str, Any]:
         "value": value,
         "window": rng.choice(["7d", "30d", "90d"]),
         "insight": f"{metric.capitalize()} of {course} is {value:.0%} this period, "
-                   f"driven by learners from {rng.choice(COUNTRIES)}.",
+        f"driven by learners from {rng.choice(COUNTRIES)}.",
     }
 
 

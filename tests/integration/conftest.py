@@ -26,8 +26,9 @@ async def fetcher_running(app: App, coordinator_endpoint: str) -> AsyncIterator[
 
 
 @contextlib.asynccontextmanager
-async def embedders_running(app: App, store: VectorStore, encoder: TextEncoder,
-                            count: int = 1) -> AsyncIterator[asyncio.Task[None]]:
+async def embedders_running(
+    app: App, store: VectorStore, encoder: TextEncoder, count: int = 1
+) -> AsyncIterator[asyncio.Task[None]]:
     """`count` embedding consumers until the block ends."""
     stop = asyncio.Event()
     task = asyncio.create_task(app.run_embedders(stop, count, store, encoder))
@@ -40,8 +41,9 @@ async def embedders_running(app: App, store: VectorStore, encoder: TextEncoder,
 
 async def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> list[bytes]:
     """Every message value of `topic`, waiting until at least `expected` arrived."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     values: list[bytes] = []
     try:

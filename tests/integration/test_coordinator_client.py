@@ -37,11 +37,12 @@ async def demo() -> AsyncIterator[CoordinatorServer]:
 
 async def test_request_on_the_wire_is_the_contract_and_signature_verifies() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     signer = Signer.from_env_value(base64.b64encode(pem).decode())
-    async with CoordinatorServer(DemoCoordinator(items_per_service=5)) as server, _client(server.endpoint,
-                                                                                             signer) as client:
+    async with (
+        CoordinatorServer(DemoCoordinator(items_per_service=5)) as server,
+        _client(server.endpoint, signer) as client,
+    ):
         pages = await _pages(client, PageQuery("payment-service", limit=10))
     assert [len(p.records) for p in pages] == [5]
     call = server.servicer.calls[0]
@@ -53,12 +54,18 @@ async def test_request_on_the_wire_is_the_contract_and_signature_verifies() -> N
     assert headers["x-service-name"] == "rag-service" and headers["x-requester-service"] == "rag-service"
     assert headers["x-timestamp"].isdigit() and len(headers["x-timestamp"]) == 13
     # Verify as the Coordinator does, with nothing from ragsync but the wire data.
-    signed = {"tenant_id": request.tenant_id, "user_id": request.user_id, "query_text": request.query_text,
-              "requester_service": "rag-service", "timestamp": int(headers["x-timestamp"])}
+    signed = {
+        "tenant_id": request.tenant_id,
+        "user_id": request.user_id,
+        "query_text": request.query_text,
+        "requester_service": "rag-service",
+        "timestamp": int(headers["x-timestamp"]),
+    }
     digest = __import__("hashlib").sha256(json.dumps(signed, separators=(",", ":")).encode()).hexdigest()
     message = f"educoreai-rag-service-{digest}".encode()
-    assert canonical_payload(request.tenant_id, request.user_id, request.query_text, int(headers["x-timestamp"])) \
-        == json.dumps(signed, separators=(",", ":"))
+    assert canonical_payload(
+        request.tenant_id, request.user_id, request.query_text, int(headers["x-timestamp"])
+    ) == json.dumps(signed, separators=(",", ":"))
     key.public_key().verify(base64.b64decode(headers["x-signature"]), message, ec.ECDSA(hashes.SHA256()))
 
 
@@ -105,8 +112,10 @@ async def test_invalid_argument_is_not_retried() -> None:
 
 
 async def test_retries_exhausted_names_service_page_and_code() -> None:
-    async with CoordinatorServer(DemoCoordinator(5, Faults(fail_first=99))) as server, \
-            _client(server.endpoint, attempts=3) as client:
+    async with (
+        CoordinatorServer(DemoCoordinator(5, Faults(fail_first=99))) as server,
+        _client(server.endpoint, attempts=3) as client,
+    ):
         with pytest.raises(CoordinatorError, match=r"assessment-service page 1: .*UNAVAILABLE after 3 attempts"):
             await _pages(client, PageQuery("assessment-service"))
     assert len(server.servicer.calls) == 3
@@ -134,8 +143,11 @@ class ScriptedCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.answers = answers
         self.calls = 0
 
-    async def Route(self, request: coordinator_pb2.RouteRequest,  # noqa: N802
-                    context: grpc.aio.ServicerContext) -> coordinator_pb2.RouteResponse:
+    async def Route(
+        self,
+        request: coordinator_pb2.RouteRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> coordinator_pb2.RouteResponse:
         envelope, fields = self.answers[min(self.calls, len(self.answers) - 1)]
         self.calls += 1
         return coordinator_pb2.RouteResponse(envelope_json=envelope, normalized_fields=fields)
@@ -154,10 +166,17 @@ async def _scripted(answers: list[tuple[str, dict[str, str]]], query: PageQuery,
         await server.stop(None)
 
 
-@pytest.mark.parametrize("shape", [
-    lambda r: {"payload": {"data": r}}, lambda r: {"data": {"items": r}}, lambda r: {"data": r},
-    lambda r: {"successfulResult": {"data": r}}, lambda r: r,
-], ids=["payload.data", "data.items", "data", "successfulResult.data", "list"])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        lambda r: {"payload": {"data": r}},
+        lambda r: {"data": {"items": r}},
+        lambda r: {"data": r},
+        lambda r: {"successfulResult": {"data": r}},
+        lambda r: r,
+    ],
+    ids=["payload.data", "data.items", "data", "successfulResult.data", "list"],
+)
 async def test_each_envelope_shape_over_the_wire(shape: object) -> None:
     records = [{"id": i} for i in range(3)]
     pages = await _scripted([(json.dumps(shape(records)), {})], PageQuery("s", limit=10))  # type: ignore[operator]

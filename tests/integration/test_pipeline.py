@@ -31,9 +31,11 @@ async def test_raw_json_request_from_a_plain_producer_is_synced(
     app = App(settings)
     await app.ensure_topics()
     watcher = await app.run_watcher()
-    async with CoordinatorServer(DemoCoordinator(items_per_service=120)) as coordinator, \
-            fetcher_running(app, coordinator.endpoint) as fetcher, \
-            embedders_running(app, store, encoder) as embedders:
+    async with (
+        CoordinatorServer(DemoCoordinator(items_per_service=120)) as coordinator,
+        fetcher_running(app, coordinator.endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
         producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap_servers)
         await producer.start()
         raw = b'{"service": "assessment-service", "run_id": "raw-run-1", "tenant_id": "acme"}'
@@ -45,7 +47,8 @@ async def test_raw_json_request_from_a_plain_producer_is_synced(
     assert (run.pages, run.items_fetched, run.items_upserted, run.dead_lettered) == (3, 120, 120, 0)
     assert store.count(tenant_id="acme", service="assessment-service") == 120
     assert store.retrieve_ids(sorted(expected_ids(["assessment-service"], 120, "acme"))) == expected_ids(
-        ["assessment-service"], 120, "acme")
+        ["assessment-service"], 120, "acme"
+    )
 
 
 async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_once(
@@ -54,8 +57,9 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
     services, per_service = ["payment-service", "devlab-service"], 150
     app = App(settings)
     await app.ensure_topics()
-    consumers = [make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
-                 for _ in range(2)]
+    consumers = [
+        make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group) for _ in range(2)
+    ]
     async with app.publisher() as publisher:
         embedder = Embedder(encoder, store, publisher, app.topics)
         await embedder.prepare()
@@ -67,8 +71,10 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
             while not all(len(c.assignment()) == 2 for c in consumers):
                 await asyncio.sleep(0.2)
         watcher = await app.run_watcher()
-        async with CoordinatorServer(DemoCoordinator(per_service)) as coordinator, \
-                fetcher_running(app, coordinator.endpoint) as fetcher:
+        async with (
+            CoordinatorServer(DemoCoordinator(per_service)) as coordinator,
+            fetcher_running(app, coordinator.endpoint) as fetcher,
+        ):
             requests = [SyncRequest(service=s, tenant_id="default-tenant") for s in services]
             for request in requests:
                 await publisher.send(app.topics.sync_requests, request.service, request)
@@ -101,16 +107,17 @@ async def test_a_failing_service_fails_its_run_loudly_and_the_others_go_on(
     app = App(settings.model_copy(update={"coordinator_max_attempts": 2}))
     await app.ensure_topics()
     watcher = await app.run_watcher()
-    async with CoordinatorServer(DemoCoordinator(20)) as coordinator, \
-            fetcher_running(app, coordinator.endpoint) as fetcher, \
-            embedders_running(app, store, encoder) as embedders:
+    async with (
+        CoordinatorServer(DemoCoordinator(20)) as coordinator,
+        fetcher_running(app, coordinator.endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
         good = SyncRequest(service="analytics-service")
         bad = SyncRequest(service="unknown-service")
         async with app.publisher() as publisher:
             for request in (bad, good):
                 await publisher.send(app.topics.sync_requests, request.service, request)
-        failed, succeeded = await watcher.wait([bad.run_id, good.run_id], timeout=90,
-                                               guard=[fetcher, embedders])
+        failed, succeeded = await watcher.wait([bad.run_id, good.run_id], timeout=90, guard=[fetcher, embedders])
     await watcher.stop()
     assert failed.status == "failed"
     assert failed.error is not None and "unknown-service page 1" in failed.error and "NOT_FOUND" in failed.error
@@ -124,9 +131,11 @@ async def test_retryable_faults_on_every_other_call_still_complete(
     await app.ensure_topics()
     watcher = await app.run_watcher()
     servicer = DemoCoordinator(200, Faults(error_rate=0.3, seed=3))
-    async with CoordinatorServer(servicer) as coordinator, \
-            fetcher_running(app, coordinator.endpoint) as fetcher, \
-            embedders_running(app, store, encoder) as embedders:
+    async with (
+        CoordinatorServer(servicer) as coordinator,
+        fetcher_running(app, coordinator.endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
         request = SyncRequest(service="payment-service")
         async with app.publisher() as publisher:
             await publisher.send(app.topics.sync_requests, request.service, request)
@@ -154,8 +163,9 @@ async def test_a_malformed_request_is_dead_lettered_with_the_field_named(setting
 async def test_startup_trigger_publishes_a_request_per_service(settings: Settings) -> None:
     from producers.scheduler import Scheduler
 
-    settings = settings.model_copy(update={"batch_sync_on_startup": True,
-                                           "batch_sync_services": ["payment-service", "devlab-service"]})
+    settings = settings.model_copy(
+        update={"batch_sync_on_startup": True, "batch_sync_services": ["payment-service", "devlab-service"]}
+    )
     app = App(settings)
     await app.ensure_topics()
     stop = asyncio.Event()

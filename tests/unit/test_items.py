@@ -28,8 +28,16 @@ def test_bad_item_id_names_field_and_value(record: dict[str, object], fragment: 
 
 
 def test_text_has_leaves_without_ids_or_timestamps() -> None:
-    record = {"id": 1, "title": "Intro", "customer": {"name": "Dana", "country": None}, "tags": ["a", "b"],
-              "tenant_id": "t", "updated_at": "2026", "empty": "", "paid": True}
+    record = {
+        "id": 1,
+        "title": "Intro",
+        "customer": {"name": "Dana", "country": None},
+        "tags": ["a", "b"],
+        "tenant_id": "t",
+        "updated_at": "2026",
+        "empty": "",
+        "paid": True,
+    }
     assert item_text(record, "x-service") == "title: Intro\ncustomer.name: Dana\ntags: a\ntags: b"
 
 

@@ -13,9 +13,18 @@ def test_stubs_match_the_proto(tmp_path: Path) -> None:
     (tmp_path / "proto").mkdir()
     shutil.copy(ROOT / "proto" / "coordinator.proto", tmp_path / "proto")
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-I.", "--python_out=.", "--pyi_out=.", "--grpc_python_out=.",
-         "proto/coordinator.proto"],
-        cwd=tmp_path, check=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-I.",
+            "--python_out=.",
+            "--pyi_out=.",
+            "--grpc_python_out=.",
+            "proto/coordinator.proto",
+        ],
+        cwd=tmp_path,
+        check=True,
     )
     for name in STUBS:
         assert (tmp_path / "proto" / name).read_text() == (ROOT / "proto" / name).read_text(), (
@@ -31,5 +40,9 @@ def test_wire_field_numbers() -> None:
 
     assert numbers(coordinator_pb2.RouteRequest) == {"tenant_id": 1, "user_id": 2, "query_text": 3, "metadata": 4}
     assert numbers(coordinator_pb2.RouteResponse) == {
-        "target_services": 1, "normalized_fields": 2, "envelope_json": 3, "routing_metadata": 4}
+        "target_services": 1,
+        "normalized_fields": 2,
+        "envelope_json": 3,
+        "routing_metadata": 4,
+    }
     assert coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name == "rag.v1.CoordinatorService"

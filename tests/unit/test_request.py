@@ -12,8 +12,17 @@ def test_page_request_has_the_contract_fields_and_metadata() -> None:
     assert (request.tenant_id, request.user_id) == ("rag-system", "system")
     assert request.query_text == "sync_devlab-service_incremental_page_2"
     meta = dict(request.metadata)
-    assert set(meta) == {"target_service", "sync_type", "page", "limit", "since", "requester_service", "source",
-                         "timestamp", "envelope_json"}
+    assert set(meta) == {
+        "target_service",
+        "sync_type",
+        "page",
+        "limit",
+        "since",
+        "requester_service",
+        "source",
+        "timestamp",
+        "envelope_json",
+    }
     assert meta["target_service"] == "devlab-service"
     assert (meta["sync_type"], meta["page"], meta["limit"]) == ("incremental", "2", "500")
     assert (meta["requester_service"], meta["source"]) == ("rag-service", "rag-batch-sync")

@@ -9,16 +9,19 @@ def test_next_run_daily_at_two_utc() -> None:
     after = datetime(2026, 3, 10, 1, 30, tzinfo=UTC)
     assert Schedule("0 2 * * *").next_run(after) == datetime(2026, 3, 10, 2, 0, tzinfo=UTC)
     assert Schedule("0 2 * * *").next_run(datetime(2026, 3, 10, 2, 0, tzinfo=UTC)) == datetime(
-        2026, 3, 11, 2, 0, tzinfo=UTC)
+        2026, 3, 11, 2, 0, tzinfo=UTC
+    )
 
 
 def test_next_run_reads_the_cron_in_its_time_zone() -> None:
     # 02:00 in Jerusalem is 00:00 UTC in winter (UTC+2) and 23:00 UTC the day before in summer (UTC+3).
     schedule = Schedule("0 2 * * *", "Asia/Jerusalem")
     assert schedule.next_run(datetime(2026, 1, 15, 12, 0, tzinfo=UTC)).astimezone(UTC) == datetime(
-        2026, 1, 16, 0, 0, tzinfo=UTC)
+        2026, 1, 16, 0, 0, tzinfo=UTC
+    )
     assert schedule.next_run(datetime(2026, 7, 15, 12, 0, tzinfo=UTC)).astimezone(UTC) == datetime(
-        2026, 7, 15, 23, 0, tzinfo=UTC)
+        2026, 7, 15, 23, 0, tzinfo=UTC
+    )
 
 
 def test_every_fifteen_minutes() -> None:
@@ -26,11 +29,14 @@ def test_every_fifteen_minutes() -> None:
     assert Schedule("*/15 * * * *").next_run(after) == datetime(2026, 5, 1, 10, 15, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("cron", "zone", "fragment"), [
-    ("0 25 * * *", "UTC", "BATCH_SYNC_SCHEDULE='0 25 * * *'"),
-    ("every night", "UTC", "BATCH_SYNC_SCHEDULE"),
-    ("0 2 * * *", "Mars/Olympus", "BATCH_SYNC_TIMEZONE='Mars/Olympus'"),
-])
+@pytest.mark.parametrize(
+    ("cron", "zone", "fragment"),
+    [
+        ("0 25 * * *", "UTC", "BATCH_SYNC_SCHEDULE='0 25 * * *'"),
+        ("every night", "UTC", "BATCH_SYNC_SCHEDULE"),
+        ("0 2 * * *", "Mars/Olympus", "BATCH_SYNC_TIMEZONE='Mars/Olympus'"),
+    ],
+)
 def test_bad_schedule_names_setting_and_value(cron: str, zone: str, fragment: str) -> None:
     with pytest.raises(ScheduleError) as raised:
         Schedule(cron, zone)

@@ -4,7 +4,7 @@ from ragsync.settings import DEFAULT_SERVICES, Settings
 
 
 def test_defaults_match_the_existing_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.batch_sync_enabled is True
     assert settings.batch_sync_schedule == "0 2 * * *"
     assert settings.batch_sync_timezone == "UTC"
@@ -23,7 +23,7 @@ def test_environment_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("BATCH_SYNC_LIMIT", "250")
     monkeypatch.setenv("COORDINATOR_GRPC_ENDPOINT", "coordinator:6000")
     monkeypatch.setenv("DEFAULT_TENANT_ID", "acme")
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.batch_sync_services == ["payment-service", "labs-service"]
     assert settings.batch_sync_on_startup is True
     assert settings.batch_sync_limit == 250
@@ -34,10 +34,10 @@ def test_environment_names_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None
 def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCH_SYNC_LIMIT", "lots")
     with pytest.raises(ValueError, match="batch_sync_limit"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)
 
 
 def test_empty_service_list_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BATCH_SYNC_SERVICES", " , ")
     with pytest.raises(ValueError, match="BATCH_SYNC_SERVICES"):
-        Settings(_env_file=None)  # type: ignore[call-arg]
+        Settings(_env_file=None)

@@ -27,7 +27,10 @@ def test_canonical_payload_is_node_json_stringify_in_contract_order() -> None:
 def test_canonical_payload_keeps_non_ascii_and_escapes_quotes_like_node() -> None:
     # JSON.stringify writes non-ASCII as is and escapes quotes and control characters.
     text = canonical_payload("טננט", 'u"1', "ä\n", 1)
-    assert text == '{"tenant_id":"טננט","user_id":"u\\"1","query_text":"ä\\n","requester_service":"rag-service","timestamp":1}'
+    assert (
+        text
+        == '{"tenant_id":"טננט","user_id":"u\\"1","query_text":"ä\\n","requester_service":"rag-service","timestamp":1}'
+    )
 
 
 def test_signed_message_is_prefix_and_hex_sha256() -> None:
@@ -49,8 +52,10 @@ def test_signature_verifies_with_the_public_key() -> None:
     [
         ("not base64 !!!", "not valid base64"),
         (base64.b64encode(b"hello").decode(), "not a PEM key"),
-        (base64.b64encode(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").decode(),
-         "not a usable private key"),
+        (
+            base64.b64encode(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").decode(),
+            "not a usable private key",
+        ),
     ],
 )
 def test_malformed_key_is_a_clear_error(value: str, fragment: str) -> None:

@@ -1,0 +1,112 @@
+"""The `ragsync` command as a user runs it: separate processes, real everything."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragsync.broker import free_port
+
+RAGSYNC = [sys.executable, "-m", "ragsync"]
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    return subprocess.run(
+        [*RAGSYNC, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_demo_syncs_every_service_and_a_second_run_converges(tmp_path: Path) -> None:
+    first = _run(["demo", "--items-per-service", "40", "--json"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = json.loads(first.stdout)
+    assert sorted(r["service"] for r in report["runs"]) == [
+        "analytics-service",
+        "assessment-service",
+        "devlab-service",
+        "payment-service",
+    ]
+    assert all(r["status"] == "succeeded" and r["items_upserted"] == 40 for r in report["runs"])
+    assert report["items_fetched"] == report["items_upserted"] == report["points_in_collection"] == 160
+
+    second = _run(["demo", "--items-per-service", "40", "--json"], tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert json.loads(second.stdout)["points_in_collection"] == 160
+
+    hits = _run(["search", "card declined while paying", "--service", "payment-service", "-k", "3", "--json"], tmp_path)
+    assert hits.returncode == 0, hits.stderr[-3000:]
+    found = json.loads(hits.stdout)
+    assert len(found) == 3 and {h["service"] for h in found} == {"payment-service"}
+    assert "declined" in found[0]["text"]
+    other = _run(["search", "card declined", "--tenant", "someone-else", "--json"], tmp_path)
+    assert json.loads(other.stdout) == []
+
+
+@pytest.fixture
+def coordinator_process(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [*RAGSYNC, "coordinator", "--port", str(port), "--items-per-service", "30"],
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            import socket
+
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_sync_against_a_coordinator_process(tmp_path: Path, coordinator_process: str) -> None:
+    result = _run(
+        ["sync", "--service", "devlab-service", "--service", "analytics-service", "--json"],
+        tmp_path,
+        COORDINATOR_GRPC_ENDPOINT=coordinator_process,
+        BATCH_SYNC_LIMIT="7",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert [(r["service"], r["status"], r["pages"], r["items_upserted"]) for r in report["runs"]] == [
+        ("devlab-service", "succeeded", 5, 30),
+        ("analytics-service", "succeeded", 5, 30),
+    ]
+
+
+def test_sync_exits_non_zero_when_a_run_fails(tmp_path: Path) -> None:
+    result = _run(
+        ["sync", "--service", "payment-service", "--json"],
+        tmp_path,
+        COORDINATOR_GRPC_ENDPOINT=f"127.0.0.1:{free_port()}",
+        COORDINATOR_MAX_ATTEMPTS="2",
+        COORDINATOR_BACKOFF_INITIAL="0.05",
+    )
+    assert result.returncode == 1
+    [run] = json.loads(result.stdout)["runs"]
+    assert run["status"] == "failed" and "UNAVAILABLE after 2 attempts" in run["error"]
+    assert "payment-service page 1" in result.stderr
+
+
+def test_malformed_private_key_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    bad = base64.b64encode(b"not a key").decode()
+    result = _run(["fetcher"], tmp_path, timeout=60, RAG_PRIVATE_KEY=bad)
+    assert result.returncode == 2
+    assert "RAG_PRIVATE_KEY" in result.stderr and "not a PEM key" in result.stderr
