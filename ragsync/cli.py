@@ -32,12 +32,27 @@ out = Console()
 SAMPLE_QUERY = "refund after the learner withdrew from the course"
 
 
+OWN_LOGGERS = ("ragsync", "producers", "streams")
+LONG_RUNNING = frozenset({"scheduler", "fetcher", "embedder", "coordinator", "broker"})
+
+
 @app.callback()
-def main(log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING or ERROR.")] = "WARNING") -> None:
+def main(
+    ctx: typer.Context,
+    log_level: Annotated[
+        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR. Default: INFO for long-running components.")
+    ] = None,
+) -> None:
     """ragsync: scheduler, fetcher agent and embedding consumer group over Kafka, into Qdrant."""
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=(log_level or "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
+    if log_level is None and ctx.invoked_subcommand in LONG_RUNNING:
+        # A component that runs for days says what it does; one-shot commands keep the terminal for progress bars.
+        for name in OWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
 
 
 def _settings() -> Settings:

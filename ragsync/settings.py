@@ -32,7 +32,6 @@ class Settings(BaseSettings):
     # --- Coordinator calls ---
     coordinator_tenant_id: str = "rag-system"
     coordinator_user_id: str = "system"
-    coordinator_timeout: float = Field(30.0, gt=0, description="Deadline of an ordinary call, seconds.")
     coordinator_max_attempts: int = Field(5, ge=1, description="Attempts per page on retryable codes.")
     coordinator_backoff_initial: float = Field(0.5, gt=0)
     coordinator_backoff_max: float = Field(30.0, gt=0)
