@@ -6,11 +6,13 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
 from producers.trigger import publish_requests, sync_requests
+from ragsync import metrics
 from ragsync.errors import SetupError
 from ragsync.events import Trigger
 from ragsync.kafka import Publisher
@@ -58,6 +60,18 @@ class SchedulerState:
     last_trigger: Trigger | None = None
     runs_requested: int = 0
 
+    def as_json(self) -> dict[str, Any]:
+        """What `/status` shows."""
+        return {
+            "enabled": self.enabled,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "next_run": self.next_run.isoformat() if self.next_run else None,
+            "last_run": self.last_run.isoformat() if self.last_run else None,
+            "last_trigger": self.last_trigger,
+            "runs_requested": self.runs_requested,
+        }
+
 
 class Scheduler:
     """Publishes a sync request per configured service at each scheduled time."""
@@ -75,6 +89,7 @@ class Scheduler:
         await publish_requests(self._publisher, self._topics, requests)
         self.state.last_run = datetime.now(UTC)
         self.state.last_trigger = trigger
+        metrics.SCHEDULER_LAST_RUN.set(self.state.last_run.timestamp())
         self.state.runs_requested += len(requests)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -87,7 +102,14 @@ class Scheduler:
             await self.fire("startup")
         while not stop.is_set():
             self.state.next_run = self.schedule.next_run(datetime.now(UTC))
-            log.info("next scheduled sync at %s", self.state.next_run.isoformat())
+            metrics.SCHEDULER_NEXT_RUN.set(self.state.next_run.timestamp())
+            log.info(
+                "scheduler: next sync of %s at %s (%s, %s)",
+                ", ".join(self._settings.batch_sync_services),
+                self.state.next_run.isoformat(),
+                self.schedule.cron,
+                self.schedule.timezone,
+            )
             delay = (self.state.next_run - datetime.now(UTC)).total_seconds()
             try:
                 await asyncio.wait_for(stop.wait(), timeout=max(delay, 0))

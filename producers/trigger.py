@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from ragsync.events import SyncRequest, SyncType, Trigger
+from ragsync import metrics
+from ragsync.events import RunProgress, SyncRequest, SyncType, Trigger
 from ragsync.kafka import Publisher
 from ragsync.settings import Settings
 from ragsync.topics import Topics
@@ -36,9 +37,23 @@ def sync_requests(
 
 
 async def publish_requests(publisher: Publisher, topics: Topics, requests: list[SyncRequest]) -> None:
-    """Publish and wait until the broker has every request."""
+    """Publish, with a "queued" notice per run, and wait until the broker has every one.
+
+    The notice makes a request that never reaches a fetcher visible (and the watchdog re-requests it).
+    """
     for request in requests:
+        assert request.tenant_id is not None, "requests are published with their tenant"
         await publisher.send(topics.sync_requests, f"{request.tenant_id}/{request.service}", request)
+        queued = RunProgress(
+            run_id=request.run_id,
+            tenant_id=request.tenant_id,
+            service=request.service,
+            source="trigger",
+            status="queued",
+            request=request,
+        )
+        await publisher.send(topics.sync_runs, request.run_id, queued)
+        metrics.SYNC_REQUESTS.labels(request.trigger).inc()
     await publisher.flush()
     for request in requests:
         log.info(

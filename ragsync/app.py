@@ -1,7 +1,7 @@
 """The app object: builds each stage from settings, with its collaborators passed in.
 
 Every `run_*` coroutine is one long-running component and returns when `stop` is set; the CLI runs one of them
-per process in a deployment, and `demo`/`sync` run them all in one process.
+per process in a deployment (with its ops endpoints), and `demo`/`sync` run them all in one process.
 """
 
 from __future__ import annotations
@@ -9,17 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import grpc
 from aiokafka import AIOKafkaConsumer
+from prometheus_client import REGISTRY
 
 from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.errors import SetupError
 from ragsync.kafka import Publisher, make_consumer
+from ragsync.ledger import RunLedger
+from ragsync.ops import DEFAULT_PORTS, Check, OpsServer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.topics import Topics, ensure_topics
-from ragsync.watch import RunWatcher
 from streams.model import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -69,21 +73,53 @@ class App:
         finally:
             await publisher.stop()
 
-    async def run_fetcher(self, stop: asyncio.Event, coordinator_endpoint: str | None = None) -> None:
+    @contextlib.asynccontextmanager
+    async def ledger(self, from_beginning: bool = True) -> AsyncIterator[RunLedger]:
+        """A run ledger following the sync-runs topic (from its beginning: every run; from its end: new ones)."""
+        consumer = make_consumer(self.settings, self.bootstrap_servers, group_id=None)
+        ledger = RunLedger(consumer, self.topics.sync_runs, from_beginning)
+        await ledger.start()
+        try:
+            yield ledger
+        finally:
+            await ledger.stop()
+
+    @contextlib.asynccontextmanager
+    async def ops(
+        self, component: str, status: Callable[[], dict[str, Any]], checks: dict[str, Check], enabled: bool
+    ) -> AsyncIterator[OpsServer | None]:
+        """The component's /healthz, /readyz, /status and /metrics while the block runs (when enabled)."""
+        if not enabled:
+            yield None
+            return
+        port = self.settings.ops_port if self.settings.ops_port is not None else DEFAULT_PORTS[component]
+        server = OpsServer(component, self.settings.ops_host, port, status, checks)
+        await server.start()
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+    async def run_fetcher(
+        self, stop: asyncio.Event, coordinator_endpoint: str | None = None, serve_ops: bool = False
+    ) -> None:
         """The fetcher agent: sync requests in, item events out."""
-        from streams.fetcher import SyncRunner, build_fetcher_app
+        from streams.fetcher import FetcherAgent, SyncRunner, build_fetcher_app
 
         if not self.settings.coordinator_enabled:
             raise SetupError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
         client = self.coordinator_client(coordinator_endpoint)  # a bad RAG_PRIVATE_KEY fails here, first
         await self.ensure_topics()
-        async with self.publisher() as publisher, client:
+        async with self.publisher() as publisher, client, self.ledger() as ledger:
             runner = SyncRunner(self.settings, client, publisher, self.topics)
-            faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, runner, publisher, self.topics)
+            agent = FetcherAgent(self.settings, runner, ledger, publisher, self.topics)
+            faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics)
             await faust_app.start()
-            log.info("fetcher agent consuming %s", self.topics.sync_requests)
+            log.info("fetcher agent consuming %s, Coordinator at %s", self.topics.sync_requests, client.endpoint)
+            checks = {"broker": _ledger_check(ledger), "coordinator": _channel_check(client)}
             try:
-                await stop.wait()
+                async with self.ops("fetcher", lambda: _runs_status(ledger), checks, serve_ops):
+                    await stop.wait()
             finally:
                 await faust_app.stop()
 
@@ -93,6 +129,7 @@ class App:
         count: int = 1,
         store: VectorStore | None = None,
         encoder: TextEncoder | None = None,
+        serve_ops: bool = False,
     ) -> None:
         """`count` members of the embedding consumer group, sharing one model and one store."""
         from streams.embedder import Embedder, EmbeddingConsumer
@@ -114,8 +151,28 @@ class App:
                 ]
                 await asyncio.gather(*(c.start() for c in consumers))
                 log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
+
+                def status() -> dict[str, Any]:
+                    return {
+                        "consumers": [
+                            {
+                                "items_processed": m.items_processed,
+                                "ready": m.ready,
+                                "last_error": m.last_error,
+                                "partitions": sorted(tp.partition for tp in c.assignment()),
+                            }
+                            for m, c in zip(members, consumers, strict=True)
+                        ]
+                    }
+
+                checks = {
+                    "qdrant": _store_check(store),
+                    "model": _model_check(encoder),
+                    "batches": _members_check(members),
+                }
                 try:
-                    await asyncio.gather(*(m.run(stop) for m in members))
+                    async with self.ops("embedder", status, checks, serve_ops):
+                        await asyncio.gather(*(m.run(stop) for m in members))
                 finally:
                     await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
         finally:
@@ -130,17 +187,70 @@ class App:
     def _items_consumer(self) -> AIOKafkaConsumer:
         return make_consumer(self.settings, self.bootstrap_servers, self.topics.items, group_id=self.embedder_group)
 
-    async def run_scheduler(self, stop: asyncio.Event) -> None:
-        """The scheduler: cron and start-up sync requests."""
+    async def run_scheduler(self, stop: asyncio.Event, serve_ops: bool = False) -> None:
+        """The scheduler (cron and start-up sync requests) and the stall watchdog."""
         from producers.scheduler import Scheduler
+        from producers.watchdog import Watchdog
+        from ragsync import metrics
 
         await self.ensure_topics()
-        async with self.publisher() as publisher:
-            await Scheduler(self.settings, publisher, self.topics).run(stop)
+        async with self.publisher() as publisher, self.ledger() as ledger:
+            scheduler = Scheduler(self.settings, publisher, self.topics)
+            watchdog = Watchdog(self.settings, ledger, publisher, self.topics)
+            collector = metrics.register_run_gauges(lambda: ledger.book)
 
-    async def run_watcher(self) -> RunWatcher:
-        """A started watcher over the sync-runs topic (stop it when done)."""
-        consumer = make_consumer(self.settings, self.bootstrap_servers, group_id=None)
-        watcher = RunWatcher(consumer, self.topics.sync_runs)
-        await watcher.start()
-        return watcher
+            def status() -> dict[str, Any]:
+                return {
+                    "scheduler": scheduler.state.as_json(),
+                    "watchdog_checks": watchdog.checks,
+                    **_runs_status(ledger),
+                }
+
+            try:
+                async with self.ops("scheduler", status, {"broker": _ledger_check(ledger)}, serve_ops):
+                    await asyncio.gather(scheduler.run(stop), watchdog.run(stop))
+            finally:
+                REGISTRY.unregister(collector)
+
+
+def _runs_status(ledger: RunLedger) -> dict[str, Any]:
+    return {"active_runs": len(ledger.book.active()), "runs": [r.summary() for r in ledger.book.recent()]}
+
+
+def _ledger_check(ledger: RunLedger) -> Check:
+    async def check() -> str | None:
+        lag = await ledger.lag()
+        return "no answer from the broker yet" if lag is None else None
+
+    return check
+
+
+def _channel_check(client: CoordinatorClient) -> Check:
+    async def check() -> str | None:
+        state = client.connectivity()
+        return None if state != grpc.ChannelConnectivity.TRANSIENT_FAILURE else f"{client.endpoint} unreachable"
+
+    return check
+
+
+def _store_check(store: VectorStore) -> Check:
+    async def check() -> str | None:
+        await asyncio.to_thread(store.count)
+        return None
+
+    return check
+
+
+def _model_check(encoder: TextEncoder) -> Check:
+    async def check() -> str | None:
+        return None if encoder.loaded else "the model is still loading"
+
+    return check
+
+
+def _members_check(members: list[Any]) -> Check:
+    async def check() -> str | None:
+        failing = [m.last_error for m in members if not m.ready]
+        return f"batches failing, nothing committed: {failing[0]}" if failing else None
+
+    return check

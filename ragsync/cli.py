@@ -264,7 +264,8 @@ def fetcher() -> None:
     """The fetcher agent (long-running): sync requests in, item events out."""
     from ragsync.app import App
 
-    _serve(App(_settings()).run_fetcher)
+    app_ = App(_settings())
+    _serve(lambda stop: app_.run_fetcher(stop, serve_ops=True))
 
 
 @app.command()
@@ -273,15 +274,91 @@ def embedder(consumers: Annotated[int, typer.Option(min=1, help="Consumers in th
     from ragsync.app import App
 
     app_ = App(_settings())
-    _serve(lambda stop: app_.run_embedders(stop, consumers))
+    _serve(lambda stop: app_.run_embedders(stop, consumers, serve_ops=True))
 
 
 @app.command()
 def scheduler() -> None:
-    """The scheduler (long-running): publishes sync requests on BATCH_SYNC_SCHEDULE and on start-up."""
+    """The scheduler and stall watchdog (long-running): sync requests on BATCH_SYNC_SCHEDULE and on start-up."""
     from ragsync.app import App
 
-    _serve(App(_settings()).run_scheduler)
+    app_ = App(_settings())
+    _serve(lambda stop: app_.run_scheduler(stop, serve_ops=True))
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 30,
+    run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
+) -> None:
+    """The sync runs, read from the sync-runs topic: status, counts, errors."""
+    from ragsync.app import App
+    from ragsync.console import runs_table
+
+    app_ = App(_settings())
+
+    async def read() -> list[Any]:
+        async with app_.ledger() as ledger:
+            await ledger.caught_up()
+            if run_id is not None:
+                run = ledger.book.get(run_id)
+                return [run] if run else []
+            return ledger.book.recent(limit)
+
+    runs = _run(read())
+    if as_json:
+        print(json.dumps([r.summary() for r in runs]))
+    else:
+        out.print(runs_table(runs))
+
+
+dead_letters_app = typer.Typer(help="What a stage could not do: list it, replay it.", no_args_is_help=True)
+app.add_typer(dead_letters_app, name="dead-letters")
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
+    stage: Annotated[str | None, typer.Option(help="fetcher or embedder.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every dead letter with its reason."""
+    from ragsync.app import App
+    from ragsync.console import letters_table
+    from ragsync.dead_letters import list_dead_letters
+
+    app_ = App(_settings())
+    letters = _run(list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage))
+    if as_json:
+        print(json.dumps([{"ref": s.ref, **s.letter.model_dump(mode="json")} for s in letters]))
+    else:
+        out.print(letters_table(letters))
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
+    stage: Annotated[str | None, typer.Option(help="fetcher or embedder.")] = None,
+) -> None:
+    """Re-submit dead-lettered messages to the topic they came from (after fixing the cause)."""
+    from ragsync.app import App
+    from ragsync.dead_letters import list_dead_letters, replay
+
+    app_ = App(_settings())
+
+    async def run() -> tuple[int, list[Any]]:
+        letters = await list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage)
+        async with app_.publisher() as publisher:
+            return await replay(publisher, app_.topics, letters)
+
+    sent, skipped = _run(run())
+    out.print(f"replayed {sent} dead letter(s)")
+    if skipped:
+        err.print(
+            f"{len(skipped)} cannot be replayed: records the Coordinator sent that never became an item "
+            "(no id, too large, too deep); fix them upstream and sync their service again"
+        )
 
 
 @app.command()

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ragsync.dead_letters import StoredLetter
 from ragsync.oneshot import SyncReport
 from ragsync.runs import RunState
 from ragsync.store import Hit
@@ -76,6 +77,63 @@ def summary_table(report: SyncReport) -> Table:
         f"{report.seconds:.1f}",
         f"{total_items / report.seconds:.0f}" if report.seconds else "0",
     )
+    return table
+
+
+def runs_table(runs: list[RunState]) -> Table:
+    """The runs, newest first: status, progress, errors."""
+    table = Table(title=f"{len(runs)} sync runs")
+    for column in (
+        "run",
+        "tenant",
+        "service",
+        "type",
+        "status",
+        "pages",
+        "fetched",
+        "upserted",
+        "dead",
+        "pending",
+        "started",
+        "error",
+    ):
+        table.add_column(column, overflow="fold")
+    colours = {"succeeded": "green", "failed": "red", "stalled": "yellow", "skipped": "magenta"}
+    for run in runs:
+        colour = colours.get(run.status, "cyan")
+        table.add_row(
+            run.run_id[:12],
+            run.tenant_id,
+            run.service,
+            run.request.sync_type if run.request else "",
+            f"[{colour}]{run.status}[/{colour}]",
+            str(run.pages),
+            str(run.items_fetched),
+            str(run.items_upserted),
+            str(run.dead_lettered),
+            str(run.items_pending),
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "",
+            run.error or "",
+        )
+    return table
+
+
+def letters_table(letters: list[StoredLetter]) -> Table:
+    """Dead letters: where, which run and item, why."""
+    table = Table(title=f"{len(letters)} dead letters")
+    for column in ("ref", "at", "stage", "service", "run", "item", "reason"):
+        table.add_column(column, overflow="fold")
+    for stored in letters:
+        letter = stored.letter
+        table.add_row(
+            stored.ref,
+            letter.at.strftime("%Y-%m-%d %H:%M:%S"),
+            letter.stage,
+            letter.service or "",
+            (letter.run_id or "")[:12],
+            letter.item_id or "",
+            letter.reason,
+        )
     return table
 
 

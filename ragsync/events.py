@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SyncType = Literal["batch", "daily", "incremental"]
-Trigger = Literal["cron", "startup", "cli", "http", "manual"]
+Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay"]
 SERVICE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
@@ -70,25 +70,29 @@ class ItemEvent(Event):
         return f"{self.tenant_id}/{self.service}/{self.item_id}"
 
 
-RunStatus = Literal["fetching", "fetched", "failed"]
+RunStatus = Literal["queued", "fetching", "fetched", "failed", "stalled", "skipped"]
+ProgressSource = Literal["trigger", "fetcher", "embedder", "watchdog"]
 
 
 class RunProgress(Event):
-    """A change to a sync run: a status change and/or counts to add.
+    """A change to a sync run, from any stage. Folding them in any order, with repeats, gives the same run.
 
-    Counts are deltas, so events from the fetcher and from any number of embedders can arrive in any order.
+    The fetcher names the page it completed and the ids it emitted from it; the embedder names the ids it put in
+    Qdrant or dead-lettered. Ids make the accounting exact under at-least-once delivery: an item redelivered and
+    upserted twice still counts once.
     """
 
     v: Literal[1] = 1
     run_id: str
     tenant_id: str
     service: str
-    source: Literal["fetcher", "embedder"]
+    source: ProgressSource
     status: RunStatus | None = None
-    pages: int = Field(0, ge=0)
-    items_fetched: int = Field(0, ge=0)
-    items_upserted: int = Field(0, ge=0)
-    dead_lettered: int = Field(0, ge=0)
+    request: SyncRequest | None = Field(None, description="The run's request, on its first event (for re-requests).")
+    page: int | None = Field(None, ge=1, description="The page this event completes (fetcher).")
+    item_ids: list[str] = Field(default_factory=list, description="Fetched (fetcher) or upserted (embedder) ids.")
+    dead_item_ids: list[str] = Field(default_factory=list, description="Ids the embedder dead-lettered.")
+    dead_lettered: int = Field(0, ge=0, description="Records of `page` the fetcher dead-lettered (no usable id).")
     error: str | None = None
     at: datetime = Field(default_factory=utc_now)
 
@@ -101,7 +105,7 @@ class DeadLetter(Event):
     tenant_id: str | None
     service: str | None
     item_id: str | None = None
-    stage: Literal["fetcher", "embedder"]
+    stage: Literal["fetcher", "embedder", "ledger"]
     reason: str
     source_topic: str
     source_partition: int | None = None

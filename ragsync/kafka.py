@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from ragsync.events import Event
 from ragsync.settings import Settings
@@ -63,12 +63,36 @@ class Publisher:
         """Queue one event; errors surface at the next `flush`."""
         self._pending.append(await self._producer.send(topic, event.to_bytes(), key=key.encode()))
 
-    async def send_raw(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Queue bytes that are not an event model (a replayed original message)."""
-        self._pending.append(await self._producer.send(topic, value, key=key))
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        """Queue bytes already encoded (an item event, a replayed original message)."""
+        self._pending.append(await self._producer.send(topic, value, key=key, headers=headers))
 
     async def flush(self) -> None:
         """Wait until every queued event is acknowledged; raises the first delivery error."""
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending)
+
+
+async def read_to_end(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[ConsumerRecord[Any, Any]]:
+    """Every message of `topic` from its beginning up to its end as of now (`consumer` must not be started)."""
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning()
+        messages: list[ConsumerRecord[Any, Any]] = []
+        async with asyncio.timeout(timeout):
+            while True:
+                batch = await consumer.getmany(timeout_ms=200)
+                messages += [m for records in batch.values() for m in records]
+                # The high-water mark comes with each fetch; the design notes warn end_offsets() can be wrong.
+                marks = [consumer.highwater(tp) for tp in partitions]
+                if not batch and None not in marks:
+                    positions = [await consumer.position(tp) for tp in partitions]
+                    if all(p >= m for p, m in zip(positions, marks, strict=True)):
+                        return messages
+    finally:
+        await consumer.stop()

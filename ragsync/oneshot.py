@@ -89,17 +89,16 @@ async def run_sync(
         asyncio.create_task(app.run_fetcher(stop, coordinator_endpoint), name="fetcher"),
         asyncio.create_task(app.run_embedders(stop, embedders, store, encoder), name="embedders"),
     ]
-    watcher = await app.run_watcher()
     try:
-        requests = sync_requests(app.settings, services, "cli", sync_type)
-        started = time.monotonic()
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, requests)
-        runs = await watcher.wait([r.run_id for r in requests], timeout, on_change, guard=components)
-        seconds = time.monotonic() - started
+        async with app.ledger(from_beginning=False) as ledger:
+            requests = sync_requests(app.settings, services, "cli", sync_type)
+            started = time.monotonic()
+            async with app.publisher() as publisher:
+                await publish_requests(publisher, app.topics, requests)
+            runs = await ledger.wait([r.run_id for r in requests], timeout, on_change, guard=components)
+            seconds = time.monotonic() - started
     finally:
         stop.set()
-        await watcher.stop()
         results = await asyncio.gather(*components, return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:

@@ -1,14 +1,19 @@
-"""Sync runs, folded from `RunProgress` events: counts, status, and when a run is complete."""
+"""Sync runs, folded from `RunProgress` events: status, counts, checkpoint, and when a run is complete.
+
+Folding is idempotent: pages are keyed by number and items by id, so a repeated or redelivered event changes
+nothing. A run succeeds only when every item id the fetcher emitted is in Qdrant or dead-lettered.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from ragsync.events import RunProgress
+from ragsync.events import RunProgress, SyncRequest
 
-RunStatusName = Literal["queued", "fetching", "embedding", "succeeded", "failed"]
+RunStatusName = Literal["queued", "fetching", "embedding", "succeeded", "failed", "stalled", "skipped"]
+FINAL = frozenset({"succeeded", "failed", "skipped"})
 
 
 @dataclass
@@ -19,31 +24,73 @@ class RunState:
     tenant_id: str
     service: str
     status: RunStatusName = "queued"
-    pages: int = 0
-    items_fetched: int = 0
-    items_upserted: int = 0
-    fetch_dead_lettered: int = 0
-    embed_dead_lettered: int = 0
+    request: SyncRequest | None = None
+    page_items: dict[int, int] = field(default_factory=dict)
+    page_dead: dict[int, int] = field(default_factory=dict)
+    fetched_ids: set[str] = field(default_factory=set)
+    upserted_ids: set[str] = field(default_factory=set)
+    dead_ids: set[str] = field(default_factory=set)
     fetch_done: bool = False
+    stalls: int = 0
+    stalled_at: datetime | None = None
     error: str | None = None
     started_at: datetime | None = None
     last_progress_at: datetime | None = None
     finished_at: datetime | None = None
+    final_counts: tuple[int, int, int] | None = None  # fetched, upserted, pending; set when the run finishes
+
+    # --- counts ---
+    @property
+    def pages(self) -> int:
+        """Pages completed."""
+        return len(self.page_items)
+
+    @property
+    def last_page(self) -> int:
+        """The checkpoint: the last page completed (0 before the first)."""
+        return max(self.page_items, default=0)
+
+    @property
+    def items_fetched(self) -> int:
+        """Distinct items the fetcher emitted."""
+        return self.final_counts[0] if self.final_counts else len(self.fetched_ids)
+
+    @property
+    def items_upserted(self) -> int:
+        """Distinct items in Qdrant."""
+        return self.final_counts[1] if self.final_counts else len(self.upserted_ids)
 
     @property
     def dead_lettered(self) -> int:
         """Items dead-lettered by any stage."""
-        return self.fetch_dead_lettered + self.embed_dead_lettered
+        return sum(self.page_dead.values()) + self.embed_dead_lettered
+
+    @property
+    def embed_dead_lettered(self) -> int:
+        """Items the embedder dead-lettered (and that were not upserted later)."""
+        return len(self.dead_ids - self.upserted_ids)
+
+    @property
+    def items_pending(self) -> int:
+        """Fetched items neither in Qdrant nor dead-lettered yet."""
+        if self.final_counts:
+            return self.final_counts[2]
+        return len(self.fetched_ids - self.upserted_ids - self.dead_ids)
+
+    def idle_seconds(self, now: datetime) -> float:
+        """Seconds since the last progress, or since the watchdog last acted on the run."""
+        marks = [m for m in (self.last_progress_at, self.stalled_at, self.started_at) if m is not None]
+        return (now - max(marks)).total_seconds() if marks else 0.0
 
     @property
     def items_settled(self) -> int:
-        """Fetched items that reached their end: in Qdrant or dead-lettered by the embedder."""
-        return self.items_upserted + self.embed_dead_lettered
+        """Fetched items that reached their end: in Qdrant or dead-lettered."""
+        return self.items_fetched - self.items_pending
 
     @property
     def finished(self) -> bool:
         """Whether the run reached a final status."""
-        return self.status in ("succeeded", "failed")
+        return self.status in FINAL
 
     @property
     def seconds(self) -> float:
@@ -52,41 +99,78 @@ class RunState:
             return 0.0
         return (self.last_progress_at - self.started_at).total_seconds()
 
+    # --- folding ---
     def apply(self, event: RunProgress) -> None:
         """Fold one progress event into the state."""
-        self.started_at = self.started_at or event.at
-        self.last_progress_at = max(self.last_progress_at or event.at, event.at)
-        self.pages += event.pages
-        self.items_fetched += event.items_fetched
-        self.items_upserted += event.items_upserted
-        if event.source == "fetcher":
-            self.fetch_dead_lettered += event.dead_lettered
-        else:
-            self.embed_dead_lettered += event.dead_lettered
-        if event.status == "failed":
-            self.status, self.error, self.finished_at = "failed", event.error, event.at
-        elif event.status == "fetched":
-            self.fetch_done = True
-        self._settle(event.at)
+        self.started_at = min(self.started_at or event.at, event.at)
+        self.request = self.request or event.request
+        if self.finished:
+            return  # late redeliveries of a finished run change nothing
+        if event.status not in ("stalled", "queued"):
+            # A stall notice is not progress; everything else from the stages is.
+            self.last_progress_at = max(self.last_progress_at or event.at, event.at)
+        if event.source == "fetcher" and event.page is not None:
+            self.page_items[event.page] = len(event.item_ids)
+            self.page_dead[event.page] = event.dead_lettered
+            self.fetched_ids.update(event.item_ids)
+        elif event.source == "embedder":
+            self.upserted_ids.update(event.item_ids)
+            self.dead_ids.update(event.dead_item_ids)
+        self._apply_status(event)
 
-    def _settle(self, at: datetime) -> None:
-        if self.status == "failed":
+    def _apply_status(self, event: RunProgress) -> None:
+        if event.status in ("failed", "skipped"):
+            self._finish(event.status, event.at, event.error)
             return
-        if self.fetch_done and self.items_settled >= self.items_fetched:
-            self.status, self.finished_at = "succeeded", at
-        elif self.fetch_done or self.items_settled:
-            self.status = "embedding"
+        if event.status == "stalled":
+            self.status, self.error = "stalled", event.error
+            self.stalls += 1
+            self.stalled_at = max(self.stalled_at or event.at, event.at)
+            return
+        if event.status == "queued":
+            return  # the trigger's notice may arrive after the fetcher's first events
+        if event.status == "fetched":
+            self.fetch_done = True
+        if self.fetch_done and self.items_pending == 0:
+            self._finish("succeeded", event.at, None)
         else:
-            self.status = "fetching"
+            self.status = "embedding" if self.fetch_done else "fetching"
+
+    def _finish(self, status: RunStatusName, at: datetime, error: str | None) -> None:
+        pending = self.items_pending
+        self.status, self.finished_at = status, at
+        if error is not None:
+            self.error = error
+        # Keep the counts, drop the id sets: a finished run is history and must stay small.
+        self.final_counts = (len(self.fetched_ids), len(self.upserted_ids), pending)
+        self.dead_ids = {i for i in self.dead_ids if i not in self.upserted_ids}
+        self.fetched_ids, self.upserted_ids = set(), set()
 
     def summary(self) -> dict[str, Any]:
-        """The run as plain JSON-able data."""
-        data = asdict(self)
-        data["dead_lettered"] = self.dead_lettered
-        data["seconds"] = round(self.seconds, 3)
-        for key in ("started_at", "last_progress_at", "finished_at"):
-            data[key] = data[key].isoformat() if data[key] else None
-        return data
+        """The run as plain JSON-able data (what `status --json` and `/status` show)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "run_id": self.run_id,
+            "tenant_id": self.tenant_id,
+            "service": self.service,
+            "sync_type": self.request.sync_type if self.request else None,
+            "trigger": self.request.trigger if self.request else None,
+            "status": self.status,
+            "pages": self.pages,
+            "items_fetched": self.items_fetched,
+            "items_upserted": self.items_upserted,
+            "dead_lettered": self.dead_lettered,
+            "items_pending": self.items_pending,
+            "stalls": self.stalls,
+            "error": self.error,
+            "started_at": iso(self.started_at),
+            "last_progress_at": iso(self.last_progress_at),
+            "finished_at": iso(self.finished_at),
+            "seconds": round(self.seconds, 3),
+        }
 
 
 class RunBook:
@@ -102,3 +186,16 @@ class RunBook:
             run = self.runs[event.run_id] = RunState(event.run_id, event.tenant_id, event.service)
         run.apply(event)
         return run
+
+    def get(self, run_id: str) -> RunState | None:
+        """The run, if seen."""
+        return self.runs.get(run_id)
+
+    def active(self) -> list[RunState]:
+        """Runs not finished, oldest first."""
+        return sorted((r for r in self.runs.values() if not r.finished), key=lambda r: r.started_at or datetime.min)
+
+    def recent(self, limit: int = 50) -> list[RunState]:
+        """The latest runs, newest first."""
+        ordered = sorted(self.runs.values(), key=lambda r: r.started_at or datetime.min, reverse=True)
+        return ordered[:limit]

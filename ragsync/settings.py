@@ -50,6 +50,14 @@ class Settings(BaseSettings):
 
     # --- fetcher ---
     fetcher_concurrency: int = Field(4, ge=1, description="Sync requests one fetcher works on at once.")
+    item_max_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest item event; bigger records are dead-lettered (Kafka's default limit)."
+    )
+
+    # --- run tracking and the watchdog (in the scheduler) ---
+    run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
+    watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
+    watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
 
     # --- embedder ---
     embedding_model: str = Field("all-MiniLM-L6-v2", description="Model name or local path.")
@@ -63,6 +71,10 @@ class Settings(BaseSettings):
     qdrant_api_key: str | None = None
     qdrant_path: Path = Path("data/qdrant")
     qdrant_collection: str = "ragsync"
+
+    # --- operations endpoints (/metrics, /healthz, /readyz, /status) ---
+    ops_host: str = Field("127.0.0.1", description="Address the ops endpoints listen on (0.0.0.0 in containers).")
+    ops_port: int | None = Field(None, ge=0, le=65535, description="Port; unset: each component's default.")
 
     # --- local files ---
     data_dir: Path = Path("data")

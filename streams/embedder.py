@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 
+from ragsync import metrics
 from ragsync.events import DeadLetter, ItemEvent, RunProgress, describe_validation_error
 from ragsync.kafka import Publisher
 from ragsync.store import Point, VectorStore, point_id
@@ -28,14 +28,16 @@ from streams.model import TextEncoder
 log = logging.getLogger(__name__)
 
 
+RunKey = tuple[str, str, str]  # run id, tenant, service
+
+
 @dataclass
 class BatchOutcome:
-    """What one batch did."""
+    """What one batch did, per run: the ids now in Qdrant and the ids dead-lettered."""
 
-    upserted: int = 0
-    dead_lettered: int = 0
-    per_run: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    dead_per_run: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    upserted: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
+    dead: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
+    unreadable: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,22 @@ class Embedder:
     async def process(self, messages: Sequence[ConsumerRecord[Any, Any]]) -> BatchOutcome:
         """Embed and upsert one batch; returns once Qdrant acknowledged it and progress is published."""
         items, rejected = self._triage(messages)
-        vectors = await asyncio.to_thread(self._encoder.encode, [text for _, text in items])
+        metrics.EMBED_BATCH.observe(len(items))
+        with metrics.EMBED_SECONDS.time():
+            vectors = await asyncio.to_thread(self._encoder.encode, [text for _, text in items])
         points = [self._point(e, t, v) for (e, t), v in zip(items, vectors, strict=True)]
-        await asyncio.to_thread(self._store.upsert, points)
-        outcome = BatchOutcome(upserted=len(points), dead_lettered=len(rejected))
-        outcome.per_run.update((e.run_id, e.tenant_id, e.service) for e, _ in items)
+        with metrics.UPSERT_SECONDS.time():
+            await asyncio.to_thread(self._store.upsert, points)
+        outcome = BatchOutcome()
+        for event, _ in items:
+            outcome.upserted[(event.run_id, event.tenant_id, event.service)].append(event.item_id)
+            metrics.ITEMS.labels("upserted", event.service).inc()
         for item in rejected:
             await self._dead_letter(item)
-            if item.event is not None:
-                outcome.dead_per_run[(item.event.run_id, item.event.tenant_id, item.event.service)] += 1
+            if item.event is None:
+                outcome.unreadable += 1
+            else:
+                outcome.dead[(item.event.run_id, item.event.tenant_id, item.event.service)].append(item.event.item_id)
         await self._report(outcome)
         await self._publisher.flush()
         return outcome
@@ -114,6 +123,9 @@ class Embedder:
     async def _dead_letter(self, item: Rejected) -> None:
         event, message = item.event, item.message
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, item.reason)
+        metrics.DEAD_LETTERS.labels("embedder").inc()
+        if event is None:
+            metrics.UNREADABLE_EVENTS.labels(topic="items").inc()
         letter = DeadLetter(
             run_id=event.run_id if event else None,
             tenant_id=event.tenant_id if event else None,
@@ -129,15 +141,14 @@ class Embedder:
         await self._publisher.send(self._topics.dead_letters, event.run_id if event else "rejected", letter)
 
     async def _report(self, outcome: BatchOutcome) -> None:
-        runs = set(outcome.per_run) | set(outcome.dead_per_run)
-        for run_id, tenant, service in runs:
+        for run_id, tenant, service in set(outcome.upserted) | set(outcome.dead):
             progress = RunProgress(
                 run_id=run_id,
                 tenant_id=tenant,
                 service=service,
                 source="embedder",
-                items_upserted=outcome.per_run[(run_id, tenant, service)],
-                dead_lettered=outcome.dead_per_run[(run_id, tenant, service)],
+                item_ids=outcome.upserted.get((run_id, tenant, service), []),
+                dead_item_ids=outcome.dead.get((run_id, tenant, service), []),
             )
             await self._publisher.send(self._topics.sync_runs, run_id, progress)
 
@@ -151,49 +162,65 @@ class EmbeddingConsumer:
         embedder: Embedder,
         max_batch: int,
         poll_timeout_ms: int,
-        store_retry_seconds: float = 300.0,
+        retry_max_seconds: float = 15.0,
     ) -> None:
         self._consumer = consumer
         self._embedder = embedder
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
-        self._store_retry_seconds = store_retry_seconds
+        self._retry_max_seconds = retry_max_seconds
         self.items_processed = 0
+        self.ready = True
+        self.last_error: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set. A batch that keeps failing stops the consumer uncommitted (nothing lost)."""
+        """Consume until `stop` is set."""
         while not stop.is_set():
             batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
             messages = [m for partition in batch.values() for m in partition]
             if not messages:
                 continue
-            await self._process_with_retry(messages)
+            if not await self._process_until_done(messages, stop):
+                return
             await self._commit(batch)
             self.items_processed += len(messages)
 
-    async def _process_with_retry(self, messages: list[ConsumerRecord[Any, Any]]) -> None:
-        # Qdrant or the broker may be away for a while; nothing is committed until the batch went through.
-        retrying = AsyncRetrying(
-            stop=stop_after_delay(self._store_retry_seconds),
-            wait=wait_exponential_jitter(initial=0.5, max=15),
-            retry=retry_if_exception_type(Exception),
-            reraise=True,
-            before_sleep=lambda state: log.error(
-                "batch of %d items failed (attempt %d): %s; retrying, nothing committed",
-                len(messages),
-                state.attempt_number,
-                state.outcome.exception() if state.outcome else "?",
-            ),
-        )
-        async for attempt in retrying:
-            with attempt:
+    async def _process_until_done(self, messages: list[ConsumerRecord[Any, Any]], stop: asyncio.Event) -> bool:
+        """Process the batch, retrying for as long as it takes; False if stopped first (nothing committed)."""
+        delay = 0.5
+        while True:
+            try:
                 await self._embedder.process(messages)
+            except Exception as error:  # noqa: BLE001 - Qdrant or the broker away: keep the batch, retry
+                self._not_ready(error, len(messages))
+            else:
+                self._back_to_ready()
+                return True
+            # Paused partitions deliver nothing, but polling keeps this member in the group meanwhile.
+            self._consumer.pause(*self._consumer.assignment())
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+                return False
+            except TimeoutError:
+                await self._consumer.getmany(timeout_ms=0)
+            delay = min(delay * 2, self._retry_max_seconds)
+
+    def _not_ready(self, error: BaseException, size: int) -> None:
+        metrics.STORE_ERRORS.inc()
+        self.ready, self.last_error = False, f"{type(error).__name__}: {error}"
+        log.error("batch of %d items failed, nothing committed, retrying: %s", size, self.last_error)
+
+    def _back_to_ready(self) -> None:
+        if not self.ready:
+            log.warning("batch went through after an outage; resuming")
+            self._consumer.resume(*self._consumer.assignment())
+        self.ready, self.last_error = True, None
 
     async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
             await self._consumer.commit(offsets)
-        except CommitFailedError as error:
+        except (CommitFailedError, IllegalStateError) as error:
             # The partitions moved to another member during the batch; it will redeliver, and the
             # deterministic point ids make the second write an overwrite.
             log.warning("commit after a rebalance failed (items will be redelivered, not lost): %s", error)

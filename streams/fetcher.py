@@ -1,29 +1,57 @@
 """The fetcher agent: consumes sync requests, pages through the Coordinator, emits one item event per record.
 
-The agent itself is a faust-streaming agent (a consumer group over the sync-requests topic, offsets acknowledged
-once a request is fully handled); `SyncRunner` does the work and is testable without faust.
+The agent itself is a faust-streaming agent (a consumer group over the sync-requests topic; a request is
+acknowledged once it is fully handled). `FetcherAgent` decides what to do with each request (run it, resume it
+from its checkpoint, skip it because the service is already being synced) and `SyncRunner` does the fetching;
+both are testable without faust.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
+from ragsync import metrics
 from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.events import DeadLetter, ItemEvent, RunProgress, SyncRequest, describe_validation_error
 from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.topics import Topics
-from streams.items import ItemError, item_id_of
+from streams.items import MAX_DEPTH, ItemError, depth_of, item_id_of, record_text, repair_surrogates
 
 log = logging.getLogger(__name__)
+
+
+def encode_item(event: ItemEvent, max_bytes: int) -> bytes:
+    """The item event's bytes; lone surrogates repaired, `ItemError` if it nests too deep or is too large."""
+    try:
+        data = event.to_bytes()
+    except PydanticSerializationError as error:
+        if depth_of(event.record) > MAX_DEPTH:
+            raise ItemError(
+                f"record nests {depth_of(event.record)} levels deep, over the limit of {MAX_DEPTH}"
+            ) from error
+        repaired = event.model_copy(update={"record": repair_surrogates(event.record)})
+        data = repaired.to_bytes()
+        log.warning("item %s: lone surrogates in the record were replaced by U+FFFD", event.key)
+    if len(data) > max_bytes:
+        raise ItemError(f"record is {len(data):,} bytes as an item event, over ITEM_MAX_BYTES={max_bytes:,}")
+    return data
+
+
+def request_key(request: SyncRequest, default_tenant: str) -> bytes:
+    """Requests of one tenant and service share a key, so one fetcher replica sees them in order."""
+    return f"{request.tenant_id or default_tenant}/{request.service}".encode()
 
 
 @dataclass
@@ -48,16 +76,16 @@ class SyncRunner:
         self._topics = topics
         self._identity = CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id)
 
-    async def run(self, request: SyncRequest) -> FetchOutcome:
-        """Fetch every page of the request's service. Errors fail the run loudly; they do not raise."""
-        tenant = request.tenant_id or self._settings.default_tenant_id
+    async def run(self, request: SyncRequest, first_page: int = 1) -> FetchOutcome:
+        """Fetch every page from `first_page` on. Errors fail the run loudly; they do not raise."""
         outcome = FetchOutcome(run_id=request.run_id, service=request.service)
-        await self._progress(request, tenant, status="fetching")
+        await self._progress(request, status="fetching", request=request)
         query = PageQuery(
             service=request.service,
             sync_type=request.sync_type,
             limit=request.limit or self._settings.batch_sync_limit,
             since=request.since,
+            first_page=first_page,
         )
         try:
             async for page in iterate_pages(
@@ -67,56 +95,67 @@ class SyncRunner:
                 self._settings.batch_sync_timeout,
                 self._settings.coordinator_max_pages,
             ):
-                emitted, dead = await self._emit_page(request, tenant, page.number, page.records)
-                outcome.pages += 1
-                outcome.items += emitted
-                outcome.dead_lettered += dead
-                await self._progress(request, tenant, pages=1, items_fetched=emitted, dead_lettered=dead)
-                # Items of a page are durable before the page counts as done.
+                ids, dead = await self._emit_page(request, page.number, page.records)
+                # Items of a page are durable before the page counts as done (the checkpoint).
                 await self._publisher.flush()
+                await self._progress(request, page=page.number, item_ids=ids, dead_lettered=dead)
+                await self._publisher.flush()
+                outcome.pages, outcome.items, outcome.dead_lettered = (
+                    outcome.pages + 1,
+                    outcome.items + len(ids),
+                    outcome.dead_lettered + dead,
+                )
+                metrics.PAGES.labels(request.service).inc()
+                metrics.ITEMS.labels("fetched", request.service).inc(len(ids))
         except Exception as error:  # noqa: BLE001 - any failure fails this run (loudly), not the agent
             outcome.error = str(error) or repr(error)
             log.error("run %s (%s) failed: %s", request.run_id, request.service, outcome.error)
-            await self._progress(request, tenant, status="failed", error=outcome.error)
+            metrics.RUNS_FAILED.labels(request.service).inc()
+            await self._progress(request, status="failed", error=outcome.error)
         else:
-            await self._progress(request, tenant, status="fetched")
+            await self._progress(request, status="fetched")
             log.info(
-                "run %s (%s): fetched %d items in %d pages",
+                "run %s (%s): fetched %d items in %d pages from page %d",
                 request.run_id,
                 request.service,
                 outcome.items,
                 outcome.pages,
+                first_page,
             )
         await self._publisher.flush()
         return outcome
 
-    async def _emit_page(
-        self, request: SyncRequest, tenant: str, page: int, records: list[dict[str, Any]]
-    ) -> tuple[int, int]:
-        emitted = dead = 0
+    async def _emit_page(self, request: SyncRequest, page: int, records: list[dict[str, Any]]) -> tuple[list[str], int]:
+        tenant = request.tenant_id or self._settings.default_tenant_id
+        ids: list[str] = []
+        seen: set[str] = set()
+        dead = 0
         for record in records:
             try:
                 item_id = item_id_of(record, request.service)
+                if item_id in seen:
+                    raise ItemError(f"{request.service} record id {item_id!r} appears twice in page {page}")
+                event = ItemEvent(
+                    run_id=request.run_id,
+                    tenant_id=tenant,
+                    service=request.service,
+                    item_id=item_id,
+                    page=page,
+                    record=record,
+                )
+                data = encode_item(event, self._settings.item_max_bytes)
             except ItemError as error:
                 await self._dead_letter(request, tenant, page, record, str(error))
                 dead += 1
                 continue
-            event = ItemEvent(
-                run_id=request.run_id,
-                tenant_id=tenant,
-                service=request.service,
-                item_id=item_id,
-                page=page,
-                record=record,
-            )
-            await self._publisher.send(self._topics.items, event.key, event)
-            emitted += 1
-        return emitted, dead
+            seen.add(item_id)
+            await self._publisher.send_raw(self._topics.items, event.key.encode(), data)
+            ids.append(item_id)
+        return ids, dead
 
-    async def _dead_letter(
-        self, request: SyncRequest, tenant: str, page: int, record: dict[str, Any], reason: str
-    ) -> None:
+    async def _dead_letter(self, request: SyncRequest, tenant: str, page: int, record: Any, reason: str) -> None:
         log.warning("run %s page %d: dead-lettered a record: %s", request.run_id, page, reason)
+        metrics.DEAD_LETTERS.labels("fetcher").inc()
         letter = DeadLetter(
             run_id=request.run_id,
             tenant_id=tenant,
@@ -124,20 +163,116 @@ class SyncRunner:
             stage="fetcher",
             reason=f"page {page}: {reason}",
             source_topic=f"coordinator:{request.service}",
-            original=json.dumps(record, ensure_ascii=False, default=str),
+            original=record_text(record),
         )
         await self._publisher.send(self._topics.dead_letters, request.run_id, letter)
 
-    async def _progress(self, request: SyncRequest, tenant: str, **changes: Any) -> None:
+    async def _progress(self, of: SyncRequest, **changes: Any) -> None:
         event = RunProgress(
-            run_id=request.run_id, tenant_id=tenant, service=request.service, source="fetcher", **changes
+            run_id=of.run_id,
+            tenant_id=of.tenant_id or self._settings.default_tenant_id,
+            service=of.service,
+            source="fetcher",
+            **changes,
+        )
+        await self._publisher.send(self._topics.sync_runs, of.run_id, event)
+
+
+class FetcherAgent:
+    """Decides, for each sync request, whether to run it, resume it or skip it; then runs it."""
+
+    def __init__(
+        self, settings: Settings, runner: SyncRunner, ledger: RunLedger, publisher: Publisher, topics: Topics
+    ) -> None:
+        self._settings = settings
+        self._runner = runner
+        self._ledger = ledger
+        self._publisher = publisher
+        self._topics = topics
+        self._fetching: dict[tuple[str, str], str] = {}  # (tenant, service) -> run id fetched by this process
+
+    async def handle(self, key: bytes | None, value: bytes) -> FetchOutcome | None:
+        """Handle one message of the sync-requests topic; the outcome when a fetch ran."""
+        parsed = parse_request(value)
+        if isinstance(parsed, str):
+            await reject_request(self._publisher, self._topics, value, parsed)
+            return None
+        request = parsed.model_copy(update={"tenant_id": parsed.tenant_id or self._settings.default_tenant_id})
+        wanted_key = request_key(request, self._settings.default_tenant_id)
+        if key != wanted_key:
+            # Re-key, so that every request of a tenant/service reaches the one replica owning its partition.
+            await self._publisher.send(self._topics.sync_requests, wanted_key.decode(), request)
+            await self._publisher.flush()
+            return None
+        await self._ledger.caught_up()
+        return await self._dispatch(request)
+
+    async def _dispatch(self, request: SyncRequest) -> FetchOutcome | None:
+        assert request.tenant_id is not None
+        run = self._ledger.book.get(request.run_id)
+        if run is not None and run.finished:
+            log.info("run %s is already %s; redelivered request ignored", request.run_id, run.status)
+            return None
+        slot = (request.tenant_id, request.service)
+        if self._fetching.get(slot) == request.run_id:
+            log.info("run %s is being fetched by this fetcher already; re-request ignored", request.run_id)
+            return None
+        blocker = self._blocking_run(request)
+        if blocker is not None:
+            await self._skip(request, blocker)
+            return None
+        first_page = run.last_page + 1 if run is not None else 1
+        if first_page > 1:
+            log.warning("run %s (%s) resumes from page %d (checkpoint)", request.run_id, request.service, first_page)
+        self._fetching[slot] = request.run_id
+        try:
+            return await self._runner.run(request, first_page)
+        finally:
+            self._fetching.pop(slot, None)
+
+    def _blocking_run(self, request: SyncRequest) -> str | None:
+        """Another run of the same tenant and service that is live (here, or anywhere with recent progress)."""
+        here = self._fetching.get((request.tenant_id or "", request.service))
+        if here is not None:
+            return here
+        now = datetime.now(UTC)
+        for other in self._ledger.book.active():
+            if (
+                other.run_id != request.run_id
+                and other.tenant_id == request.tenant_id
+                and other.service == request.service
+                and self._is_live(other, now)
+            ):
+                return other.run_id
+        return None
+
+    def _is_live(self, run: RunState, now: datetime) -> bool:
+        if run.status == "queued" or run.last_progress_at is None:
+            return False
+        return (now - run.last_progress_at).total_seconds() < self._settings.run_stall_timeout
+
+    async def _skip(self, request: SyncRequest, blocker: str) -> None:
+        reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"
+        log.warning("request %s skipped: %s", request.run_id, reason)
+        metrics.RUNS_SKIPPED.labels(request.service).inc()
+        event = RunProgress(
+            run_id=request.run_id,
+            tenant_id=request.tenant_id or "",
+            service=request.service,
+            source="fetcher",
+            status="skipped",
+            request=request,
+            error=reason,
         )
         await self._publisher.send(self._topics.sync_runs, request.run_id, event)
+        await self._publisher.flush()
 
 
 async def reject_request(publisher: Publisher, topics: Topics, value: bytes, reason: str) -> None:
     """Dead-letter a sync request that is not valid: it is kept with the reason, never silently dropped."""
     log.error("rejected a sync request: %s", reason)
+    metrics.DEAD_LETTERS.labels("fetcher").inc()
+    metrics.UNREADABLE_EVENTS.labels(topic="sync-requests").inc()
     letter = DeadLetter(
         run_id=None,
         tenant_id=None,
@@ -159,15 +294,12 @@ def parse_request(value: bytes) -> SyncRequest | str:
         return describe_validation_error(error)
 
 
-def build_fetcher_app(
-    settings: Settings, bootstrap_servers: str, runner: SyncRunner, publisher: Publisher, topics: Topics
-) -> Any:
-    """The faust app whose agent hands each sync request to `runner`."""
+def build_fetcher_app(settings: Settings, bootstrap_servers: str, agent: FetcherAgent, topics: Topics) -> Any:
+    """The faust app whose agent hands each sync request to `agent`."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
     datadir = Path(settings.data_dir) / "fetcher"
     datadir.mkdir(parents=True, exist_ok=True)
-
     app = faust.App(
         f"{settings.kafka_topic_prefix}fetcher",
         broker=f"kafka://{bootstrap_servers}",
@@ -185,11 +317,7 @@ def build_fetcher_app(
 
     @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
     async def fetch(stream: Any) -> None:
-        async for value in stream:
-            parsed = parse_request(value)
-            if isinstance(parsed, str):
-                await reject_request(publisher, topics, value, parsed)
-                continue
-            await runner.run(parsed)
+        async for event in stream.events():
+            await agent.handle(event.key, event.value)
 
     return app

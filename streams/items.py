@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import reprlib
 from typing import Any
 
 ID_FIELDS = ("id", "_id", "uuid", "item_id")
@@ -33,13 +35,17 @@ def item_id_of(record: dict[str, Any], service: str) -> str:
     raise ItemError(f"{service} record has no id field (looked for {', '.join(id_fields(service))})")
 
 
-def _lines(value: Any, path: str) -> list[str]:
+def _lines(value: Any, path: str, depth: int = 0) -> list[str]:
     if value is None or value == "" or isinstance(value, bool):
         return []
+    if depth >= MAX_DEPTH:
+        return [f"{path}: {json.dumps(value, ensure_ascii=False, default=str)[:1000]}"]
     if isinstance(value, dict):
-        return [line for key, inner in value.items() for line in _lines(inner, f"{path}.{key}" if path else key)]
+        return [
+            line for key, inner in value.items() for line in _lines(inner, f"{path}.{key}" if path else key, depth + 1)
+        ]
     if isinstance(value, list):
-        return [line for inner in value for line in _lines(inner, path)]
+        return [line for inner in value for line in _lines(inner, path, depth + 1)]
     return [f"{path}: {value}"]
 
 
@@ -48,3 +54,51 @@ def item_text(record: dict[str, Any], service: str) -> str:
     skip = set(id_fields(service)) | NOT_TEXT
     lines = [line for key, value in record.items() if key not in skip for line in _lines(value, key)]
     return "\n".join(lines)
+
+
+MAX_DEPTH = 64  # nesting levels an item may have; deeper records are dead-lettered
+ORIGINAL_MAX_CHARS = 65_536  # how much of a rejected record a dead letter keeps
+
+
+def depth_of(value: Any) -> int:
+    """How deeply `value` nests (iteratively: a hostile record must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(current, dict):
+            stack.extend((inner, level + 1) for inner in current.values())
+        elif isinstance(current, list):
+            stack.extend((inner, level + 1) for inner in current)
+    return deepest
+
+
+def repair_surrogates(value: Any) -> Any:
+    """A copy with lone UTF-16 surrogates (invalid in UTF-8) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-8", errors="replace").decode("utf-8") if _has_surrogate(value) else value
+    if isinstance(value, dict):
+        return {repair_surrogates(k): repair_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [repair_surrogates(v) for v in value]
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
+    """A rejected record as text for its dead letter: JSON when possible, at most `limit` characters."""
+    try:
+        text = json.dumps(record, ensure_ascii=False, default=str)
+    except (RecursionError, ValueError):
+        shortener = reprlib.Repr()
+        shortener.maxlevel, shortener.maxstring, shortener.maxother = 8, limit, limit
+        text = shortener.repr(record)
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + f"... [truncated from {len(text)} characters]"

@@ -54,6 +54,11 @@ class TextEncoder:
             return self._model
 
     @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory."""
+        return self._model is not None
+
+    @property
     def dimension(self) -> int:
         """Length of each vector."""
         model = self._load()

@@ -9,6 +9,7 @@ import grpc
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from proto import coordinator_pb2, coordinator_pb2_grpc
+from ragsync import metrics
 from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ class CoordinatorClient:
         """Close the channel."""
         await self._channel.close()
 
+    def connectivity(self) -> grpc.ChannelConnectivity:
+        """The channel's state (asks it to connect if idle)."""
+        state: grpc.ChannelConnectivity = self._channel.get_state(try_to_connect=True)
+        return state
+
     def call_metadata(self, request: coordinator_pb2.RouteRequest) -> list[tuple[str, str]]:
         """The gRPC headers of one call: service identity and, with a key, the signature."""
         timestamp_ms = int(time.time() * 1000)
@@ -99,17 +105,30 @@ class CoordinatorClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    # Each attempt is signed afresh: the signature covers the call's own timestamp.
-                    response: coordinator_pb2.RouteResponse = await self._stub.Route(
-                        request, timeout=timeout, metadata=self.call_metadata(request)
-                    )
-                    return response
+                    return await self._call(request, timeout, service)
         except RetryError as error:
             last = error.last_attempt.exception()
             raise self._error(last, service, page, self._max_attempts) from last
         except grpc.aio.AioRpcError as error:
             raise self._error(error, service, page, 1) from error
         raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _call(
+        self, request: coordinator_pb2.RouteRequest, timeout: float, service: str
+    ) -> coordinator_pb2.RouteResponse:
+        # Each attempt is signed afresh: the signature covers the call's own timestamp.
+        code = "OK"
+        try:
+            with metrics.COORDINATOR_SECONDS.labels(service).time():
+                response: coordinator_pb2.RouteResponse = await self._stub.Route(
+                    request, timeout=timeout, metadata=self.call_metadata(request)
+                )
+        except grpc.aio.AioRpcError as error:
+            code = error.code().name
+            raise
+        finally:
+            metrics.COORDINATOR_CALLS.labels(service, code).inc()
+        return response
 
     @staticmethod
     def _error(error: BaseException | None, service: str, page: int, attempts: int) -> CoordinatorError:

@@ -37,6 +37,8 @@ def records_from_envelope(envelope_json: str, service: str, page: int) -> list[d
         document = json.loads(envelope_json)
     except json.JSONDecodeError as error:
         raise BadPageError(service, page, f"not JSON ({error.msg} at position {error.pos})", envelope_json) from error
+    except RecursionError as error:
+        raise BadPageError(service, page, "JSON nested too deeply to parse", envelope_json) from error
     if isinstance(document, list):
         records, where = document, "the document itself"
     else:

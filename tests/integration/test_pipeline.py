@@ -30,8 +30,8 @@ async def test_raw_json_request_from_a_plain_producer_is_synced(
 ) -> None:
     app = App(settings)
     await app.ensure_topics()
-    watcher = await app.run_watcher()
     async with (
+        app.ledger() as watcher,
         CoordinatorServer(DemoCoordinator(items_per_service=120)) as coordinator,
         fetcher_running(app, coordinator.endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
@@ -42,7 +42,6 @@ async def test_raw_json_request_from_a_plain_producer_is_synced(
         await producer.send_and_wait(app.topics.sync_requests, raw)
         await producer.stop()
         [run] = await watcher.wait(["raw-run-1"], timeout=90, guard=[fetcher, embedders])
-    await watcher.stop()
     assert (run.status, run.service, run.tenant_id) == ("succeeded", "assessment-service", "acme")
     assert (run.pages, run.items_fetched, run.items_upserted, run.dead_lettered) == (3, 120, 120, 0)
     assert store.count(tenant_id="acme", service="assessment-service") == 120
@@ -70,8 +69,8 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
         async with asyncio.timeout(60):
             while not all(len(c.assignment()) == 2 for c in consumers):
                 await asyncio.sleep(0.2)
-        watcher = await app.run_watcher()
         async with (
+            app.ledger() as watcher,
             CoordinatorServer(DemoCoordinator(per_service)) as coordinator,
             fetcher_running(app, coordinator.endpoint) as fetcher,
         ):
@@ -84,7 +83,6 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
         await asyncio.gather(*tasks)
         assignments = [c.assignment() for c in consumers]
         await asyncio.gather(*(c.stop() for c in consumers))
-        await watcher.stop()
 
     assert all(run.status == "succeeded" for run in runs)
     assert not assignments[0] & assignments[1], "a partition was assigned to both consumers"
@@ -106,8 +104,8 @@ async def test_a_failing_service_fails_its_run_loudly_and_the_others_go_on(
 ) -> None:
     app = App(settings.model_copy(update={"coordinator_max_attempts": 2}))
     await app.ensure_topics()
-    watcher = await app.run_watcher()
     async with (
+        app.ledger() as watcher,
         CoordinatorServer(DemoCoordinator(20)) as coordinator,
         fetcher_running(app, coordinator.endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
@@ -118,7 +116,6 @@ async def test_a_failing_service_fails_its_run_loudly_and_the_others_go_on(
             for request in (bad, good):
                 await publisher.send(app.topics.sync_requests, request.service, request)
         failed, succeeded = await watcher.wait([bad.run_id, good.run_id], timeout=90, guard=[fetcher, embedders])
-    await watcher.stop()
     assert failed.status == "failed"
     assert failed.error is not None and "unknown-service page 1" in failed.error and "NOT_FOUND" in failed.error
     assert (succeeded.status, succeeded.items_upserted) == ("succeeded", 20)
@@ -129,9 +126,9 @@ async def test_retryable_faults_on_every_other_call_still_complete(
 ) -> None:
     app = App(settings)
     await app.ensure_topics()
-    watcher = await app.run_watcher()
     servicer = DemoCoordinator(200, Faults(error_rate=0.3, seed=3))
     async with (
+        app.ledger() as watcher,
         CoordinatorServer(servicer) as coordinator,
         fetcher_running(app, coordinator.endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
@@ -140,7 +137,6 @@ async def test_retryable_faults_on_every_other_call_still_complete(
         async with app.publisher() as publisher:
             await publisher.send(app.topics.sync_requests, request.service, request)
         [run] = await watcher.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
-    await watcher.stop()
     assert (run.status, run.pages, run.items_upserted) == ("succeeded", 4, 200)
     assert servicer.faults.injected >= 1, "no fault was injected"
     assert len(servicer.calls) == 4 + servicer.faults.injected

@@ -1,0 +1,95 @@
+"""The stall watchdog: no run stays "in progress" forever.
+
+A run with no progress for RUN_STALL_TIMEOUT while work remains is marked stalled (logged, counted) and acted
+on: a run still fetching (or never picked up) is re-requested, and the fetcher resumes it from its checkpoint;
+after WATCHDOG_MAX_RESUMES re-requests, or when items wait for an embedder that never comes, it is failed with
+the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from ragsync import metrics
+from ragsync.events import RunProgress
+from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
+from ragsync.settings import Settings
+from ragsync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Watchdog:
+    """Checks the ledger's active runs every WATCHDOG_INTERVAL seconds."""
+
+    def __init__(self, settings: Settings, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
+        self._settings = settings
+        self._ledger = ledger
+        self._publisher = publisher
+        self._topics = topics
+        self.checks = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check until `stop` is set."""
+        while not stop.is_set():
+            await self.check(datetime.now(UTC))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self._settings.watchdog_interval)
+            except TimeoutError:
+                continue
+
+    async def check(self, now: datetime) -> None:
+        """Act on every run idle for longer than the stall timeout."""
+        await self._ledger.caught_up()
+        self.checks += 1
+        for run in self._ledger.book.active():
+            if run.idle_seconds(now) >= self._settings.run_stall_timeout:
+                last = run.last_progress_at or run.started_at or now
+                await self._act(run, (now - last).total_seconds())
+        await self._publisher.flush()
+
+    async def _act(self, run: RunState, idle: float) -> None:
+        if run.fetch_done:
+            reason = (
+                f"no embedder progress for {idle:.0f}s: {run.items_pending} of {run.items_fetched} items are "
+                "not in Qdrant (is an embedder running? the items stay in the items topic)"
+            )
+            if run.stalls >= self._settings.watchdog_max_resumes:
+                await self._fail(run, reason)
+            else:
+                await self._stalled(run, reason, "waiting")
+            return
+        where = f"after page {run.last_page}" if run.pages else "before its first page"
+        reason = f"no progress for {idle:.0f}s {where}"
+        if run.stalls >= self._settings.watchdog_max_resumes or run.request is None:
+            why = "" if run.request else " (its request is unknown, so it cannot be re-requested)"
+            await self._fail(run, f"{reason}; gave up after {run.stalls} re-requests{why}")
+            return
+        await self._stalled(run, f"{reason}; re-requested to resume from page {run.last_page + 1}", "resumed")
+        request = run.request.model_copy(update={"trigger": "watchdog"})
+        await self._publisher.send(self._topics.sync_requests, f"{run.tenant_id}/{run.service}", request)
+
+    async def _stalled(self, run: RunState, reason: str, action: str) -> None:
+        log.error("run %s (%s) stalled: %s", run.run_id, run.service, reason)
+        metrics.STALLS.labels(run.service, action).inc()
+        await self._notice(run, "stalled", reason)
+
+    async def _fail(self, run: RunState, reason: str) -> None:
+        log.error("run %s (%s) failed by the watchdog: %s", run.run_id, run.service, reason)
+        metrics.STALLS.labels(run.service, "failed").inc()
+        await self._notice(run, "failed", f"stalled: {reason}")
+
+    async def _notice(self, run: RunState, status: str, reason: str) -> None:
+        event = RunProgress(
+            run_id=run.run_id,
+            tenant_id=run.tenant_id,
+            service=run.service,
+            source="watchdog",
+            status=status,
+            error=reason,
+        )
+        await self._publisher.send(self._topics.sync_runs, run.run_id, event)

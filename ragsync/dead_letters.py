@@ -1,0 +1,73 @@
+"""Dead letters: listing what a stage could not do, and re-submitting it once the cause is fixed."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from ragsync.events import DeadLetter
+from ragsync.kafka import Publisher, read_to_end
+from ragsync.settings import Settings
+from ragsync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    """A dead letter and where it sits in the dead-letter topic."""
+
+    partition: int
+    offset: int
+    letter: DeadLetter
+
+    @property
+    def ref(self) -> str:
+        """`partition/offset`, unique within the topic."""
+        return f"{self.partition}/{self.offset}"
+
+
+async def list_dead_letters(
+    settings: Settings, bootstrap_servers: str, run_id: str | None = None, stage: str | None = None
+) -> list[StoredLetter]:
+    """Every dead letter (optionally of one run or stage), oldest first."""
+    from ragsync.kafka import make_consumer
+
+    topics = Topics.from_settings(settings)
+    consumer = make_consumer(settings, bootstrap_servers, group_id=None)
+    letters = []
+    for message in await read_to_end(consumer, topics.dead_letters):
+        try:
+            letter = DeadLetter.model_validate_json(message.value or b"")
+        except ValidationError as error:
+            log.error("unreadable dead letter at %d/%d: %s", message.partition, message.offset, error)
+            continue
+        if (run_id is None or letter.run_id == run_id) and (stage is None or letter.stage == stage):
+            letters.append(StoredLetter(message.partition, message.offset, letter))
+    return letters
+
+
+def replay_target(letter: DeadLetter, topics: Topics) -> str | None:
+    """The topic a letter's original goes back to, or None when it did not come from a topic of ours."""
+    return letter.source_topic if letter.source_topic in (topics.items, topics.sync_requests) else None
+
+
+async def replay(publisher: Publisher, topics: Topics, letters: list[StoredLetter]) -> tuple[int, list[StoredLetter]]:
+    """Re-submit each replayable original to its topic; the count sent and the letters that cannot be."""
+    sent, skipped = 0, []
+    for stored in letters:
+        letter = stored.letter
+        target = replay_target(letter, topics)
+        if target is None:
+            skipped.append(stored)
+            continue
+        key = None
+        if target == topics.items and letter.tenant_id and letter.service and letter.item_id:
+            key = f"{letter.tenant_id}/{letter.service}/{letter.item_id}".encode()
+        headers = [("ragsync-replay-of", f"{topics.dead_letters}/{stored.ref}".encode())]
+        await publisher.send_raw(target, key, letter.original.encode("utf-8"), headers)
+        sent += 1
+    await publisher.flush()
+    return sent, skipped

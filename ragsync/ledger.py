@@ -1,0 +1,163 @@
+"""The run ledger: the sync-runs topic folded into a `RunBook`, kept current in the background.
+
+Run state lives in the topic, not in any one process, so every component that starts a ledger from the
+beginning of the topic knows every run after a restart: the fetcher resumes from its checkpoint, the watchdog
+sees stalled runs, `/status` and `ragsync status` show the same table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from ragsync import metrics
+from ragsync.events import RunProgress
+from ragsync.runs import RunBook, RunState
+
+log = logging.getLogger(__name__)
+
+
+class RunTimeoutError(TimeoutError):
+    """Runs that did not finish in time; names each one and where it stood."""
+
+    def __init__(self, runs: list[RunState], seconds: float) -> None:
+        self.runs = runs
+        stuck = "; ".join(
+            f"{r.service} ({r.run_id[:8]}) {r.status}: {r.items_upserted}/{r.items_fetched} items" for r in runs
+        )
+        super().__init__(f"{len(runs)} run(s) did not finish within {seconds:.0f}s: {stuck}")
+
+
+class ComponentStoppedError(RuntimeError):
+    """A stage that should keep running ended while runs were being waited for."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        cause = task.exception() if not task.cancelled() else None
+        super().__init__(f"the {task.get_name()} stopped while runs were in progress: {cause!r}")
+
+
+class RunLedger:
+    """Reads every progress event and keeps the `RunBook` up to date."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str, from_beginning: bool = True) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._from_beginning = from_beginning
+        self._partitions: list[TopicPartition] = []
+        self._task: asyncio.Task[None] | None = None
+        self._rounds = 0
+        self._round_done = asyncio.Condition()
+        self.book = RunBook()
+        self.listeners: list[Callable[[RunState], None]] = []
+
+    async def start(self) -> None:
+        """Attach to every partition (at its start, or its end) and follow in the background."""
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self._topic) or set()
+        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        self._consumer.assign(self._partitions)
+        if self._from_beginning:
+            await self._consumer.seek_to_beginning()
+        else:
+            await self._consumer.seek_to_end()
+        self._task = asyncio.create_task(self._follow(), name="run ledger")
+
+    async def stop(self) -> None:
+        """Stop following and disconnect."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def _follow(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for message in (m for records in batch.values() for m in records):
+                self._apply(message.value, message.partition, message.offset)
+            async with self._round_done:
+                self._rounds += 1
+                self._round_done.notify_all()
+
+    def _apply(self, value: bytes | None, partition: int, offset: int) -> None:
+        try:
+            event = RunProgress.model_validate_json(value or b"")
+        except ValidationError as error:
+            metrics.UNREADABLE_EVENTS.labels(topic="sync-runs").inc()
+            log.error("unreadable progress event at %s[%d]@%d skipped: %s", self._topic, partition, offset, error)
+            return
+        run = self.book.apply(event)
+        for listener in self.listeners:
+            listener(run)
+
+    async def _next_round(self) -> None:
+        async with self._round_done:
+            await self._round_done.wait()
+
+    async def lag(self) -> int | None:
+        """Events published but not read yet (high-water mark minus position); None before the first fetch."""
+        total = 0
+        for tp in self._partitions:
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                return None
+            total += max(0, highwater - await self._consumer.position(tp))
+        return total
+
+    async def caught_up(self, timeout: float = 30.0) -> None:
+        """Return once every event published before this call has been folded."""
+        self._check_alive()
+        async with asyncio.timeout(timeout):
+            start = self._rounds
+            while True:
+                await self._next_round()
+                # Two full rounds after the call: the high-water marks are from fetches that began after it.
+                if self._rounds >= start + 2 and await self.lag() == 0:
+                    return
+
+    def _check_alive(self) -> None:
+        if self._task is not None and self._task.done():
+            raise ComponentStoppedError(self._task)
+
+    async def wait(
+        self,
+        run_ids: Iterable[str],
+        timeout: float,
+        on_change: Callable[[RunState], None] = lambda run: None,
+        guard: Sequence[asyncio.Task[Any]] = (),
+    ) -> list[RunState]:
+        """Wait until every run in `run_ids` finished, calling `on_change` on each change.
+
+        Raises `RunTimeoutError` past `timeout` seconds, and `ComponentStoppedError` as soon as one of the
+        `guard` tasks (the stages doing the work) ends, instead of waiting for a run that cannot finish.
+        """
+        order = list(run_ids)
+        wanted = set(order)
+
+        def relay(run: RunState) -> None:
+            if run.run_id in wanted:
+                on_change(run)
+
+        self.listeners.append(relay)
+        deadline = time.monotonic() + timeout
+        try:
+            while not all((run := self.book.get(r)) is not None and run.finished for r in wanted):
+                stopped = [task for task in guard if task.done()]
+                if stopped:
+                    raise ComponentStoppedError(stopped[0])
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    unfinished = [self.book.get(r) or RunState(r, "?", "?") for r in order]
+                    raise RunTimeoutError([r for r in unfinished if not r.finished], timeout)
+                await self._next_round()
+        finally:
+            self.listeners.remove(relay)
+        return [self.book.runs[r] for r in order]

@@ -1,0 +1,82 @@
+"""Prometheus metrics, one catalogue for every component (each serves the ones it updates on `/metrics`)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from ragsync.runs import RunBook
+
+SYNC_REQUESTS = Counter("ragsync_sync_requests_total", "Sync requests published, by trigger.", ["trigger"])
+COORDINATOR_CALLS = Counter(
+    "ragsync_coordinator_calls_total", "Coordinator Route calls by service and gRPC code.", ["service", "code"]
+)
+COORDINATOR_SECONDS = Histogram(
+    "ragsync_coordinator_call_seconds",
+    "Coordinator Route call latency.",
+    ["service"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+PAGES = Counter("ragsync_pages_total", "Pages fetched from the Coordinator.", ["service"])
+ITEMS = Counter("ragsync_items_total", "Items through each stage.", ["stage", "service"])
+DEAD_LETTERS = Counter("ragsync_dead_letters_total", "Messages and records dead-lettered, by stage.", ["stage"])
+RUNS_FAILED = Counter("ragsync_run_failures_total", "Runs this fetcher failed, by service.", ["service"])
+RUNS_SKIPPED = Counter(
+    "ragsync_runs_skipped_total", "Requests skipped because a run of the service was active.", ["service"]
+)
+STALLS = Counter("ragsync_stalled_runs_total", "Stalls the watchdog acted on, by action.", ["service", "action"])
+EMBED_BATCH = Histogram(
+    "ragsync_embed_batch_size", "Items per embedding batch.", buckets=(1, 4, 8, 16, 32, 64, 128, 256, 512)
+)
+EMBED_SECONDS = Histogram("ragsync_embed_seconds", "Time to encode one batch.")
+UPSERT_SECONDS = Histogram("ragsync_qdrant_upsert_seconds", "Time for Qdrant to acknowledge one batch upsert.")
+STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
+UNREADABLE_EVENTS = Counter("ragsync_unreadable_events_total", "Events that failed validation, by topic.", ["topic"])
+SCHEDULER_NEXT_RUN = Gauge("ragsync_scheduler_next_run_timestamp_seconds", "When the scheduler fires next.")
+SCHEDULER_LAST_RUN = Gauge("ragsync_scheduler_last_run_timestamp_seconds", "When the scheduler last fired.")
+
+
+class RunBookCollector(Collector):
+    """Run gauges read from a ledger's book at scrape time: runs by status, last success per service."""
+
+    def __init__(self, book: Callable[[], RunBook]) -> None:
+        self._book = book
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        book = self._book()
+        by_status = GaugeMetricFamily(
+            "ragsync_runs", "Runs in the ledger by service and status.", labels=["service", "status"]
+        )
+        for (service, status), count in Tally((r.service, r.status) for r in book.runs.values()).items():
+            by_status.add_metric([service, status], count)
+        yield by_status
+        last_success = GaugeMetricFamily(
+            "ragsync_last_success_timestamp_seconds", "End of the latest succeeded run, by service.", labels=["service"]
+        )
+        latest: dict[str, float] = {}
+        for run in book.runs.values():
+            if run.status == "succeeded" and run.finished_at is not None:
+                latest[run.service] = max(latest.get(run.service, 0.0), run.finished_at.timestamp())
+        for service, stamp in latest.items():
+            last_success.add_metric([service], stamp)
+        yield last_success
+        pending = GaugeMetricFamily(
+            "ragsync_run_items_pending", "Fetched items of active runs not in Qdrant yet.", labels=["service"]
+        )
+        per_service: Tally[str] = Tally()
+        for run in book.active():
+            per_service[run.service] += run.items_pending
+        for service, count in per_service.items():
+            pending.add_metric([service], count)
+        yield pending
+
+
+def register_run_gauges(book: Callable[[], RunBook]) -> RunBookCollector:
+    """Expose run gauges from `book` on this process's `/metrics`."""
+    collector = RunBookCollector(book)
+    REGISTRY.register(collector)
+    return collector

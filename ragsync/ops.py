@@ -1,0 +1,93 @@
+"""The operations endpoints every long-running component serves: /healthz, /readyz, /status and /metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+log = logging.getLogger(__name__)
+
+# A readiness check answers None when all is well, or what is wrong.
+Check = Callable[[], Awaitable[str | None]]
+DEFAULT_PORTS = {"scheduler": 9100, "fetcher": 9101, "embedder": 9102}
+
+
+class OpsServer:
+    """Serves one component's health, readiness, status and metrics over HTTP."""
+
+    def __init__(
+        self, component: str, host: str, port: int, status: Callable[[], dict[str, Any]], checks: dict[str, Check]
+    ) -> None:
+        self.component = component
+        self._host, self._port = host, port
+        self._status = status
+        self._checks = checks
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/status", self._status_page)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the real one when 0 was asked for)."""
+        return self._port
+
+    async def start(self) -> None:
+        """Listen."""
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        addresses = self._runner.addresses
+        if addresses:
+            self._port = int(addresses[0][1])
+        log.info("%s serves /healthz /readyz /status /metrics on http://%s:%d", self.component, self._host, self._port)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        await self._runner.cleanup()
+
+    async def readiness(self) -> dict[str, str | None]:
+        """Each check's problem, or None where it passed."""
+        results: dict[str, str | None] = {}
+        for name, check in self._checks.items():
+            try:
+                results[name] = await check()
+            except Exception as error:  # noqa: BLE001 - a failing check is a finding, not a crash
+                results[name] = f"{type(error).__name__}: {error}"
+        return results
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"component": self.component, "status": "alive"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        checks = await self.readiness()
+        ready = all(problem is None for problem in checks.values())
+        return web.json_response(
+            {"component": self.component, "ready": ready, "checks": checks}, status=200 if ready else 503
+        )
+
+    async def _status_page(self, request: web.Request) -> web.Response:
+        checks = await self.readiness()
+        body = {
+            "component": self.component,
+            "ready": all(p is None for p in checks.values()),
+            "checks": checks,
+            **self._status(),
+        }
+        return web.json_response(body, dumps=_dumps)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest())
+        response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+        return response
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)
