@@ -55,6 +55,7 @@ class App:
             s.coordinator_max_attempts,
             s.coordinator_backoff_initial,
             s.coordinator_backoff_max,
+            s.coordinator_max_message_bytes,
         )
 
     def encoder(self) -> TextEncoder:

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     coordinator_max_attempts: int = Field(5, ge=1, description="Attempts per page on retryable codes.")
     coordinator_backoff_initial: float = Field(0.5, gt=0)
     coordinator_backoff_max: float = Field(30.0, gt=0)
+    coordinator_max_message_bytes: int = Field(
+        256 * 1024 * 1024, ge=4 * 1024 * 1024, description="Largest page the client accepts (gRPC's default is 4 MB)."
+    )
     coordinator_max_pages: int = Field(100_000, ge=1, description="A run past this many pages stops with an error.")
 
     # --- Kafka ---

@@ -37,10 +37,9 @@ def encode_item(event: ItemEvent, max_bytes: int) -> bytes:
     try:
         data = event.to_bytes()
     except PydanticSerializationError as error:
-        if depth_of(event.record) > MAX_DEPTH:
-            raise ItemError(
-                f"record nests {depth_of(event.record)} levels deep, over the limit of {MAX_DEPTH}"
-            ) from error
+        depth = depth_of(event.record)
+        if depth > MAX_DEPTH:
+            raise ItemError(f"record nests {depth} levels deep, too deep to encode as an item event") from error
         repaired = event.model_copy(update={"record": repair_surrogates(event.record)})
         data = repaired.to_bytes()
         log.warning("item %s: lone surrogates in the record were replaced by U+FFFD", event.key)

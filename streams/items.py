@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import reprlib
 from typing import Any
 
@@ -56,8 +57,9 @@ def item_text(record: dict[str, Any], service: str) -> str:
     return "\n".join(lines)
 
 
-MAX_DEPTH = 64  # nesting levels an item may have; deeper records are dead-lettered
+MAX_DEPTH = 64  # nesting levels the text follows; a record too deep to encode is dead-lettered
 ORIGINAL_MAX_CHARS = 65_536  # how much of a rejected record a dead letter keeps
+SURROGATE = re.compile("[\ud800-\udfff]")  # lone UTF-16 halves: valid in a Python str, invalid in UTF-8
 
 
 def depth_of(value: Any) -> int:
@@ -76,20 +78,12 @@ def depth_of(value: Any) -> int:
 def repair_surrogates(value: Any) -> Any:
     """A copy with lone UTF-16 surrogates (invalid in UTF-8) replaced by U+FFFD."""
     if isinstance(value, str):
-        return value.encode("utf-8", errors="replace").decode("utf-8") if _has_surrogate(value) else value
+        return SURROGATE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {repair_surrogates(k): repair_surrogates(v) for k, v in value.items()}
     if isinstance(value, list):
         return [repair_surrogates(v) for v in value]
     return value
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
@@ -100,5 +94,5 @@ def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
         shortener = reprlib.Repr()
         shortener.maxlevel, shortener.maxstring, shortener.maxother = 8, limit, limit
         text = shortener.repr(record)
-    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    text = SURROGATE.sub("\ufffd", text)
     return text if len(text) <= limit else text[:limit] + f"... [truncated from {len(text)} characters]"

@@ -48,13 +48,17 @@ class CoordinatorClient:
         max_attempts: int = 5,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        max_message_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.endpoint = endpoint
         self._signer = signer
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self._channel = grpc.aio.insecure_channel(endpoint)
+        # A page of 1000 records easily passes gRPC's 4 MB default; such a page must not fail for its size.
+        self._channel = grpc.aio.insecure_channel(
+            endpoint, options=[("grpc.max_receive_message_length", max_message_bytes)]
+        )
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
 
     async def __aenter__(self) -> CoordinatorClient:

@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import grpc
 from aiokafka import AIOKafkaConsumer
 
+from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.app import App
 from ragsync.store import VectorStore
 from streams.model import TextEncoder
@@ -54,3 +56,34 @@ async def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 3
     finally:
         await consumer.stop()
     return values
+
+
+class ScriptedCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    """A real gRPC server that answers call N with scripted answer N (the last one repeats); ignores `page`."""
+
+    def __init__(self, answers: list[tuple[str, dict[str, str]]]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    async def Route(
+        self, request: coordinator_pb2.RouteRequest, context: grpc.aio.ServicerContext
+    ) -> coordinator_pb2.RouteResponse:
+        envelope, fields = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        return coordinator_pb2.RouteResponse(envelope_json=envelope, normalized_fields=fields)
+
+
+@contextlib.asynccontextmanager
+async def scripted_coordinator(
+    answers: list[tuple[str, dict[str, str]]],
+) -> AsyncIterator[tuple[str, ScriptedCoordinator]]:
+    """A scripted Coordinator on a free port: (endpoint, servicer)."""
+    server = grpc.aio.server()
+    servicer = ScriptedCoordinator(answers)
+    coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        await server.stop(None)

@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.coordinator import BadPageError, CoordinatorClient, CoordinatorError, PagingError, Signer, iterate_pages
 from ragsync.coordinator.paging import Page, PageQuery
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.coordinator.signing import canonical_payload
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from tests.integration.conftest import scripted_coordinator
 
 IDENTITY = CallerIdentity()
 
@@ -136,34 +136,9 @@ async def test_server_down_is_unavailable_after_retries() -> None:
             await _pages(client, PageQuery("payment-service"))
 
 
-class ScriptedCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
-    """Answers every call with the next scripted (envelope, fields); ignores the requested page."""
-
-    def __init__(self, answers: list[tuple[str, dict[str, str]]]) -> None:
-        self.answers = answers
-        self.calls = 0
-
-    async def Route(
-        self,
-        request: coordinator_pb2.RouteRequest,
-        context: grpc.aio.ServicerContext,
-    ) -> coordinator_pb2.RouteResponse:
-        envelope, fields = self.answers[min(self.calls, len(self.answers) - 1)]
-        self.calls += 1
-        return coordinator_pb2.RouteResponse(envelope_json=envelope, normalized_fields=fields)
-
-
 async def _scripted(answers: list[tuple[str, dict[str, str]]], query: PageQuery, max_pages: int = 100) -> list[Page]:
-    server = grpc.aio.server()
-    servicer = ScriptedCoordinator(answers)
-    coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with _client(f"127.0.0.1:{port}") as client:
-            return await _pages(client, query, max_pages)
-    finally:
-        await server.stop(None)
+    async with scripted_coordinator(answers) as (endpoint, _), _client(endpoint) as client:
+        return await _pages(client, query, max_pages)
 
 
 @pytest.mark.parametrize(

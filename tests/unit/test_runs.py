@@ -10,28 +10,91 @@ def _event(**changes: object) -> RunProgress:
 def test_run_succeeds_only_when_every_fetched_item_is_settled() -> None:
     book = RunBook()
     book.apply(_event(status="fetching"))
-    book.apply(_event(pages=1, items_fetched=10, dead_lettered=1))
+    book.apply(_event(page=1, item_ids=[str(i) for i in range(9)], dead_lettered=1))
     run = book.apply(_event(status="fetched"))
     assert run.status == "embedding"
-    run = book.apply(_event(source="embedder", items_upserted=9))
-    assert run.status == "embedding"
-    run = book.apply(_event(source="embedder", dead_lettered=1))
+    run = book.apply(_event(source="embedder", item_ids=[str(i) for i in range(8)]))
+    assert (run.status, run.items_pending) == ("embedding", 1)
+    run = book.apply(_event(source="embedder", dead_item_ids=["8"]))
     assert run.status == "succeeded"
-    assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (10, 9, 2)
+    assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (9, 8, 2)
 
 
-def test_embedder_events_before_fetch_finished_keep_run_open() -> None:
+def test_embedder_events_before_the_page_event_keep_the_run_open() -> None:
     book = RunBook()
-    run = book.apply(_event(source="embedder", items_upserted=5))
-    assert run.status == "embedding"
-    book.apply(_event(pages=1, items_fetched=5))
+    run = book.apply(_event(source="embedder", item_ids=["a", "b"]))
+    assert run.status == "fetching"
+    book.apply(_event(page=1, item_ids=["a", "b"]))
     run = book.apply(_event(status="fetched"))
     assert run.status == "succeeded"
 
 
 def test_failed_run_stays_failed_with_its_error() -> None:
     book = RunBook()
-    book.apply(_event(pages=1, items_fetched=3))
+    book.apply(_event(page=1, item_ids=["a"]))
     run = book.apply(_event(status="failed", error="s page 2: UNAVAILABLE"))
-    run = book.apply(_event(source="embedder", items_upserted=3))
+    run = book.apply(_event(source="embedder", item_ids=["a"]))
     assert run.status == "failed" and run.error == "s page 2: UNAVAILABLE" and run.finished
+
+
+def test_redelivered_upserts_count_once() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a", "b", "c"]))
+    book.apply(_event(source="embedder", item_ids=["a", "b"]))
+    run = book.apply(_event(source="embedder", item_ids=["a", "b"]))  # redelivered after a rebalance
+    run = book.apply(_event(status="fetched"))
+    assert (run.status, run.items_upserted, run.items_pending) == ("embedding", 2, 1)
+    run = book.apply(_event(source="embedder", item_ids=["c"]))
+    assert (run.status, run.items_fetched, run.items_upserted) == ("succeeded", 3, 3)
+
+
+def test_a_page_emitted_twice_counts_once_and_sets_the_checkpoint() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a"]))
+    book.apply(_event(page=2, item_ids=["b"]))
+    run = book.apply(_event(page=2, item_ids=["b"]))
+    assert (run.pages, run.last_page, run.items_fetched) == (2, 2, 2)
+
+
+def test_the_same_id_on_two_pages_is_one_item() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a", "b"]))
+    book.apply(_event(page=2, item_ids=["b"]))
+    book.apply(_event(source="embedder", item_ids=["a", "b"]))
+    run = book.apply(_event(status="fetched"))
+    assert (run.status, run.items_fetched) == ("succeeded", 2)
+
+
+def test_finished_run_keeps_counts_and_ignores_late_events() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a", "b"], dead_lettered=1))
+    book.apply(_event(source="embedder", item_ids=["a"], dead_item_ids=["b"]))
+    run = book.apply(_event(status="fetched"))
+    assert run.status == "succeeded" and not run.fetched_ids and not run.upserted_ids
+    run = book.apply(_event(source="embedder", item_ids=["x", "y"]))
+    assert (run.items_fetched, run.items_upserted, run.dead_lettered, run.items_pending) == (2, 1, 2, 0)
+
+
+def test_stall_notice_is_not_progress_and_progress_clears_it() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    book = RunBook()
+    book.apply(_event(status="fetching", at=t0))
+    run = book.apply(_event(source="watchdog", status="stalled", error="no progress", at=t0 + timedelta(seconds=60)))
+    assert (run.status, run.stalls, run.last_progress_at) == ("stalled", 1, t0)
+    assert run.idle_seconds(t0 + timedelta(seconds=70)) == 10
+    run = book.apply(_event(page=1, item_ids=["a"], at=t0 + timedelta(seconds=80)))
+    assert run.status == "fetching"
+
+
+def test_skipped_request_is_final_with_its_reason() -> None:
+    run = RunBook().apply(_event(status="skipped", error="run r0 of t/s is still active"))
+    assert run.finished and run.status == "skipped" and "r0" in (run.error or "")
+
+
+def test_queued_notice_after_fetcher_events_changes_nothing() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a"]))
+    run = book.apply(_event(source="trigger", status="queued"))
+    assert run.status == "fetching"

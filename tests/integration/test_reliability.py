@@ -1,0 +1,287 @@
+"""Nothing lost, nothing silent: bad input, skipped duplicates, the watchdog, outages (real parts, injected faults)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY
+
+from producers.trigger import publish_requests
+from producers.watchdog import Watchdog
+from ragsync.app import App
+from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.events import DeadLetter, ItemEvent, SyncRequest
+from ragsync.kafka import make_consumer
+from ragsync.settings import Settings
+from ragsync.store import Point, VectorStore
+from streams.embedder import Embedder, EmbeddingConsumer
+from streams.model import TextEncoder
+from tests.integration.conftest import embedders_running, fetcher_running, read_all, scripted_coordinator
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    record: dict[str, Any] = {"leaf": "x"}
+    for _ in range(depth - 1):
+        record = {"a": record}
+    return record
+
+
+async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_is_synced(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    records_json = ", ".join(
+        [
+            json.dumps({"id": "ok-1", "title": "Hebrew שלום, Greek καλημέρα, emoji 🎉🚀"}, ensure_ascii=False),
+            json.dumps({"title": "no id at all"}),
+            json.dumps({"id": [1, 2], "title": "id of a wrong type"}),
+            json.dumps({"id": "dup", "title": "first"}),
+            json.dumps({"id": "dup", "title": "second"}),
+            json.dumps({"id": "big", "text": "lorem ipsum " * 450_000}),  # ~5.4 MB
+            '{"id": "surrogate", "note": "broken \\ud800 half"}',
+            json.dumps({"id": "deep", "n": _nested(100)}),
+            json.dumps({"id": "deeper", "n": _nested(400)}),
+            json.dumps({"id": "nulls", "a": None, "b": None, "c": {"d": None}}),
+            json.dumps({"id": 7, "title": "an integer id"}),
+        ]
+    )
+    envelope = '{"data": [' + records_json + "]}"
+    app = App(settings)
+    await app.ensure_topics()
+    async with (
+        app.ledger() as ledger,
+        scripted_coordinator([(envelope, {"has_more": "false"})]) as (endpoint, _),
+        fetcher_running(app, endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
+        request = SyncRequest(service="bad-service", tenant_id="t1")
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, [request])
+        [run] = await ledger.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
+        letters = [
+            DeadLetter.model_validate_json(v) for v in await read_all(app.bootstrap_servers, app.topics.dead_letters, 6)
+        ]
+
+    assert run.status == "succeeded", run.error
+    assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (6, 5, 6)
+    reasons = sorted(letter.reason for letter in letters)
+    assert any("has no id field" in r for r in reasons)
+    assert any("id=[1, 2] is not a string or integer id" in r for r in reasons)
+    assert any("'dup' appears twice in page 1" in r for r in reasons)
+    assert any("over ITEM_MAX_BYTES=1,000,000" in r for r in reasons)
+    assert any("levels deep" in r for r in reasons)
+    assert any("no text to embed" in r for r in reasons)
+    assert all(len(letter.original) < 70_000 for letter in letters)
+    by_item = {h.payload["item_id"]: h.payload for h in store.search(encoder.encode(["x"])[0], 10, tenant_id="t1")}
+    assert set(by_item) == {"ok-1", "dup", "surrogate", "7", "deep"}
+    assert "שלום" in by_item["ok-1"]["text"] and "🎉" in by_item["ok-1"]["text"]
+    assert by_item["surrogate"]["record"]["note"] == "broken \ufffd half"
+    assert by_item["dup"]["record"]["title"] == "first"
+
+
+async def test_a_malformed_item_event_is_dead_lettered_and_the_batch_goes_on(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    good = ItemEvent(run_id="r", tenant_id="t", service="s", item_id="1", page=1, record={"id": 1, "title": "fine"})
+    producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap_servers)
+    await producer.start()
+    await producer.send_and_wait(app.topics.items, b"\xff\xfe not json", key=b"x")
+    await producer.send_and_wait(app.topics.items, b'{"v": 1, "run_id": "r"}', key=b"y")
+    await producer.send_and_wait(app.topics.items, good.to_bytes(), key=good.key.encode())
+    await producer.stop()
+    async with embedders_running(app, store, encoder):
+        letters = [
+            DeadLetter.model_validate_json(v) for v in await read_all(app.bootstrap_servers, app.topics.dead_letters, 2)
+        ]
+        async with asyncio.timeout(30):
+            while store.count() < 1:
+                await asyncio.sleep(0.2)
+    assert {letter.stage for letter in letters} == {"embedder"}
+    assert any("Invalid JSON" in letter.reason for letter in letters)
+    assert any("tenant_id" in letter.reason and "Field required" in letter.reason for letter in letters)
+    assert all(letter.source_offset is not None for letter in letters)
+    assert store.count() == 1
+
+
+async def test_a_second_request_for_an_active_service_is_skipped_visibly(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings.model_copy(update={"batch_sync_limit": 10}))
+    await app.ensure_topics()
+    async with (
+        app.ledger() as ledger,
+        CoordinatorServer(DemoCoordinator(60, Faults(latency_s=0.3))) as coordinator,
+        fetcher_running(app, coordinator.endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
+        first, second = (SyncRequest(service="payment-service", tenant_id="default-tenant") for _ in range(2))
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, [first])
+            async with asyncio.timeout(30):
+                while (run := ledger.book.get(first.run_id)) is None or run.pages < 1:
+                    await asyncio.sleep(0.1)
+            await publish_requests(publisher, app.topics, [second])
+        done, skipped = await ledger.wait([first.run_id, second.run_id], 90, guard=[fetcher, embedders])
+    assert (done.status, done.items_upserted) == ("succeeded", 60)
+    assert skipped.status == "skipped"
+    assert skipped.error == f"run {first.run_id} of default-tenant/payment-service is still active"
+
+
+async def test_the_watchdog_re_requests_a_run_that_no_fetcher_picked_up(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    settings = settings.model_copy(update={"run_stall_timeout": 1.0, "watchdog_interval": 0.3})
+    app = App(settings)
+    await app.ensure_topics()
+    request = SyncRequest(service="devlab-service", tenant_id="default-tenant")
+    async with app.ledger() as ledger, app.publisher() as publisher:
+        await publish_requests(publisher, app.topics, [request])
+        watchdog = Watchdog(settings, ledger, publisher, app.topics)
+        stop = asyncio.Event()
+        watching = asyncio.create_task(watchdog.run(stop))
+        async with asyncio.timeout(30):
+            while (run := ledger.book.get(request.run_id)) is None or run.status != "stalled":
+                await asyncio.sleep(0.1)
+        assert run.error is not None and "before its first page" in run.error
+        async with (
+            CoordinatorServer(DemoCoordinator(30)) as coordinator,
+            fetcher_running(app, coordinator.endpoint) as fetcher,
+            embedders_running(app, store, encoder) as embedders,
+        ):
+            [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, embedders, watching])
+        stop.set()
+        await watching
+    assert (run.status, run.items_upserted) == ("succeeded", 30)
+    assert run.stalls >= 1
+
+
+async def test_the_watchdog_fails_a_run_whose_items_no_embedder_takes(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    settings = settings.model_copy(
+        update={"run_stall_timeout": 1.0, "watchdog_interval": 0.2, "watchdog_max_resumes": 2}
+    )
+    app = App(settings)
+    await app.ensure_topics()
+    labels = {"service": "analytics-service", "action": "failed"}
+    before = REGISTRY.get_sample_value("ragsync_stalled_runs_total", labels) or 0.0
+    async with (
+        app.ledger() as ledger,
+        app.publisher() as publisher,
+        CoordinatorServer(DemoCoordinator(15)) as coordinator,
+        fetcher_running(app, coordinator.endpoint) as fetcher,
+    ):
+        request = SyncRequest(service="analytics-service", tenant_id="default-tenant")
+        await publish_requests(publisher, app.topics, [request])
+        stop = asyncio.Event()
+        watching = asyncio.create_task(Watchdog(settings, ledger, publisher, app.topics).run(stop))
+        started = time.monotonic()
+        [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, watching])
+        stop.set()
+        await watching
+    assert run.status == "failed"
+    assert run.error is not None and "stalled: no embedder progress" in run.error and "15 of 15 items" in run.error
+    assert REGISTRY.get_sample_value("ragsync_stalled_runs_total", labels) == before + 1
+    assert time.monotonic() - started < 30
+
+
+class FlakyStore(VectorStore):
+    """The real embedded store, with upserts failing while `down` is set (Qdrant unreachable)."""
+
+    down = False
+    refused = 0
+
+    def upsert(self, points: list[Point]) -> None:
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("Qdrant unreachable (injected)")
+        super().upsert(points)
+
+
+async def test_qdrant_unreachable_commits_nothing_and_resumes_when_back(
+    settings: Settings, encoder: TextEncoder
+) -> None:
+    store = FlakyStore.on_disk(settings.qdrant_path, settings.qdrant_collection)
+    assert isinstance(store, FlakyStore)
+    app = App(settings)
+    await app.ensure_topics()
+    consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
+    try:
+        async with app.publisher() as publisher, app.ledger() as ledger:
+            embedder = Embedder(encoder, store, publisher, app.topics)
+            await embedder.prepare()
+            member = EmbeddingConsumer(consumer, embedder, max_batch=16, poll_timeout_ms=100, retry_max_seconds=0.5)
+            await consumer.start()
+            stop = asyncio.Event()
+            store.down = True
+            consuming = asyncio.create_task(member.run(stop))
+            async with (
+                CoordinatorServer(DemoCoordinator(40)) as coordinator,
+                fetcher_running(app, coordinator.endpoint) as fetcher,
+            ):
+                request = SyncRequest(service="payment-service", tenant_id="default-tenant")
+                await publish_requests(publisher, app.topics, [request])
+                async with asyncio.timeout(60):
+                    while member.ready or store.refused < 3:
+                        await asyncio.sleep(0.1)
+                assert "Qdrant unreachable" in (member.last_error or "")
+                committed = [await consumer.committed(tp) for tp in consumer.assignment()]
+                assert committed and all(offset is None for offset in committed)
+                outage_ended = time.monotonic()
+                store.down = False
+                [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, consuming])
+                recovered = time.monotonic() - outage_ended
+            stop.set()
+            await consuming
+        points = store.count()
+    finally:
+        await consumer.stop()
+        store.close()
+    assert (run.status, run.items_upserted, points) == ("succeeded", 40, 40)
+    assert member.ready and recovered < 10
+
+
+async def test_the_coordinator_down_for_twenty_seconds_is_retried_through(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    from ragsync.broker import free_port
+
+    settings = settings.model_copy(
+        update={
+            "batch_sync_limit": 10,
+            "coordinator_max_attempts": 12,
+            "coordinator_backoff_initial": 0.5,
+            "coordinator_backoff_max": 4.0,
+        }
+    )
+    app = App(settings)
+    await app.ensure_topics()
+    servicer = DemoCoordinator(100, Faults(latency_s=0.1))
+    address = f"127.0.0.1:{free_port()}"
+    server = CoordinatorServer(servicer, address)
+    await server.start()
+    async with (
+        app.ledger() as ledger,
+        fetcher_running(app, address) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
+        request = SyncRequest(service="assessment-service", tenant_id="default-tenant")
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, [request])
+        async with asyncio.timeout(30):
+            while (run := ledger.book.get(request.run_id)) is None or run.pages < 3:
+                await asyncio.sleep(0.05)
+        await server.stop()
+        await asyncio.sleep(20)
+        pages_while_down = ledger.book.runs[request.run_id].pages
+        server = CoordinatorServer(servicer, address)
+        await server.start()
+        [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, embedders])
+    await server.stop()
+    assert pages_while_down < 10
+    assert (run.status, run.pages, run.items_upserted) == ("succeeded", 10, 100)
