@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -13,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from producers.trigger import publish_requests
+from ragsync.app import App
 from ragsync.broker import free_port
+from ragsync.events import SyncRequest
+from ragsync.settings import Settings
+from ragsync.store import VectorStore
+from streams.model import TextEncoder
+from tests.integration.conftest import embedders_running, fetcher_running, read_all, scripted_coordinator
 
 RAGSYNC = [sys.executable, "-m", "ragsync"]
 
@@ -110,3 +118,48 @@ def test_malformed_private_key_is_a_clear_start_up_error(tmp_path: Path) -> None
     result = _run(["fetcher"], tmp_path, timeout=60, RAG_PRIVATE_KEY=bad)
     assert result.returncode == 2
     assert "RAG_PRIVATE_KEY" in result.stderr and "not a PEM key" in result.stderr
+
+
+async def test_status_and_dead_letters_commands_read_the_topics(
+    settings: Settings, store: VectorStore, encoder: TextEncoder, tmp_path: Path
+) -> None:
+    envelope = json.dumps({"data": [{"id": "a", "title": "kept"}, {"title": "no id"}, {"id": "b", "x": None}]})
+    app = App(settings)
+    await app.ensure_topics()
+    async with (
+        app.ledger() as ledger,
+        scripted_coordinator([(envelope, {})]) as (endpoint, _),
+        fetcher_running(app, endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
+        request = SyncRequest(service="demo-service", tenant_id="default-tenant")
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, [request])
+        await ledger.wait([request.run_id], 60, guard=[fetcher, embedders])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix}
+
+    status = await asyncio.to_thread(_run, ["status", "--json"], tmp_path, 60, **env)
+    assert status.returncode == 0, status.stderr[-2000:]
+    [run] = json.loads(status.stdout)
+    assert (run["run_id"], run["status"], run["items_fetched"], run["items_upserted"], run["dead_lettered"]) == (
+        request.run_id,
+        "succeeded",
+        2,
+        1,
+        2,
+    )
+    table = await asyncio.to_thread(_run, ["status"], tmp_path, 60, COLUMNS="200", **env)
+    assert "demo-service" in table.stdout and "succeeded" in table.stdout
+
+    listed = await asyncio.to_thread(_run, ["dead-letters", "list", "--json"], tmp_path, 60, **env)
+    letters = json.loads(listed.stdout)
+    assert sorted(letter["stage"] for letter in letters) == ["embedder", "fetcher"]
+    assert any("has no id field" in letter["reason"] for letter in letters)
+
+    replayed = await asyncio.to_thread(
+        _run, ["dead-letters", "replay", "--run-id", request.run_id], tmp_path, 60, **env
+    )
+    assert replayed.returncode == 0, replayed.stderr[-2000:]
+    assert "replayed 1 dead letter(s)" in replayed.stdout and "1 cannot be replayed" in replayed.stderr
+    items = await read_all(settings.bootstrap_servers, app.topics.items, 3)
+    assert json.loads(items[-1])["item_id"] == "b"
