@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 from aiokafka import AIOKafkaConsumer
 
+from producers.trigger import publish_requests
 from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.app import App
+from ragsync.events import SyncRequest
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
 from ragsync.store import VectorStore
 from streams.model import TextEncoder
 
@@ -87,3 +92,19 @@ async def scripted_coordinator(
         yield f"127.0.0.1:{port}", servicer
     finally:
         await server.stop(None)
+
+
+async def request_sync(app: App, service: str, **fields: Any) -> SyncRequest:
+    """Publish one sync request (and its queued notice) for `service`; the request."""
+    request = SyncRequest(service=service, tenant_id=fields.pop("tenant_id", "default-tenant"), **fields)
+    async with app.publisher() as publisher:
+        await publish_requests(publisher, app.topics, [request])
+    return request
+
+
+async def until_pages(ledger: RunLedger, run_id: str, pages: int, timeout: float = 60) -> RunState:
+    """Wait until the run has completed `pages` pages; the run."""
+    async with asyncio.timeout(timeout):
+        while (run := ledger.book.get(run_id)) is None or run.pages < pages:
+            await asyncio.sleep(0.05)
+    return run

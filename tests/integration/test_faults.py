@@ -16,15 +16,13 @@ from typing import Any
 
 import pytest
 
-from producers.trigger import publish_requests
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
-from ragsync.events import SyncRequest
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from streams.model import TextEncoder
-from tests.integration.conftest import embedders_running, fetcher_running
+from tests.integration.conftest import embedders_running, fetcher_running, request_sync, until_pages
 from tests.integration.test_pipeline import expected_ids
 
 
@@ -107,12 +105,8 @@ async def test_kill_9_the_fetcher_mid_run_resumes_from_the_checkpoint(
     ):
         env = {"COORDINATOR_GRPC_ENDPOINT": coordinator.endpoint, "OPS_PORT": "0", "BATCH_SYNC_LIMIT": "10"}
         first = components.start("fetcher", **env)
-        request = SyncRequest(service="payment-service", tenant_id="default-tenant")
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, [request])
-        async with asyncio.timeout(90):
-            while (run := ledger.book.get(request.run_id)) is None or run.pages < 5:
-                await asyncio.sleep(0.05)
+        request = await request_sync(app, "payment-service")
+        run = await until_pages(ledger, request.run_id, 5, timeout=90)
         first.send_signal(signal.SIGKILL)
         first.wait()
         await asyncio.sleep(1)  # let in-flight progress land
@@ -152,9 +146,7 @@ async def test_kill_9_one_of_two_embedders_mid_batch_loses_nothing(
         CoordinatorServer(DemoCoordinator(600)) as coordinator,
         fetcher_running(app, coordinator.endpoint) as fetcher,
     ):
-        request = SyncRequest(service="assessment-service", tenant_id="default-tenant")
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, [request])
+        request = await request_sync(app, "assessment-service")
         victim = await _wait_for_status(ports[0], lambda s: s["consumers"][0]["items_processed"] >= 32)
         embedders[0].send_signal(signal.SIGKILL)
         embedders[0].wait()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ragsync.app import App
@@ -156,40 +156,37 @@ async def test_a_malformed_request_is_dead_lettered_with_the_field_named(setting
     assert json.loads(letter.original) == {"service": "payment-service", "servce": 1}
 
 
-async def test_startup_trigger_publishes_a_request_per_service(settings: Settings) -> None:
+async def _run_scheduler(settings: Settings, requests_expected: int) -> tuple[Any, list[SyncRequest]]:
+    """Run a scheduler until it published `requests_expected` requests (or for half a second if none)."""
     from producers.scheduler import Scheduler
 
-    settings = settings.model_copy(
-        update={"batch_sync_on_startup": True, "batch_sync_services": ["payment-service", "devlab-service"]}
-    )
     app = App(settings)
     await app.ensure_topics()
     stop = asyncio.Event()
     async with app.publisher() as publisher:
         scheduler = Scheduler(settings, publisher, app.topics)
         task = asyncio.create_task(scheduler.run(stop))
-        values = await read_all(app.bootstrap_servers, app.topics.sync_requests, 2)
+        if requests_expected:
+            values = await read_all(app.bootstrap_servers, app.topics.sync_requests, requests_expected)
+        else:
+            values = []
+            await asyncio.sleep(0.5)
         stop.set()
         await task
-    requests = [SyncRequest.model_validate_json(v) for v in values]
-    assert sorted(r.service for r in requests) == ["devlab-service", "payment-service"]
+    return scheduler, [SyncRequest.model_validate_json(v) for v in values]
+
+
+async def test_startup_trigger_publishes_a_request_per_service(settings: Settings) -> None:
+    services = ["payment-service", "devlab-service"]
+    settings = settings.model_copy(update={"batch_sync_on_startup": True, "batch_sync_services": services})
+    scheduler, requests = await _run_scheduler(settings, 2)
+    assert sorted(r.service for r in requests) == sorted(services)
     assert {r.trigger for r in requests} == {"startup"}
     assert {r.tenant_id for r in requests} == {"default-tenant"}
     assert scheduler.state.next_run is not None and scheduler.state.runs_requested == 2
 
 
-@pytest.mark.parametrize("enabled", [False])
-async def test_disabled_scheduler_publishes_nothing(settings: Settings, enabled: bool) -> None:
-    from producers.scheduler import Scheduler
-
-    settings = settings.model_copy(update={"batch_sync_on_startup": True, "batch_sync_enabled": enabled})
-    app = App(settings)
-    await app.ensure_topics()
-    stop = asyncio.Event()
-    async with app.publisher() as publisher:
-        scheduler = Scheduler(settings, publisher, app.topics)
-        task = asyncio.create_task(scheduler.run(stop))
-        await asyncio.sleep(0.5)
-        stop.set()
-        await task
+async def test_disabled_scheduler_publishes_nothing(settings: Settings) -> None:
+    settings = settings.model_copy(update={"batch_sync_on_startup": True, "batch_sync_enabled": False})
+    scheduler, _ = await _run_scheduler(settings, 0)
     assert scheduler.state.runs_requested == 0 and not scheduler.state.enabled

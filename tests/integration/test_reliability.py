@@ -20,7 +20,14 @@ from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
 from streams.embedder import Embedder, EmbeddingConsumer
 from streams.model import TextEncoder
-from tests.integration.conftest import embedders_running, fetcher_running, read_all, scripted_coordinator
+from tests.integration.conftest import (
+    embedders_running,
+    fetcher_running,
+    read_all,
+    request_sync,
+    scripted_coordinator,
+    until_pages,
+)
 
 
 def _nested(depth: int) -> dict[str, Any]:
@@ -119,13 +126,9 @@ async def test_a_second_request_for_an_active_service_is_skipped_visibly(
         fetcher_running(app, coordinator.endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
     ):
-        first, second = (SyncRequest(service="payment-service", tenant_id="default-tenant") for _ in range(2))
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, [first])
-            async with asyncio.timeout(30):
-                while (run := ledger.book.get(first.run_id)) is None or run.pages < 1:
-                    await asyncio.sleep(0.1)
-            await publish_requests(publisher, app.topics, [second])
+        first = await request_sync(app, "payment-service")
+        await until_pages(ledger, first.run_id, 1)
+        second = await request_sync(app, "payment-service")
         done, skipped = await ledger.wait([first.run_id, second.run_id], 90, guard=[fetcher, embedders])
     assert (done.status, done.items_upserted) == ("succeeded", 60)
     assert skipped.status == "skipped"
@@ -270,12 +273,8 @@ async def test_the_coordinator_down_for_twenty_seconds_is_retried_through(
         fetcher_running(app, address) as fetcher,
         embedders_running(app, store, encoder) as embedders,
     ):
-        request = SyncRequest(service="assessment-service", tenant_id="default-tenant")
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, [request])
-        async with asyncio.timeout(30):
-            while (run := ledger.book.get(request.run_id)) is None or run.pages < 3:
-                await asyncio.sleep(0.05)
+        request = await request_sync(app, "assessment-service")
+        await until_pages(ledger, request.run_id, 3)
         await server.stop()
         await asyncio.sleep(20)
         pages_while_down = ledger.book.runs[request.run_id].pages
