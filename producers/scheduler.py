@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,7 +14,7 @@ from croniter import croniter
 from producers.trigger import publish_requests, sync_requests
 from ragsync import metrics
 from ragsync.errors import SetupError
-from ragsync.events import Trigger
+from ragsync.events import SyncType, Trigger
 from ragsync.kafka import Publisher
 from ragsync.settings import Settings
 from ragsync.topics import Topics
@@ -32,10 +32,11 @@ class Schedule:
 
     cron: str
     timezone: str = "UTC"
+    setting: str = "BATCH_SYNC_SCHEDULE"
 
     def __post_init__(self) -> None:
         if not croniter.is_valid(self.cron):
-            raise ScheduleError(f"BATCH_SYNC_SCHEDULE={self.cron!r} is not a valid cron expression")
+            raise ScheduleError(f"{self.setting}={self.cron!r} is not a valid cron expression")
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as error:
@@ -55,18 +56,26 @@ class SchedulerState:
     enabled: bool
     cron: str
     timezone: str
-    next_run: datetime | None = None
+    incremental_cron: str | None = None
+    next_runs: dict[str, datetime] = field(default_factory=dict)
     last_run: datetime | None = None
     last_trigger: Trigger | None = None
     runs_requested: int = 0
+
+    @property
+    def next_run(self) -> datetime | None:
+        """The next time any schedule fires."""
+        return min(self.next_runs.values(), default=None)
 
     def as_json(self) -> dict[str, Any]:
         """What `/status` shows."""
         return {
             "enabled": self.enabled,
             "cron": self.cron,
+            "incremental_cron": self.incremental_cron,
             "timezone": self.timezone,
             "next_run": self.next_run.isoformat() if self.next_run else None,
+            "next_runs": {kind: when.isoformat() for kind, when in self.next_runs.items()},
             "last_run": self.last_run.isoformat() if self.last_run else None,
             "last_trigger": self.last_trigger,
             "runs_requested": self.runs_requested,
@@ -74,44 +83,60 @@ class SchedulerState:
 
 
 class Scheduler:
-    """Publishes a sync request per configured service at each scheduled time."""
+    """Publishes a sync request per configured service at each scheduled time: full syncs on
+    BATCH_SYNC_SCHEDULE and, when INCREMENTAL_SYNC_SCHEDULE is set, incremental ones on it."""
 
     def __init__(self, settings: Settings, publisher: Publisher, topics: Topics) -> None:
         self._settings = settings
         self._publisher = publisher
         self._topics = topics
-        self.schedule = Schedule(settings.batch_sync_schedule, settings.batch_sync_timezone)
-        self.state = SchedulerState(settings.batch_sync_enabled, self.schedule.cron, self.schedule.timezone)
+        self.schedules: dict[SyncType, Schedule] = {
+            "batch": Schedule(settings.batch_sync_schedule, settings.batch_sync_timezone)
+        }
+        if settings.incremental_sync_schedule:
+            self.schedules["incremental"] = Schedule(
+                settings.incremental_sync_schedule, settings.batch_sync_timezone, setting="INCREMENTAL_SYNC_SCHEDULE"
+            )
+        self.state = SchedulerState(
+            settings.batch_sync_enabled,
+            settings.batch_sync_schedule,
+            settings.batch_sync_timezone,
+            settings.incremental_sync_schedule,
+        )
 
-    async def fire(self, trigger: Trigger) -> None:
+    async def fire(self, trigger: Trigger, sync_type: SyncType = "batch") -> None:
         """Request a sync of every configured service now."""
-        requests = sync_requests(self._settings, None, trigger)
+        requests = sync_requests(self._settings, None, trigger, sync_type)
         await publish_requests(self._publisher, self._topics, requests)
         self.state.last_run = datetime.now(UTC)
         self.state.last_trigger = trigger
-        metrics.SCHEDULER_LAST_RUN.set(self.state.last_run.timestamp())
         self.state.runs_requested += len(requests)
+        metrics.SCHEDULER_LAST_RUN.set(self.state.last_run.timestamp())
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fire on start-up if configured, then at each cron time until `stop` is set."""
+        """Fire on start-up if configured, then on each schedule until `stop` is set."""
         if not self._settings.batch_sync_enabled:
             log.warning("BATCH_SYNC_ENABLED=false: the scheduler publishes nothing (manual triggers still work)")
             await stop.wait()
             return
         if self._settings.batch_sync_on_startup:
             await self.fire("startup")
+        await asyncio.gather(*(self._follow(kind, schedule, stop) for kind, schedule in self.schedules.items()))
+
+    async def _follow(self, kind: SyncType, schedule: Schedule, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.state.next_run = self.schedule.next_run(datetime.now(UTC))
-            metrics.SCHEDULER_NEXT_RUN.set(self.state.next_run.timestamp())
+            when = self.state.next_runs[kind] = schedule.next_run(datetime.now(UTC))
+            if self.state.next_run is not None:
+                metrics.SCHEDULER_NEXT_RUN.set(self.state.next_run.timestamp())
             log.info(
-                "scheduler: next sync of %s at %s (%s, %s)",
+                "scheduler: next %s sync of %s at %s (%s, %s)",
+                kind,
                 ", ".join(self._settings.batch_sync_services),
-                self.state.next_run.isoformat(),
-                self.schedule.cron,
-                self.schedule.timezone,
+                when.isoformat(),
+                schedule.cron,
+                schedule.timezone,
             )
-            delay = (self.state.next_run - datetime.now(UTC)).total_seconds()
             try:
-                await asyncio.wait_for(stop.wait(), timeout=max(delay, 0))
+                await asyncio.wait_for(stop.wait(), timeout=max((when - datetime.now(UTC)).total_seconds(), 0))
             except TimeoutError:
-                await self.fire("cron")
+                await self.fire("cron", kind)

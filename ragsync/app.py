@@ -24,7 +24,9 @@ from ragsync.ops import DEFAULT_PORTS, Check, OpsServer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.topics import Topics, ensure_topics
+from streams.items import ItemRules
 from streams.model import TextEncoder
+from streams.schemas import Schemas
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,10 @@ class App:
         return TextEncoder(
             self.settings.embedding_model, self.settings.embedding_batch_size, self.settings.torch_threads
         )
+
+    def item_rules(self) -> ItemRules:
+        """How records become items: the schemas in SCHEMAS_DIR and the built-in ones (validated here)."""
+        return ItemRules(Schemas.load(self.settings.schemas_dir))
 
     @contextlib.asynccontextmanager
     async def publisher(self) -> AsyncIterator[Publisher]:
@@ -109,10 +115,11 @@ class App:
 
         if not self.settings.coordinator_enabled:
             raise SetupError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
-        client = self.coordinator_client(coordinator_endpoint)  # a bad RAG_PRIVATE_KEY fails here, first
+        rules = self.item_rules()  # a bad schema or RAG_PRIVATE_KEY fails here, before anything connects
+        client = self.coordinator_client(coordinator_endpoint)
         await self.ensure_topics()
         async with self.publisher() as publisher, client, self.ledger() as ledger:
-            runner = SyncRunner(self.settings, client, publisher, self.topics)
+            runner = SyncRunner(self.settings, client, publisher, self.topics, rules)
             agent = FetcherAgent(self.settings, runner, ledger, publisher, self.topics)
             faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics)
             await faust_app.start()
@@ -134,15 +141,21 @@ class App:
     ) -> None:
         """`count` members of the embedding consumer group, sharing one model and one store."""
         from streams.embedder import Embedder, EmbeddingConsumer
+        from streams.migration import ModelMigration
+        from streams.pruner import Pruner
 
+        rules = self.item_rules()
         await self.ensure_topics()
         own_store = store is None
         store = store or VectorStore.open(self.settings)
         encoder = encoder or self.encoder()
         try:
-            async with self.publisher() as publisher:
-                embedder = Embedder(encoder, store, publisher, self.topics)
+            async with self.publisher() as publisher, self.ledger() as ledger:
+                embedder = Embedder(encoder, store, publisher, self.topics, rules)
                 await embedder.prepare()
+                upkeep = [Pruner(store, ledger, publisher, self.topics).run(stop)]
+                if embedder.migrating:
+                    upkeep.append(ModelMigration(self.settings, store, ledger, publisher, self.topics).run(stop))
                 consumers = [self._items_consumer() for _ in range(count)]
                 members = [
                     EmbeddingConsumer(
@@ -173,7 +186,7 @@ class App:
                 }
                 try:
                     async with self.ops("embedder", status, checks, serve_ops):
-                        await asyncio.gather(*(m.run(stop) for m in members))
+                        await asyncio.gather(*(m.run(stop) for m in members), *upkeep)
                 finally:
                     await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
         finally:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SyncType = Literal["batch", "daily", "incremental"]
-Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay"]
+Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay", "model-change"]
 SERVICE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
@@ -60,7 +60,9 @@ class ItemEvent(Event):
     tenant_id: str
     service: str
     item_id: str = Field(min_length=1)
+    op: Literal["upsert", "delete"] = Field("upsert", description="delete: remove the item's points.")
     page: int = Field(ge=1)
+    sync_type: SyncType = "batch"
     record: dict[str, Any]
     emitted_at: datetime = Field(default_factory=utc_now)
 
@@ -92,6 +94,9 @@ class RunProgress(Event):
     page: int | None = Field(None, ge=1, description="The page this event completes (fetcher).")
     item_ids: list[str] = Field(default_factory=list, description="Fetched (fetcher) or upserted (embedder) ids.")
     dead_item_ids: list[str] = Field(default_factory=list, description="Ids the embedder dead-lettered.")
+    skipped_ids: list[str] = Field(default_factory=list, description="Ids unchanged since stored: not re-embedded.")
+    deleted_ids: list[str] = Field(default_factory=list, description="Ids deleted (the record said so).")
+    pruned: int | None = Field(None, ge=0, description="Points deleted after a full run because it did not see them.")
     dead_lettered: int = Field(0, ge=0, description="Records of `page` the fetcher dead-lettered (no usable id).")
     error: str | None = None
     at: datetime = Field(default_factory=utc_now)

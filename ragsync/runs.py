@@ -30,6 +30,9 @@ class RunState:
     fetched_ids: set[str] = field(default_factory=set)
     upserted_ids: set[str] = field(default_factory=set)
     dead_ids: set[str] = field(default_factory=set)
+    skipped_ids: set[str] = field(default_factory=set)
+    deleted_ids: set[str] = field(default_factory=set)
+    pruned: int | None = None
     fetch_done: bool = False
     stalls: int = 0
     stalled_at: datetime | None = None
@@ -37,7 +40,7 @@ class RunState:
     started_at: datetime | None = None
     last_progress_at: datetime | None = None
     finished_at: datetime | None = None
-    final_counts: tuple[int, int, int] | None = None  # fetched, upserted, pending; set when the run finishes
+    final_counts: tuple[int, int, int, int] | None = None  # fetched, upserted, pending, skipped: set when finished
 
     # --- counts ---
     @property
@@ -75,7 +78,22 @@ class RunState:
         """Fetched items neither in Qdrant nor dead-lettered yet."""
         if self.final_counts:
             return self.final_counts[2]
-        return len(self.fetched_ids - self.upserted_ids - self.dead_ids)
+        return len(self.fetched_ids - self.upserted_ids - self.dead_ids - self.skipped_ids - self.deleted_ids)
+
+    @property
+    def deleted(self) -> int:
+        """Items deleted because their record said so, plus points pruned after a full run."""
+        return len(self.deleted_ids) + (self.pruned or 0)
+
+    @property
+    def items_skipped(self) -> int:
+        """Items unchanged since they were stored: not embedded again."""
+        return self.final_counts[3] if self.final_counts else len(self.skipped_ids - self.upserted_ids)
+
+    @property
+    def full(self) -> bool:
+        """Whether this is a full sync (batch or daily), whose end may delete what it did not see."""
+        return self.request is not None and self.request.sync_type in ("batch", "daily")
 
     def idle_seconds(self, now: datetime) -> float:
         """Seconds since the last progress, or since the watchdog last acted on the run."""
@@ -104,8 +122,12 @@ class RunState:
         """Fold one progress event into the state."""
         self.started_at = min(self.started_at or event.at, event.at)
         self.request = self.request or event.request
+        if event.pruned is not None:
+            self.pruned = max(self.pruned or 0, event.pruned)
+            if self.finished:
+                self.fetched_ids = set()  # pruned: the ids were kept only for that
         if self.finished:
-            return  # late redeliveries of a finished run change nothing
+            return  # late redeliveries of a finished run change nothing else
         if event.status not in ("stalled", "queued"):
             # A stall notice is not progress; everything else from the stages is.
             self.last_progress_at = max(self.last_progress_at or event.at, event.at)
@@ -116,6 +138,8 @@ class RunState:
         elif event.source == "embedder":
             self.upserted_ids.update(event.item_ids)
             self.dead_ids.update(event.dead_item_ids)
+            self.skipped_ids.update(event.skipped_ids)
+            self.deleted_ids.update(event.deleted_ids)
         self._apply_status(event)
 
     def _apply_status(self, event: RunProgress) -> None:
@@ -141,10 +165,13 @@ class RunState:
         self.status, self.finished_at = status, at
         if error is not None:
             self.error = error
-        # Keep the counts, drop the id sets: a finished run is history and must stay small.
-        self.final_counts = (len(self.fetched_ids), len(self.upserted_ids), pending)
+        # Keep the counts, drop the id sets: a finished run is history and must stay small. A succeeded full run
+        # keeps the ids it fetched until its stale points are pruned (`deleted` set).
+        self.final_counts = (len(self.fetched_ids), len(self.upserted_ids), pending, self.items_skipped)
         self.dead_ids = {i for i in self.dead_ids if i not in self.upserted_ids}
-        self.fetched_ids, self.upserted_ids = set(), set()
+        if not (status == "succeeded" and self.full and self.pruned is None):
+            self.fetched_ids = set()
+        self.upserted_ids, self.skipped_ids = set(), set()
 
     def summary(self) -> dict[str, Any]:
         """The run as plain JSON-able data (what `status --json` and `/status` show)."""
@@ -162,6 +189,8 @@ class RunState:
             "pages": self.pages,
             "items_fetched": self.items_fetched,
             "items_upserted": self.items_upserted,
+            "items_skipped": self.items_skipped,
+            "deleted": self.deleted,
             "dead_lettered": self.dead_lettered,
             "items_pending": self.items_pending,
             "stalls": self.stalls,
@@ -194,6 +223,15 @@ class RunBook:
     def active(self) -> list[RunState]:
         """Runs not finished, oldest first."""
         return sorted((r for r in self.runs.values() if not r.finished), key=lambda r: r.started_at or datetime.min)
+
+    def last_success(self, tenant_id: str, service: str) -> RunState | None:
+        """The latest succeeded run of a tenant and service (the next incremental sync starts from it)."""
+        done = [
+            r
+            for r in self.runs.values()
+            if r.status == "succeeded" and r.tenant_id == tenant_id and r.service == service and r.started_at
+        ]
+        return max(done, key=lambda r: r.started_at or datetime.min, default=None)
 
     def recent(self, limit: int = 50) -> list[RunState]:
         """The latest runs, newest first."""

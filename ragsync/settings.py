@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     batch_sync_enabled: bool = True
     batch_sync_schedule: str = "0 2 * * *"
     batch_sync_timezone: str = "UTC"
+    incremental_sync_schedule: str | None = Field(
+        None, description="Cron of incremental syncs (records changed since the last success); unset: none."
+    )
     batch_sync_on_startup: bool = False
     batch_sync_limit: int = Field(1000, ge=1, le=100_000)
     batch_sync_services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
@@ -61,6 +64,9 @@ class Settings(BaseSettings):
     run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
     watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
     watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
+
+    # --- how records become items ---
+    schemas_dir: Path = Field(Path("schemas"), description="Folder of <service>.toml schemas (replace built-ins).")
 
     # --- embedder ---
     embedding_model: str = Field("all-MiniLM-L6-v2", description="Model name or local path.")

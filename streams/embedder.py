@@ -7,6 +7,7 @@ redelivered item overwrites its own point. Items that cannot be embedded are dea
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -22,7 +23,8 @@ from ragsync.events import DeadLetter, ItemEvent, RunProgress, describe_validati
 from ragsync.kafka import Publisher
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.topics import Topics
-from streams.items import item_text
+from streams.chunks import Chunker
+from streams.items import ItemRules
 from streams.model import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -31,13 +33,20 @@ log = logging.getLogger(__name__)
 RunKey = tuple[str, str, str]  # run id, tenant, service
 
 
+def content_hash(model: str, text: str) -> str:
+    """What decides whether an item must be embedded again: its text and the model."""
+    return hashlib.sha256(f"{model}\n{text}".encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
+
+
 @dataclass
 class BatchOutcome:
-    """What one batch did, per run: the ids now in Qdrant and the ids dead-lettered."""
+    """What one batch did, per run: ids now in Qdrant, unchanged, deleted, dead-lettered."""
 
     upserted: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
+    skipped: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
+    deleted: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
     dead: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
-    unreadable: int = 0
+    points: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,47 +58,104 @@ class Rejected:
     event: ItemEvent | None = None
 
 
+@dataclass(frozen=True)
+class Item:
+    """An item event to store, with its text and the hash of what would be embedded."""
+
+    event: ItemEvent
+    text: str
+    hash: str
+
+    @property
+    def run(self) -> RunKey:
+        return (self.event.run_id, self.event.tenant_id, self.event.service)
+
+    @property
+    def first_point(self) -> str:
+        return point_id(self.event.tenant_id, self.event.service, self.event.item_id, 0)
+
+
 class Embedder:
     """Embeds and stores batches of item events; independent of Kafka consumption, so testable on its own."""
 
-    def __init__(self, encoder: TextEncoder, store: VectorStore, publisher: Publisher, topics: Topics) -> None:
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        store: VectorStore,
+        publisher: Publisher,
+        topics: Topics,
+        rules: ItemRules | None = None,
+    ) -> None:
         self._encoder = encoder
         self._store = store
         self._publisher = publisher
         self._topics = topics
+        self._rules = rules or ItemRules()
+        self._chunker = Chunker(encoder)
+        self.migrating = False
 
     async def prepare(self) -> None:
-        """Load the model and create the collection with the model's dimension."""
+        """Load the model; write to its collection (created with its dimension) from now on."""
         dimension = await asyncio.to_thread(lambda: self._encoder.dimension)
-        await asyncio.to_thread(self._store.ensure_collection, dimension)
+        self.migrating = await asyncio.to_thread(self._store.ensure_collection, dimension, self._encoder.name)
 
     async def process(self, messages: Sequence[ConsumerRecord[Any, Any]]) -> BatchOutcome:
-        """Embed and upsert one batch; returns once Qdrant acknowledged it and progress is published."""
-        items, rejected = self._triage(messages)
-        metrics.EMBED_BATCH.observe(len(items))
-        with metrics.EMBED_SECONDS.time():
-            vectors = await asyncio.to_thread(self._encoder.encode, [text for _, text in items])
-        points = [self._point(e, t, v) for (e, t), v in zip(items, vectors, strict=True)]
-        with metrics.UPSERT_SECONDS.time():
-            await asyncio.to_thread(self._store.upsert, points)
+        """Store one batch; returns once Qdrant acknowledged it and progress is published."""
+        items, deletions, rejected = self._triage(messages)
         outcome = BatchOutcome()
-        for event, _ in items:
-            outcome.upserted[(event.run_id, event.tenant_id, event.service)].append(event.item_id)
-            metrics.ITEMS.labels("upserted", event.service).inc()
-        for item in rejected:
-            await self._dead_letter(item)
-            if item.event is None:
-                outcome.unreadable += 1
+        for event in deletions:
+            await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id)
+            outcome.deleted[(event.run_id, event.tenant_id, event.service)].append(event.item_id)
+        stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in items])
+        changed = []
+        for item in items:
+            if stored.get(item.first_point, {}).get("content_hash") != item.hash:
+                changed.append(item)
             else:
-                outcome.dead[(item.event.run_id, item.event.tenant_id, item.event.service)].append(item.event.item_id)
+                outcome.skipped[item.run].append(item.event.item_id)
+                metrics.ITEMS.labels("skipped", item.event.service).inc()
+        await self._write(changed, stored, outcome)
+        for reject in rejected:
+            await self._dead_letter(reject)
+            if reject.event is not None:
+                event = reject.event
+                outcome.dead[(event.run_id, event.tenant_id, event.service)].append(event.item_id)
         await self._report(outcome)
         await self._publisher.flush()
         return outcome
 
-    @staticmethod
-    def _triage(messages: Sequence[ConsumerRecord[Any, Any]]) -> tuple[list[tuple[ItemEvent, str]], list[Rejected]]:
-        """Split a batch into (event, text) pairs to embed and events that cannot be embedded."""
-        items: list[tuple[ItemEvent, str]] = []
+    async def _write(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
+        """Chunk, embed and upsert the changed items; drop chunks an item no longer has."""
+        chunked = [(item, self._chunker.split(item.text)) for item in items]
+        texts = [text for _, chunks in chunked for text in chunks]
+        metrics.EMBED_BATCH.observe(len(texts))
+        with metrics.EMBED_SECONDS.time():
+            vectors = iter(await asyncio.to_thread(self._encoder.encode, texts))
+        points = [
+            self._point(item, index, len(chunks), text, next(vectors))
+            for item, chunks in chunked
+            for index, text in enumerate(chunks)
+        ]
+        with metrics.UPSERT_SECONDS.time():
+            await asyncio.to_thread(self._store.upsert, points)
+        for item, chunks in chunked:
+            if int(stored.get(item.first_point, {}).get("chunks", 0)) > len(chunks):
+                event = item.event
+                await asyncio.to_thread(
+                    self._store.delete_item, event.tenant_id, event.service, event.item_id, len(chunks)
+                )
+            outcome.upserted[item.run].append(item.event.item_id)
+            metrics.ITEMS.labels("upserted", item.event.service).inc()
+        outcome.points = len(points)
+
+    def _triage(
+        self, messages: Sequence[ConsumerRecord[Any, Any]]
+    ) -> tuple[list[Item], list[ItemEvent], list[Rejected]]:
+        """Split a batch into items to store, deletions, and events that cannot be processed.
+
+        When one item appears several times in a batch only its latest version counts.
+        """
+        latest: dict[str, tuple[ConsumerRecord[Any, Any], ItemEvent]] = {}
         rejected: list[Rejected] = []
         for message in messages:
             try:
@@ -97,28 +163,36 @@ class Embedder:
             except ValidationError as error:
                 rejected.append(Rejected(message, describe_validation_error(error)))
                 continue
-            text = item_text(event.record, event.service)
+            latest[event.key] = (message, event)
+        items, deletions = [], []
+        for message, event in latest.values():
+            if event.op == "delete":
+                deletions.append(event)
+                continue
+            text = self._rules.text(event.record, event.service)
             if text.strip():
-                items.append((event, text))
+                items.append(Item(event, text, content_hash(self._encoder.name, text)))
             else:
-                rejected.append(
-                    Rejected(message, "the record has no text to embed (every field is empty or an id)", event)
-                )
-        return items, rejected
+                reason = "the record has no text to embed (every field is empty or an id)"
+                rejected.append(Rejected(message, reason, event))
+        return items, deletions, rejected
 
-    def _point(self, event: ItemEvent, text: str, vector: list[float]) -> Point:
+    def _point(self, item: Item, chunk: int, chunks: int, text: str, vector: list[float]) -> Point:
+        event = item.event
         payload = {
             "tenant_id": event.tenant_id,
             "service": event.service,
             "item_id": event.item_id,
-            "chunk": 0,
+            "chunk": chunk,
+            "chunks": chunks,
             "text": text,
+            "content_hash": item.hash,
             "run_id": event.run_id,
             "model": self._encoder.name,
             "synced_at": event.emitted_at.isoformat(),
-            "record": event.record,
+            "record": self._rules.payload(event.record, event.service),
         }
-        return Point(id=point_id(event.tenant_id, event.service, event.item_id), vector=vector, payload=payload)
+        return Point(id=point_id(event.tenant_id, event.service, event.item_id, chunk), vector=vector, payload=payload)
 
     async def _dead_letter(self, item: Rejected) -> None:
         event, message = item.event, item.message
@@ -141,14 +215,18 @@ class Embedder:
         await self._publisher.send(self._topics.dead_letters, event.run_id if event else "rejected", letter)
 
     async def _report(self, outcome: BatchOutcome) -> None:
-        for run_id, tenant, service in set(outcome.upserted) | set(outcome.dead):
+        runs = set(outcome.upserted) | set(outcome.skipped) | set(outcome.deleted) | set(outcome.dead)
+        for run in runs:
+            run_id, tenant, service = run
             progress = RunProgress(
                 run_id=run_id,
                 tenant_id=tenant,
                 service=service,
                 source="embedder",
-                item_ids=outcome.upserted.get((run_id, tenant, service), []),
-                dead_item_ids=outcome.dead.get((run_id, tenant, service), []),
+                item_ids=outcome.upserted.get(run, []),
+                skipped_ids=outcome.skipped.get(run, []),
+                deleted_ids=outcome.deleted.get(run, []),
+                dead_item_ids=outcome.dead.get(run, []),
             )
             await self._publisher.send(self._topics.sync_runs, run_id, progress)
 

@@ -27,7 +27,7 @@ from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.topics import Topics
-from streams.items import MAX_DEPTH, ItemError, depth_of, item_id_of, record_text, repair_surrogates
+from streams.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text, repair_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,19 @@ class FetchOutcome:
 class SyncRunner:
     """Runs the fetch of one sync request: pages in, item events and run progress out."""
 
-    def __init__(self, settings: Settings, client: CoordinatorClient, publisher: Publisher, topics: Topics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: CoordinatorClient,
+        publisher: Publisher,
+        topics: Topics,
+        rules: ItemRules | None = None,
+    ) -> None:
         self._settings = settings
         self._client = client
         self._publisher = publisher
         self._topics = topics
+        self._rules = rules or ItemRules()
         self._identity = CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id)
 
     async def run(self, request: SyncRequest, first_page: int = 1) -> FetchOutcome:
@@ -131,15 +139,17 @@ class SyncRunner:
         dead = 0
         for record in records:
             try:
-                item_id = item_id_of(record, request.service)
+                item_id = self._rules.item_id(record, request.service)
                 if item_id in seen:
                     raise ItemError(f"{request.service} record id {item_id!r} appears twice in page {page}")
                 event = ItemEvent(
                     run_id=request.run_id,
-                    tenant_id=tenant,
+                    tenant_id=self._rules.tenant(record, request.service, tenant),
                     service=request.service,
                     item_id=item_id,
+                    op="delete" if self._rules.is_deleted(record, request.service) else "upsert",
                     page=page,
+                    sync_type=request.sync_type,
                     record=record,
                 )
                 data = encode_item(event, self._settings.item_max_bytes)
@@ -220,6 +230,7 @@ class FetcherAgent:
         if blocker is not None:
             await self._skip(request, blocker)
             return None
+        request = self._with_since(request)
         first_page = run.last_page + 1 if run is not None else 1
         if first_page > 1:
             log.warning("run %s (%s) resumes from page %d (checkpoint)", request.run_id, request.service, first_page)
@@ -228,6 +239,22 @@ class FetcherAgent:
             return await self._runner.run(request, first_page)
         finally:
             self._fetching.pop(slot, None)
+
+    def _with_since(self, request: SyncRequest) -> SyncRequest:
+        """An incremental request without `since` starts where the last successful run started."""
+        if request.sync_type != "incremental" or request.since is not None:
+            return request
+        last = self._ledger.book.last_success(request.tenant_id or "", request.service)
+        if last is None or last.started_at is None:
+            log.warning("incremental sync of %s: no successful run yet, so every record is fetched", request.service)
+            return request
+        log.info(
+            "incremental sync of %s: records changed since %s (run %s)",
+            request.service,
+            last.started_at.isoformat(),
+            last.run_id,
+        )
+        return request.model_copy(update={"since": last.started_at})
 
     def _blocking_run(self, request: SyncRequest) -> str | None:
         """Another run of the same tenant and service that is live (here, or anywhere with recent progress)."""

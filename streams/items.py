@@ -1,4 +1,8 @@
-"""The generic rules that turn a service's record into an item: its id and the text that gets embedded."""
+"""The rules that turn a service's record into an item: its id, tenant, text, payload, and whether it is a deletion.
+
+A service with a schema (`streams.schemas`) follows it; any other service follows the generic rule: the id is the
+first of `id`, `_id`, `uuid`, `item_id`, `{service}_id`; the text is a `field: value` line per non-empty leaf.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 import re
 import reprlib
 from typing import Any
+
+from streams.schemas import Schemas, ServiceSchema, lookup
 
 ID_FIELDS = ("id", "_id", "uuid", "item_id")
 # Fields that are identifiers or bookkeeping, not meaning: kept in the payload, left out of the text.
@@ -26,13 +32,7 @@ def item_id_of(record: dict[str, Any], service: str) -> str:
     """The record's id as text; `ItemError` if it has none or it is not a string or integer."""
     for name in id_fields(service):
         if name in record:
-            value = record[name]
-            if isinstance(value, bool) or not isinstance(value, (str, int)):
-                raise ItemError(f"{service} record field {name}={value!r:.60} is not a string or integer id")
-            text = str(value).strip()
-            if not text:
-                raise ItemError(f"{service} record field {name} is empty")
-            return text
+            return _check_id(record[name], service, name)
     raise ItemError(f"{service} record has no id field (looked for {', '.join(id_fields(service))})")
 
 
@@ -96,3 +96,80 @@ def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
         text = shortener.repr(record)
     text = SURROGATE.sub("\ufffd", text)
     return text if len(text) <= limit else text[:limit] + f"... [truncated from {len(text)} characters]"
+
+
+GENERIC_DELETED = ("deleted", "is_deleted", "_deleted")
+
+
+def _check_id(value: Any, service: str, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ItemError(f"{service} record field {name}={value!r:.60} is not a string or integer id")
+    text = str(value).strip()
+    if not text:
+        raise ItemError(f"{service} record field {name} is empty")
+    return text
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_render(v) for v in value if v not in (None, ""))
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+class ItemRules:
+    """Id, tenant, text, payload and deletion of a record, by its service's schema or the generic rule."""
+
+    def __init__(self, schemas: Schemas | None = None) -> None:
+        self._schemas = schemas
+
+    def schema(self, service: str) -> ServiceSchema | None:
+        """The service's schema, if any."""
+        return self._schemas.get(service) if self._schemas else None
+
+    def item_id(self, record: dict[str, Any], service: str) -> str:
+        """The record's id as text; `ItemError` naming the field and value when it has none usable."""
+        schema = self.schema(service)
+        if schema is None:
+            return item_id_of(record, service)
+        value = lookup(record, schema.id_field)
+        if value is None:
+            raise ItemError(f"{service} record has no {schema.id_field} (its schema's id_field)")
+        return _check_id(value, service, schema.id_field)
+
+    def tenant(self, record: dict[str, Any], service: str, default: str) -> str:
+        """The record's own tenant when its schema names a tenant field and it is set, else `default`."""
+        schema = self.schema(service)
+        if schema is None or schema.tenant_field is None:
+            return default
+        value = lookup(record, schema.tenant_field)
+        return str(value) if isinstance(value, (str, int)) and str(value).strip() else default
+
+    def is_deleted(self, record: dict[str, Any], service: str) -> bool:
+        """Whether the record says the item was deleted upstream."""
+        schema = self.schema(service)
+        if schema is not None and schema.deleted_field is not None:
+            return bool(lookup(record, schema.deleted_field))
+        return any(record.get(name) is True for name in GENERIC_DELETED) or bool(record.get("deleted_at"))
+
+    def text(self, record: dict[str, Any], service: str) -> str:
+        """The text to embed."""
+        schema = self.schema(service)
+        if schema is None:
+            return item_text(record, service)
+        lines = []
+        if schema.title_field and (title := lookup(record, schema.title_field)) not in (None, ""):
+            lines.append(_render(title))
+        for path in schema.text_fields:
+            value = lookup(record, path)
+            if value not in (None, "", []):
+                lines.append(f"{schema.labels.get(path, path)}: {_render(value)}")
+        return "\n".join(lines)
+
+    def payload(self, record: dict[str, Any], service: str) -> dict[str, Any]:
+        """The record's fields kept in the point's payload."""
+        schema = self.schema(service)
+        if schema is None or schema.payload_fields is None:
+            return record
+        return {path: lookup(record, path) for path in schema.payload_fields}

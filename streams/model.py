@@ -65,6 +65,16 @@ class TextEncoder:
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
 
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads per text, less its two special tokens."""
+        return int(self._load().max_seq_length) - 2
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each word piece of `text`."""
+        encoded = self._load().tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
+
     def encode(self, texts: list[str]) -> list[list[float]]:
         """One normalised vector per text."""
         if not texts:

@@ -12,7 +12,7 @@ import logging
 import random
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -80,6 +80,39 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.faults = faults or Faults()
         self.verifier = verifier
         self.calls: list[ReceivedCall] = []
+        self._revisions: dict[tuple[str, int], tuple[int, datetime]] = {}
+        self._removed: set[tuple[str, int]] = set()
+        self._tombstones: dict[tuple[str, int], datetime] = {}
+
+    def change(self, service: str, indices: list[int]) -> None:
+        """Records `indices` of `service` change upstream now (new content, new `updated_at`)."""
+        for index in indices:
+            revision = self._revisions.get((service, index), (0, datetime.now(UTC)))[0] + 1
+            self._revisions[(service, index)] = (revision, datetime.now(UTC))
+
+    def remove(self, service: str, indices: list[int]) -> None:
+        """Records disappear from the listing (as a hard delete upstream looks to a full sync)."""
+        self._removed.update((service, index) for index in indices)
+
+    def tombstone(self, service: str, indices: list[int]) -> None:
+        """Records are listed as deleted (`deleted: true`), as a soft delete upstream looks."""
+        self._tombstones.update({(service, index): datetime.now(UTC) for index in indices})
+
+    def records(self, service: str) -> list[dict[str, Any]]:
+        """The service's records as they are upstream now."""
+        found = []
+        for index in range(self.items_per_service):
+            if (service, index) in self._removed:
+                continue
+            revision, changed_at = self._revisions.get((service, index), (0, None))
+            record = demo_record(service, index, revision)
+            if changed_at is not None:
+                record["updated_at"] = changed_at.isoformat()
+            if (service, index) in self._tombstones:
+                record["deleted"] = True
+                record["updated_at"] = self._tombstones[(service, index)].isoformat()
+            found.append(record)
+        return found
 
     async def Route(
         self, request: coordinator_pb2.RouteRequest, context: grpc.aio.ServicerContext
@@ -124,7 +157,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return service, page, limit, since
 
     def _page(self, service: str, page: int, limit: int, since: datetime | None) -> coordinator_pb2.RouteResponse:
-        records = [demo_record(service, i) for i in range(self.items_per_service)]
+        records = self.records(service)
         if since is not None:
             records = [r for r in records if datetime.fromisoformat(r["updated_at"]) > since]
         start = (page - 1) * limit

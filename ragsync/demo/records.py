@@ -115,9 +115,20 @@ GENERATORS: dict[str, Callable[[int, random.Random], dict[str, Any]]] = {
 }
 
 
+# The field a new revision of a record visibly changes.
+_CHANGING_FIELD = {
+    "payment-service": "description",
+    "assessment-service": "feedback",
+    "devlab-service": "review",
+    "analytics-service": "insight",
+}
+
+
 def demo_record(service: str, index: int, revision: int = 0) -> dict[str, Any]:
     """Record `index` (0-based) of `service`; the same inputs always give the same record."""
     rng = random.Random(f"{service}:{index}:{revision}")
     record = GENERATORS[service](index, rng)
+    if revision:
+        record[_CHANGING_FIELD[service]] += f" (revision {revision})"
     record["updated_at"] = (EPOCH + timedelta(minutes=index) + timedelta(days=revision)).isoformat()
     return record

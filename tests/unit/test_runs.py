@@ -98,3 +98,34 @@ def test_queued_notice_after_fetcher_events_changes_nothing() -> None:
     book.apply(_event(page=1, item_ids=["a"]))
     run = book.apply(_event(source="trigger", status="queued"))
     assert run.status == "fetching"
+
+
+def test_skipped_and_deleted_items_settle_a_run() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a", "b", "c"], request={"service": "s", "sync_type": "batch"}))
+    book.apply(_event(source="embedder", item_ids=["a"], skipped_ids=["b"], deleted_ids=["c"]))
+    run = book.apply(_event(status="fetched"))
+    assert (run.status, run.items_upserted, run.items_skipped, run.deleted) == ("succeeded", 1, 1, 1)
+
+
+def test_a_succeeded_full_run_keeps_its_ids_until_pruned() -> None:
+    book = RunBook()
+    book.apply(_event(page=1, item_ids=["a", "b"], request={"service": "s", "sync_type": "batch"}))
+    book.apply(_event(source="embedder", item_ids=["a", "b"]))
+    run = book.apply(_event(status="fetched"))
+    assert run.full and run.fetched_ids == {"a", "b"} and run.pruned is None
+    run = book.apply(_event(source="embedder", pruned=4))
+    assert run.pruned == 4 and run.deleted == 4 and not run.fetched_ids
+
+
+def test_last_success_is_the_latest_succeeded_run_of_the_service() -> None:
+    from datetime import UTC, datetime
+
+    book = RunBook()
+    for run_id, day in (("r1", 1), ("r2", 2)):
+        book.apply(_event(run_id=run_id, page=1, item_ids=[], at=datetime(2026, 1, day, tzinfo=UTC)))
+        book.apply(_event(run_id=run_id, status="fetched", at=datetime(2026, 1, day, tzinfo=UTC)))
+    book.apply(_event(run_id="r3", status="failed", error="x", at=datetime(2026, 1, 3, tzinfo=UTC)))
+    last = book.last_success("t", "s")
+    assert last is not None and last.run_id == "r2"
+    assert book.last_success("t", "other") is None

@@ -1,0 +1,58 @@
+"""Changing the embedding model: re-embed everything into the new model's collection, then switch the alias.
+
+Searches read the alias, so they keep seeing the old, complete index until the new one is complete: every
+configured service has a full run that succeeded after the migration began.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from producers.trigger import publish_requests, sync_requests
+from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
+from ragsync.settings import Settings
+from ragsync.store import VectorStore
+from ragsync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class ModelMigration:
+    """Requests full syncs into the new collection and switches the alias once they all succeeded."""
+
+    def __init__(
+        self, settings: Settings, store: VectorStore, ledger: RunLedger, publisher: Publisher, topics: Topics
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._ledger = ledger
+        self._publisher = publisher
+        self._topics = topics
+        self.began = datetime.now(UTC)
+        self.done = False
+
+    def complete(self) -> bool:
+        """Whether every configured service has a full run that succeeded since the migration began."""
+        tenant = self._settings.default_tenant_id
+        for service in self._settings.batch_sync_services:
+            last = self._ledger.book.last_success(tenant, service)
+            if last is None or not last.full or last.started_at is None or last.started_at < self.began:
+                return False
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Request the full syncs, wait for them, switch the alias."""
+        live = self._store.live_collection()
+        log.warning("embedding model changed: filling %s while searches still use %s", self._store.target, live)
+        requests = sync_requests(self._settings, None, "model-change", "batch")
+        await publish_requests(self._publisher, self._topics, requests)
+        while not stop.is_set():
+            if self.complete():
+                await asyncio.to_thread(self._store.switch_alias)
+                log.warning("model change complete: %s now serves searches", self._store.target)
+                self.done = True
+                return
+            await asyncio.sleep(1.0)

@@ -1,0 +1,62 @@
+"""After a full run fetched every page and every item settled, delete the points it did not see.
+
+Never after a partial or failed run: only a succeeded batch or daily run knows the whole upstream set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ragsync import metrics
+from ragsync.events import RunProgress
+from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
+from ragsync.store import VectorStore
+from ragsync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class Pruner:
+    """Watches the ledger for succeeded full runs not pruned yet, and prunes each once."""
+
+    def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
+        self._store = store
+        self._ledger = ledger
+        self._publisher = publisher
+        self._topics = topics
+        self._queue: asyncio.Queue[RunState] = asyncio.Queue()
+        self._queued: set[str] = set()
+        ledger.listeners.append(self._notice)
+
+    def _notice(self, run: RunState) -> None:
+        if run.status == "succeeded" and run.full and run.pruned is None and run.run_id not in self._queued:
+            self._queued.add(run.run_id)
+            self._queue.put_nowait(run)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Prune queued runs until `stop` is set."""
+        while not stop.is_set():
+            try:
+                run = await asyncio.wait_for(self._queue.get(), timeout=0.5)
+            except TimeoutError:
+                continue
+            if run.pruned is None:  # another replica may have pruned it meanwhile
+                await self.prune(run)
+
+    async def prune(self, run: RunState) -> int:
+        """Delete the run's tenant and service points it did not see; report the count on the run."""
+        assert run.started_at is not None
+        keep = set(run.fetched_ids)
+        removed = await asyncio.to_thread(self._store.prune, run.tenant_id, run.service, keep, run.started_at)
+        if removed:
+            log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
+        metrics.ITEMS.labels("pruned", run.service).inc(removed)
+        event = RunProgress(
+            run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, source="embedder", pruned=removed
+        )
+        await self._publisher.send(self._topics.sync_runs, run.run_id, event)
+        await self._publisher.flush()
+        return removed
