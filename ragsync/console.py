@@ -48,35 +48,43 @@ class RunProgressBars:
         self._progress.update(task, total=total, completed=run.items_settled, status=run.status, pages=run.pages)
 
 
+SUMMARY_COLUMNS = (
+    "service",
+    "status",
+    "pages",
+    "fetched",
+    "upserted",
+    "skipped",
+    "deleted",
+    "dead-lettered",
+    "seconds",
+    "items/s",
+)
+
+
+def _summary_row(label: str, status: str, runs: list[RunState], seconds: float) -> list[str]:
+    fetched = sum(r.items_fetched for r in runs)
+    counts = [
+        sum(r.pages for r in runs),
+        fetched,
+        sum(r.items_upserted for r in runs),
+        sum(r.items_skipped for r in runs),
+        sum(r.deleted for r in runs),
+        sum(r.dead_lettered for r in runs),
+    ]
+    rate = fetched / seconds if seconds else 0.0
+    return [label, status, *map(str, counts), f"{seconds:.1f}", f"{rate:.0f}"]
+
+
 def summary_table(report: SyncReport) -> Table:
-    """Per service: pages, items fetched / upserted / dead-lettered, seconds, items/s."""
+    """Per service: pages, items fetched / upserted / skipped as unchanged / deleted / dead-lettered, time, rate."""
     table = Table(title=f"sync finished in {report.seconds:.1f}s; {report.points_in_collection} points in Qdrant")
-    for column in ("service", "status", "pages", "fetched", "upserted", "dead-lettered", "seconds", "items/s"):
+    for column in SUMMARY_COLUMNS:
         table.add_column(column, justify="left" if column in ("service", "status") else "right")
     for run in report.runs:
-        rate = run.items_upserted / run.seconds if run.seconds else 0.0
         status = run.status if run.status != "failed" else f"[red]failed[/red]: {run.error}"
-        table.add_row(
-            run.service,
-            status,
-            str(run.pages),
-            str(run.items_fetched),
-            str(run.items_upserted),
-            str(run.dead_lettered),
-            f"{run.seconds:.1f}",
-            f"{rate:.0f}",
-        )
-    total_items = sum(r.items_upserted for r in report.runs)
-    table.add_row(
-        "[bold]all",
-        "",
-        str(sum(r.pages for r in report.runs)),
-        str(sum(r.items_fetched for r in report.runs)),
-        str(total_items),
-        str(sum(r.dead_lettered for r in report.runs)),
-        f"{report.seconds:.1f}",
-        f"{total_items / report.seconds:.0f}" if report.seconds else "0",
-    )
+        table.add_row(*_summary_row(run.service, status, [run], run.seconds))
+    table.add_row(*_summary_row("[bold]all", "", report.runs, report.seconds))
     return table
 
 

@@ -43,6 +43,8 @@ class SyncReport:
                     "pages": r.pages,
                     "items_fetched": r.items_fetched,
                     "items_upserted": r.items_upserted,
+                    "items_skipped": r.items_skipped,
+                    "deleted": r.deleted,
                     "dead_lettered": r.dead_lettered,
                     "seconds": round(r.seconds, 3),
                     "error": r.error,
@@ -51,6 +53,7 @@ class SyncReport:
             ],
             "items_fetched": sum(r.items_fetched for r in self.runs),
             "items_upserted": sum(r.items_upserted for r in self.runs),
+            "items_skipped": sum(r.items_skipped for r in self.runs),
             "points_in_collection": self.points_in_collection,
             "seconds": round(self.seconds, 3),
         }
