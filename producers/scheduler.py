@@ -10,11 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from pydantic import ValidationError
 
 from producers.trigger import publish_requests, sync_requests
 from ragsync import metrics
 from ragsync.errors import SetupError
-from ragsync.events import SyncType, Trigger
+from ragsync.events import SyncType, Trigger, describe_validation_error
 from ragsync.kafka import Publisher
 from ragsync.settings import Settings
 from ragsync.topics import Topics
@@ -112,6 +113,28 @@ class Scheduler:
         self.state.last_trigger = trigger
         self.state.runs_requested += len(requests)
         metrics.SCHEDULER_LAST_RUN.set(self.state.last_run.timestamp())
+
+    async def requested_over_http(self, body: Any) -> dict[str, Any]:
+        """`POST /admin/sync`: `{"services": [...], "sync_type": "batch", "tenant_id": ...}`, all optional."""
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        unknown = set(body) - {"services", "sync_type", "tenant_id", "since"}
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
+        try:
+            requests = sync_requests(
+                self._settings,
+                body.get("services"),
+                "http",
+                body.get("sync_type", "batch"),
+                body.get("since"),
+                body.get("tenant_id"),
+            )
+        except ValidationError as error:
+            raise ValueError(describe_validation_error(error)) from error
+        await publish_requests(self._publisher, self._topics, requests)
+        self.state.runs_requested += len(requests)
+        return {"runs": [{"service": r.service, "run_id": r.run_id, "sync_type": r.sync_type} for r in requests]}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire on start-up if configured, then on each schedule until `stop` is set."""

@@ -20,7 +20,7 @@ from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.errors import SetupError
 from ragsync.kafka import Publisher, make_consumer
 from ragsync.ledger import RunLedger
-from ragsync.ops import DEFAULT_PORTS, Check, OpsServer
+from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.topics import Topics, ensure_topics
@@ -93,14 +93,21 @@ class App:
 
     @contextlib.asynccontextmanager
     async def ops(
-        self, component: str, status: Callable[[], dict[str, Any]], checks: dict[str, Check], enabled: bool
+        self,
+        component: str,
+        status: Callable[[], dict[str, Any]],
+        checks: dict[str, Check],
+        enabled: bool,
+        admin_sync: Action | None = None,
     ) -> AsyncIterator[OpsServer | None]:
         """The component's /healthz, /readyz, /status and /metrics while the block runs (when enabled)."""
         if not enabled:
             yield None
             return
         port = self.settings.ops_port if self.settings.ops_port is not None else DEFAULT_PORTS[component]
-        server = OpsServer(component, self.settings.ops_host, port, status, checks)
+        server = OpsServer(
+            component, self.settings.ops_host, port, status, checks, admin_sync, self.settings.admin_token
+        )
         await server.start()
         try:
             yield server
@@ -221,7 +228,8 @@ class App:
                 }
 
             try:
-                async with self.ops("scheduler", status, {"broker": _ledger_check(ledger)}, serve_ops):
+                checks = {"broker": _ledger_check(ledger)}
+                async with self.ops("scheduler", status, checks, serve_ops, scheduler.requested_over_http):
                     await asyncio.gather(scheduler.run(stop), watchdog.run(stop))
             finally:
                 REGISTRY.unregister(collector)

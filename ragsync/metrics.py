@@ -35,6 +35,11 @@ EMBED_BATCH = Histogram(
 EMBED_SECONDS = Histogram("ragsync_embed_seconds", "Time to encode one batch.")
 UPSERT_SECONDS = Histogram("ragsync_qdrant_upsert_seconds", "Time for Qdrant to acknowledge one batch upsert.")
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
+CONSUMER_LAG = Gauge(
+    "ragsync_consumer_lag",
+    "Items not yet committed by the embedder group: high-water mark minus committed offset.",
+    ["topic", "partition"],
+)
 UNREADABLE_EVENTS = Counter("ragsync_unreadable_events_total", "Events that failed validation, by topic.", ["topic"])
 SCHEDULER_NEXT_RUN = Gauge("ragsync_scheduler_next_run_timestamp_seconds", "When the scheduler fires next.")
 SCHEDULER_LAST_RUN = Gauge("ragsync_scheduler_last_run_timestamp_seconds", "When the scheduler last fired.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -14,6 +15,8 @@ log = logging.getLogger(__name__)
 
 # A readiness check answers None when all is well, or what is wrong.
 Check = Callable[[], Awaitable[str | None]]
+# An admin action takes the request's JSON body and answers JSON (raises ValueError for a bad body).
+Action = Callable[[Any], Awaitable[dict[str, Any]]]
 DEFAULT_PORTS = {"scheduler": 9100, "fetcher": 9101, "embedder": 9102}
 
 
@@ -21,7 +24,14 @@ class OpsServer:
     """Serves one component's health, readiness, status and metrics over HTTP."""
 
     def __init__(
-        self, component: str, host: str, port: int, status: Callable[[], dict[str, Any]], checks: dict[str, Check]
+        self,
+        component: str,
+        host: str,
+        port: int,
+        status: Callable[[], dict[str, Any]],
+        checks: dict[str, Check],
+        admin_sync: Action | None = None,
+        admin_token: str | None = None,
     ) -> None:
         self.component = component
         self._host, self._port = host, port
@@ -32,6 +42,9 @@ class OpsServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status_page)
         app.router.add_get("/metrics", self._metrics)
+        self._admin_sync, self._admin_token = admin_sync, admin_token or ""
+        if admin_sync is not None and admin_token:
+            app.router.add_post("/admin/sync", self._sync)
         self._runner = web.AppRunner(app, access_log=None)
 
     @property
@@ -82,6 +95,21 @@ class OpsServer:
             **self._status(),
         }
         return web.json_response(body, dumps=_dumps)
+
+    async def _sync(self, request: web.Request) -> web.Response:
+        """Start syncs over HTTP: 401 without a bearer token, 403 with a wrong one, 400 for a bad body, 202."""
+        assert self._admin_sync is not None
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return web.json_response({"error": "send Authorization: Bearer <ADMIN_TOKEN>"}, status=401)
+        if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), self._admin_token.encode()):
+            return web.json_response({"error": "the bearer token is not ADMIN_TOKEN"}, status=403)
+        try:
+            body = await request.json() if request.can_read_body else {}
+            accepted = await self._admin_sync(body)
+        except (ValueError, TypeError) as error:
+            return web.json_response({"error": str(error)}, status=400)
+        return web.json_response(accepted, status=202)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())

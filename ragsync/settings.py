@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     # --- operations endpoints (/metrics, /healthz, /readyz, /status) ---
     ops_host: str = Field("127.0.0.1", description="Address the ops endpoints listen on (0.0.0.0 in containers).")
     ops_port: int | None = Field(None, ge=0, le=65535, description="Port; unset: each component's default.")
+    admin_token: str | None = Field(None, description="Bearer token of POST /admin/sync on the scheduler; unset: off.")
 
     # --- local files ---
     data_dir: Path = Path("data")

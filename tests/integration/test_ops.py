@@ -1,0 +1,93 @@
+"""The operations endpoints over real HTTP: health, readiness, status, metrics, and the admin trigger."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+
+from producers.scheduler import Scheduler
+from ragsync.app import App
+from ragsync.events import SyncRequest
+from ragsync.ops import OpsServer
+from ragsync.settings import Settings
+from tests.integration.conftest import read_all
+
+
+@asynccontextmanager
+async def scheduler_ops(settings: Settings, token: str | None) -> AsyncIterator[tuple[str, App]]:
+    app = App(settings)
+    await app.ensure_topics()
+    async with app.publisher() as publisher:
+        scheduler = Scheduler(settings, publisher, app.topics)
+
+        async def failing() -> str | None:
+            return "broker unreachable (injected)"
+
+        server = OpsServer(
+            "scheduler",
+            "127.0.0.1",
+            0,
+            lambda: {"scheduler": scheduler.state.as_json()},
+            {"broker": failing},
+            scheduler.requested_over_http,
+            token,
+        )
+        await server.start()
+        try:
+            yield f"http://127.0.0.1:{server.port}", app
+        finally:
+            await server.stop()
+
+
+async def _post(url: str, body: Any, token: str | None) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=headers) as response:
+        text = await response.text()
+        return response.status, json.loads(text) if response.content_type == "application/json" else {"text": text}
+
+
+async def test_admin_sync_needs_the_token_and_publishes_requests(settings: Settings) -> None:
+    async with scheduler_ops(settings, "s3cret") as (base, app):
+        url = f"{base}/admin/sync"
+        assert (await _post(url, {}, None))[0] == 401
+        assert (await _post(url, {}, "wrong"))[0] == 403
+        status, body = await _post(url, {"sync_type": "hourly"}, "s3cret")
+        assert status == 400 and "sync_type='hourly'" in body["error"]
+        status, body = await _post(url, {"colour": "red"}, "s3cret")
+        assert status == 400 and "colour" in body["error"]
+        status, body = await _post(url, {"services": ["devlab-service"], "sync_type": "incremental"}, "s3cret")
+        assert status == 202
+        [run] = body["runs"]
+        [value] = await read_all(app.bootstrap_servers, app.topics.sync_requests, 1)
+    request = SyncRequest.model_validate_json(value)
+    assert (request.run_id, request.service, request.sync_type, request.trigger) == (
+        run["run_id"],
+        "devlab-service",
+        "incremental",
+        "http",
+    )
+
+
+async def test_admin_sync_is_off_without_a_token(settings: Settings) -> None:
+    async with scheduler_ops(settings, None) as (base, _):
+        status, _ = await _post(f"{base}/admin/sync", {}, "anything")
+    assert status == 404
+
+
+async def test_health_readiness_status_and_metrics(settings: Settings) -> None:
+    async with scheduler_ops(settings, None) as (base, _), aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/healthz") as response:
+            assert response.status == 200
+        async with session.get(f"{base}/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["checks"] == {"broker": "broker unreachable (injected)"}
+        async with session.get(f"{base}/status") as response:
+            body = await response.json()
+            assert body["ready"] is False and body["scheduler"]["cron"] == "0 2 * * *"
+        async with session.get(f"{base}/metrics") as response:
+            text = await response.text()
+            assert response.status == 200 and "ragsync_coordinator_calls_total" in text
