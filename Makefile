@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-unit test-integration lint proto clean
+.PHONY: install tools demo test test-unit test-integration lint proto clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -16,10 +16,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Node packages for the dashboard and KEDA checks (skipped by the tests when npm is missing).
+deploy/checks/node_modules: deploy/checks/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix deploy/checks --no-audit --no-fund --silent; fi
+
+tools: deploy/checks/node_modules
+
 demo: install
 	$(VENV)/bin/ragsync demo
 
-test: install lint
+test: install tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -37,4 +43,4 @@ proto: install
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. proto/coordinator.proto
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache deploy/checks/node_modules
