@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install tools demo test test-unit test-integration lint proto clean
+.PHONY: install tools demo bench test test-unit test-integration lint proto clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,11 @@ tools: deploy/checks/node_modules
 
 demo: install
 	$(VENV)/bin/ragsync demo
+
+# Benchmarks are not tests: they print a table against the raw model and write benchmarks/results/.
+bench: install
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 test: install tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)

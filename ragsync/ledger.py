@@ -80,7 +80,8 @@ class RunLedger:
 
     async def _follow(self) -> None:
         while True:
-            batch = await self._consumer.getmany(timeout_ms=200)
+            # Short rounds: `caught_up` waits two of them, and every wait for a run polls at this pace.
+            batch = await self._consumer.getmany(timeout_ms=50)
             for message in (m for records in batch.values() for m in records):
                 self._apply(message.value, message.partition, message.offset)
             async with self._round_done:

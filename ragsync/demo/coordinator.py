@@ -62,7 +62,7 @@ def _envelope(service: str, records: list[dict[str, Any]], page: int) -> dict[st
         "devlab-service": {"status": "ok", "data": records},
         "analytics-service": {"successfulResult": {"service": service, "data": records}},
     }
-    return shapes[service]
+    return shapes.get(service, {"data": records})
 
 
 class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
@@ -89,6 +89,10 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         for index in indices:
             revision = self._revisions.get((service, index), (0, datetime.now(UTC)))[0] + 1
             self._revisions[(service, index)] = (revision, datetime.now(UTC))
+
+    def revision(self, service: str, index: int) -> int:
+        """How many times record `index` of `service` changed."""
+        return self._revisions.get((service, index), (0, None))[0]
 
     def remove(self, service: str, indices: list[int]) -> None:
         """Records disappear from the listing (as a hard delete upstream looks to a full sync)."""

@@ -107,11 +107,37 @@ def _analytics(i: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
+SENTENCES = [
+    "The module starts from first principles and builds every idea on a worked example.",
+    "Learners who practise daily retain noticeably more after the first month.",
+    "Each exercise ends with a short reflection on what went wrong and why.",
+    "Reviewers look for clear names, small functions and tests that can fail.",
+    "The final project asks for a design note before any code is written.",
+    "Office hours cover questions that the forum could not settle.",
+    "Grades weigh the project more than the quizzes, and late work loses a tenth per day.",
+    "Most questions in the forum concern setting up the environment, not the material.",
+    "A short video introduces each week and a longer reading follows it.",
+    "Peer review pairs learners from different time zones on purpose.",
+]
+
+
+def _knowledge(i: int, rng: random.Random) -> dict[str, Any]:
+    course, topic = rng.choice(COURSES), rng.choice(TOPICS)
+    body = " ".join(rng.choice(SENTENCES) for _ in range(14))
+    return {
+        "id": f"kb-{i:05d}",
+        "title": f"{course}: a guide to {topic}",
+        "body": f"This article explains {topic} for the course {course}. {body}",
+        "author": _name(rng),
+    }
+
+
 GENERATORS: dict[str, Callable[[int, random.Random], dict[str, Any]]] = {
     "payment-service": _payment,
     "assessment-service": _assessment,
     "devlab-service": _devlab,
     "analytics-service": _analytics,
+    "knowledge-service": _knowledge,  # long articles (~200 words); not in BATCH_SYNC_SERVICES by default
 }
 
 
@@ -121,6 +147,7 @@ _CHANGING_FIELD = {
     "assessment-service": "feedback",
     "devlab-service": "review",
     "analytics-service": "insight",
+    "knowledge-service": "body",
 }
 
 
