@@ -42,7 +42,7 @@ test-integration: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ragsync producers streams tests
+	$(VENV)/bin/mypy ragsync producers streams tests benchmarks
 
 proto: install
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. proto/coordinator.proto

@@ -62,7 +62,8 @@ def _envelope(service: str, records: list[dict[str, Any]], page: int) -> dict[st
         "devlab-service": {"status": "ok", "data": records},
         "analytics-service": {"successfulResult": {"service": service, "data": records}},
     }
-    return shapes.get(service, {"data": records})
+    plain: dict[str, Any] = {"data": records}  # any other service: the plainest shape
+    return shapes.get(service, plain)
 
 
 class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
