@@ -62,8 +62,9 @@ def _envelope(service: str, records: list[dict[str, Any]], page: int) -> dict[st
         "devlab-service": {"status": "ok", "data": records},
         "analytics-service": {"successfulResult": {"service": service, "data": records}},
     }
-    plain: dict[str, Any] = {"data": records}  # any other service: the plainest shape
-    return shapes.get(service, plain)
+    if service in shapes:
+        return shapes[service]
+    return {"data": records}  # any other service: the plainest shape
 
 
 class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
