@@ -11,12 +11,13 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 from rich.console import Console
 
 from ragsync.errors import SetupError
+from ragsync.events import SyncType
 from ragsync.settings import Settings
 
 T = TypeVar("T")
@@ -79,6 +80,11 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
 
 
+def _check_sync_type(value: str) -> None:
+    if value not in get_args(SyncType):
+        raise typer.BadParameter(f"--type {value!r}: use {', '.join(get_args(SyncType))}")
+
+
 def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run a long-running component until SIGINT or SIGTERM."""
 
@@ -121,8 +127,7 @@ def sync(
 ) -> None:
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
-    if sync_type not in ("batch", "daily", "incremental"):
-        raise typer.BadParameter(f"--type {sync_type!r}: use batch, daily or incremental")
+    _check_sync_type(sync_type)
     report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout))
     _finish(report, as_json)
 
@@ -193,8 +198,7 @@ def trigger(
     from ragsync.app import App
 
     settings = _settings()
-    if sync_type not in ("batch", "daily", "incremental"):
-        raise typer.BadParameter(f"--type {sync_type!r}: use batch, daily or incremental")
+    _check_sync_type(sync_type)
     requests = sync_requests(settings, service, "cli", sync_type, since, tenant)  # type: ignore[arg-type]
 
     async def run() -> None:
