@@ -46,7 +46,6 @@ class BatchOutcome:
     skipped: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
     deleted: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
     dead: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
-    points: int = 0
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,6 @@ class Embedder:
                 )
             outcome.upserted[item.run].append(item.event.item_id)
             metrics.ITEMS.labels("upserted", item.event.service).inc()
-        outcome.points = len(points)
 
     def _triage(
         self, messages: Sequence[ConsumerRecord[Any, Any]]
