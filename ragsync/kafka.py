@@ -76,23 +76,42 @@ class Publisher:
             await asyncio.gather(*pending)
 
 
+async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: bool = True) -> list[TopicPartition]:
+    """Assign every partition of `topic` to a started consumer without a group, at its start or its end."""
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    consumer.assign(partitions)
+    if from_beginning:
+        await consumer.seek_to_beginning()
+    else:
+        await consumer.seek_to_end()
+    return partitions
+
+
+async def unread(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int | None:
+    """Messages published but not read yet: high-water mark minus position; None before every partition fetched.
+
+    The high-water mark comes with each fetch; the design notes warn `end_offsets()` can be wrong.
+    """
+    total = 0
+    for tp in partitions:
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return None
+        total += max(0, highwater - await consumer.position(tp))
+    return total
+
+
 async def read_to_end(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[ConsumerRecord[Any, Any]]:
     """Every message of `topic` from its beginning up to its end as of now (`consumer` must not be started)."""
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning()
+        partitions = await assign_all(consumer, topic)
         messages: list[ConsumerRecord[Any, Any]] = []
         async with asyncio.timeout(timeout):
             while True:
                 batch = await consumer.getmany(timeout_ms=200)
                 messages += [m for records in batch.values() for m in records]
-                # The high-water mark comes with each fetch; the design notes warn end_offsets() can be wrong.
-                marks = [consumer.highwater(tp) for tp in partitions]
-                if not batch and None not in marks:
-                    positions = [await consumer.position(tp) for tp in partitions]
-                    if all(p >= m for p, m in zip(positions, marks, strict=True)):
-                        return messages
+                if not batch and await unread(consumer, partitions) == 0:
+                    return messages
     finally:
         await consumer.stop()

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.events import RunProgress
+from ragsync.kafka import assign_all, unread
 from ragsync.runs import RunBook, RunState
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,7 @@ class RunLedger:
     async def start(self) -> None:
         """Attach to every partition (at its start, or its end) and follow in the background."""
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self._topic) or set()
-        self._partitions = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        self._consumer.assign(self._partitions)
-        if self._from_beginning:
-            await self._consumer.seek_to_beginning()
-        else:
-            await self._consumer.seek_to_end()
+        self._partitions = await assign_all(self._consumer, self._topic, self._from_beginning)
         self._task = asyncio.create_task(self._follow(), name="run ledger")
 
     async def stop(self) -> None:
@@ -104,14 +99,8 @@ class RunLedger:
             await self._round_done.wait()
 
     async def lag(self) -> int | None:
-        """Events published but not read yet (high-water mark minus position); None before the first fetch."""
-        total = 0
-        for tp in self._partitions:
-            highwater = self._consumer.highwater(tp)
-            if highwater is None:
-                return None
-            total += max(0, highwater - await self._consumer.position(tp))
-        return total
+        """Events published but not read yet; None before the first fetch."""
+        return await unread(self._consumer, self._partitions)
 
     async def caught_up(self, timeout: float = 30.0) -> None:
         """Return once every event published before this call has been folded."""
