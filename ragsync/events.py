@@ -110,7 +110,7 @@ class DeadLetter(Event):
     tenant_id: str | None
     service: str | None
     item_id: str | None = None
-    stage: Literal["fetcher", "embedder", "ledger"]
+    stage: Literal["fetcher", "embedder"]
     reason: str
     source_topic: str
     source_partition: int | None = None

@@ -16,6 +16,10 @@ from streams.schemas import Schemas, ServiceSchema, lookup
 ID_FIELDS = ("id", "_id", "uuid", "item_id")
 # Fields that are identifiers or bookkeeping, not meaning: kept in the payload, left out of the text.
 NOT_TEXT = frozenset({"tenant_id", "updated_at", "created_at", "deleted_at"})
+GENERIC_DELETED = ("deleted", "is_deleted", "_deleted")
+MAX_DEPTH = 64  # nesting levels the text follows; a record too deep to encode is dead-lettered
+ORIGINAL_MAX_CHARS = 65_536  # how much of a rejected record a dead letter keeps
+SURROGATE = re.compile("[\ud800-\udfff]")  # lone UTF-16 halves: valid in a Python str, invalid in UTF-8
 
 
 class ItemError(ValueError):
@@ -57,11 +61,6 @@ def item_text(record: dict[str, Any], service: str) -> str:
     return "\n".join(lines)
 
 
-MAX_DEPTH = 64  # nesting levels the text follows; a record too deep to encode is dead-lettered
-ORIGINAL_MAX_CHARS = 65_536  # how much of a rejected record a dead letter keeps
-SURROGATE = re.compile("[\ud800-\udfff]")  # lone UTF-16 halves: valid in a Python str, invalid in UTF-8
-
-
 def depth_of(value: Any) -> int:
     """How deeply `value` nests (iteratively: a hostile record must not exhaust the stack)."""
     deepest, stack = 0, [(value, 1)]
@@ -96,9 +95,6 @@ def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
         text = shortener.repr(record)
     text = SURROGATE.sub("\ufffd", text)
     return text if len(text) <= limit else text[:limit] + f"... [truncated from {len(text)} characters]"
-
-
-GENERIC_DELETED = ("deleted", "is_deleted", "_deleted")
 
 
 def _check_id(value: Any, service: str, name: str) -> str:

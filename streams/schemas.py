@@ -7,6 +7,7 @@ schema uses the generic rule (`streams.items`).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -37,8 +38,6 @@ class ServiceSchema(BaseModel):
     @field_validator("text_fields", "payload_fields")
     @classmethod
     def _paths(cls, value: list[str] | None) -> list[str] | None:
-        import re
-
         for path in value or []:
             if not re.match(FIELD_PATH, path):
                 raise ValueError(f"{path!r} is not a field path (names joined by dots)")

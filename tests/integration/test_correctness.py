@@ -23,7 +23,6 @@ from tests.integration.conftest import (
     fetcher_running,
     request_sync,
     scripted_coordinator,
-    until_pages,
 )
 
 
@@ -236,6 +235,3 @@ async def _live_while_filling(store: VectorStore, old: str | None, embedding: as
         seen.add(live)
         await asyncio.sleep(0.1)
     return seen
-
-
-__all__ = ["until_pages"]
