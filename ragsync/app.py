@@ -22,7 +22,7 @@ from ragsync.kafka import Publisher, make_consumer
 from ragsync.ledger import RunLedger
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.settings import Settings
-from ragsync.store import VectorStore
+from ragsync.store import VectorStore, open_store
 from ragsync.topics import Topics, ensure_topics
 from streams.items import ItemRules
 from streams.model import TextEncoder
@@ -62,8 +62,14 @@ class App:
 
     def encoder(self) -> TextEncoder:
         """The embedding model (loads on first use)."""
+        s = self.settings
         return TextEncoder(
-            self.settings.embedding_model, self.settings.embedding_batch_size, self.settings.torch_threads
+            s.embedding_model,
+            s.embedding_batch_size,
+            s.torch_threads,
+            s.embedding_backend,
+            s.embedding_precision,
+            s.data_dir / "models",
         )
 
     def item_rules(self) -> ItemRules:
@@ -154,7 +160,7 @@ class App:
         rules = self.item_rules()
         await self.ensure_topics()
         own_store = store is None
-        store = store or VectorStore.open(self.settings)
+        store = store or open_store(self.settings)
         encoder = encoder or self.encoder()
         try:
             async with self.publisher() as publisher, self.ledger() as ledger:

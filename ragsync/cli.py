@@ -145,9 +145,9 @@ async def _one_shot(
     from ragsync.app import App
     from ragsync.console import RunProgressBars, hits_table, summary_table
     from ragsync.oneshot import broker_for, run_sync
-    from ragsync.store import VectorStore
+    from ragsync.store import open_store
 
-    store = VectorStore.open(settings)
+    store = open_store(settings)
     try:
         async with broker_for(settings) as bootstrap:
             app_ = App(settings, bootstrap)
@@ -223,12 +223,12 @@ def search(
     """Semantic search in the collection; prints the top hits with scores."""
     from ragsync.app import App
     from ragsync.console import hits_table
-    from ragsync.store import VectorStore
+    from ragsync.store import open_store
 
     settings = _settings()
     with _setup_errors_reported():
         encoder = App(settings).encoder()
-        store = VectorStore.open(settings)
+        store = open_store(settings)
         try:
             hits = store.search(encoder.encode([text])[0], k, tenant, service)
         finally:

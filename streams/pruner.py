@@ -51,6 +51,8 @@ class Pruner:
         assert run.started_at is not None
         keep = set(run.fetched_ids)
         removed = await asyncio.to_thread(self._store.prune, run.tenant_id, run.service, keep, run.started_at)
+        # A full run is the bulk load: build the search index now rather than on the first query.
+        await asyncio.to_thread(self._store.optimize)
         if removed:
             log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
         metrics.ITEMS.labels("pruned", run.service).inc(removed)

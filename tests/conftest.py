@@ -10,7 +10,7 @@ import pytest
 
 from ragsync.broker import LocalBroker
 from ragsync.settings import Settings
-from ragsync.store import VectorStore
+from ragsync.store import VectorStore, open_store
 from streams.model import TextEncoder
 
 
@@ -56,7 +56,7 @@ def settings(tmp_path: Path, broker: LocalBroker) -> Settings:
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[VectorStore]:
-    """An embedded, on-disk Qdrant for this test."""
-    vector_store = VectorStore.open(settings)
+    """The default embedded store (qdrant-edge, on disk) for this test."""
+    vector_store = open_store(settings)
     yield vector_store
     vector_store.close()

@@ -21,6 +21,7 @@ from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
+from ragsync.store.edge import EdgeStore
 from streams.model import TextEncoder
 from tests.integration.conftest import embedders_running, fetcher_running, request_sync, until_pages
 from tests.integration.test_pipeline import expected_ids
@@ -159,7 +160,7 @@ async def test_kill_9_one_of_two_embedders_mid_batch_loses_nothing(
     expected = expected_ids(["assessment-service"], 600)
     found = []
     for folder in folders:
-        vector_store = VectorStore.on_disk(folder, settings.qdrant_collection)
+        vector_store = EdgeStore.open(folder, settings.qdrant_collection)
         try:
             ids = vector_store.retrieve_ids(sorted(expected))
             assert vector_store.count() == len(ids), "a store holds a point that is not one of the items"

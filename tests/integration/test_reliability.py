@@ -18,6 +18,7 @@ from ragsync.events import DeadLetter, ItemEvent, SyncRequest
 from ragsync.kafka import make_consumer
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
+from ragsync.store.edge import EdgeStore
 from streams.embedder import Embedder, EmbeddingConsumer
 from streams.model import TextEncoder
 from tests.integration.conftest import (
@@ -201,7 +202,7 @@ async def test_the_watchdog_fails_a_run_whose_items_no_embedder_takes(
     assert time.monotonic() - started < 30
 
 
-class FlakyStore(VectorStore):
+class FlakyStore(EdgeStore):
     """The real embedded store, with upserts failing while `down` is set (Qdrant unreachable)."""
 
     down = False
@@ -217,7 +218,7 @@ class FlakyStore(VectorStore):
 async def test_qdrant_unreachable_commits_nothing_and_resumes_when_back(
     settings: Settings, encoder: TextEncoder
 ) -> None:
-    store = FlakyStore.on_disk(settings.qdrant_path, settings.qdrant_collection)
+    store = FlakyStore.open(settings.qdrant_path, settings.qdrant_collection)
     assert isinstance(store, FlakyStore)
     app = App(settings)
     await app.ensure_topics()

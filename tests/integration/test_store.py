@@ -1,12 +1,32 @@
-"""The store against a real embedded Qdrant on disk."""
+"""Every store backend, real: qdrant-edge on disk (the embedded default), qdrant-client's in-memory mode (the
+code path of a Qdrant server) and qdrant-client's on-disk local mode.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from ragsync.store import Point, StoreError, VectorStore, point_id
+from ragsync.settings import Settings
+from ragsync.store import Point, StoreError, VectorStore, open_store, point_id
+from ragsync.store.client import ClientStore
+from ragsync.store.edge import EdgeStore
+
+BACKENDS: dict[str, Callable[[Path], VectorStore]] = {
+    "edge": lambda path: EdgeStore.open(path, "c"),
+    "memory": lambda path: ClientStore.memory("c"),
+    "local": lambda path: ClientStore.local(path, "c"),
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
+    """One store of each backend, closed afterwards."""
+    opened = BACKENDS[request.param](tmp_path / "q")
+    yield opened
+    opened.close()
 
 
 def _point(tenant: str, service: str, item: str, vector: list[float]) -> Point:
@@ -25,93 +45,142 @@ def test_point_ids_are_deterministic_and_distinct() -> None:
     assert point_id("a/b", "c", "d") != point_id("a", "b/c", "d")
 
 
-def test_upsert_twice_overwrites_and_filters_by_tenant(tmp_path: Path) -> None:
-    store = VectorStore.on_disk(tmp_path / "q", "c")
-    try:
-        store.ensure_collection(3, "model-a")
-        points = [
-            _point("acme", "s", "1", [1, 0, 0]),
-            _point("acme", "s", "2", [0, 1, 0]),
-            _point("other", "s", "1", [1, 0, 0]),
+def test_upsert_twice_overwrites_and_filters_by_tenant(store: VectorStore) -> None:
+    store.ensure_collection(3, "model-a")
+    points = [
+        _point("acme", "s", "1", [1, 0, 0]),
+        _point("acme", "s", "2", [0, 1, 0]),
+        _point("other", "s", "1", [1, 0, 0]),
+    ]
+    store.upsert(points)
+    store.upsert(points)
+    assert store.count() == 3
+    assert store.count(tenant_id="acme") == 2
+    assert store.count(run_id="r1") == 3
+    hits = store.search([1, 0, 0], limit=5, tenant_id="acme")
+    assert [h.payload["tenant_id"] for h in hits] == ["acme", "acme"]
+    assert hits[0].payload["item_id"] == "1" and hits[0].score == pytest.approx(1.0)
+    assert store.retrieve_ids([points[0].id, point_id("acme", "s", "missing")]) == {points[0].id}
+
+
+def test_stored_returns_the_hash_and_chunks_of_existing_points_only(store: VectorStore) -> None:
+    store.ensure_collection(3, "m")
+    payload = {"tenant_id": "t", "service": "s", "item_id": "1", "content_hash": "abc", "chunks": 2, "text": "x"}
+    store.upsert([Point(point_id("t", "s", "1"), [1, 0, 0], payload)])
+    found = store.stored([point_id("t", "s", "1"), point_id("t", "s", "2")])
+    assert found == {point_id("t", "s", "1"): {"content_hash": "abc", "chunks": 2}}
+
+
+def test_delete_item_removes_all_chunks_or_only_the_extra_ones(store: VectorStore) -> None:
+    store.ensure_collection(3, "m")
+    store.upsert(
+        [
+            Point(
+                point_id("t", "s", item, chunk),
+                [1, 0, 0],
+                {"tenant_id": "t", "service": "s", "item_id": item, "chunk": chunk},
+            )
+            for item in ("a", "b")
+            for chunk in range(4)
         ]
-        store.upsert(points)
-        store.upsert(points)
-        assert store.count() == 3
-        assert store.count(tenant_id="acme") == 2
-        assert store.count(run_id="r1") == 3
-        hits = store.search([1, 0, 0], limit=5, tenant_id="acme")
-        assert [h.payload["tenant_id"] for h in hits] == ["acme", "acme"]
-        assert hits[0].payload["item_id"] == "1" and hits[0].score == pytest.approx(1.0)
-    finally:
-        store.close()
+    )
+    store.delete_item("t", "s", "a", from_chunk=2)
+    assert store.count() == 6
+    store.delete_item("t", "s", "b")
+    assert store.count() == 2
+    assert store.retrieve_ids([point_id("t", "s", "a", c) for c in range(4)]) == {
+        point_id("t", "s", "a", 0),
+        point_id("t", "s", "a", 1),
+    }
 
 
-def test_a_new_model_writes_a_new_collection_and_searches_see_the_old_until_the_switch(tmp_path: Path) -> None:
-    store = VectorStore.on_disk(tmp_path / "q", "c")
-    try:
-        assert store.ensure_collection(3, "model-a") is False
-        store.upsert([_point("t", "s", "1", [1, 0, 0])])
-        old = store.live_collection()
-        assert store.ensure_collection(4, "model-b") is True
-        store.upsert([Point(point_id("t", "s", "1"), [0, 1, 0, 0], {"tenant_id": "t", "service": "s"})])
-        assert store.live_collection() == old and store.count() == 1
-        assert len(store.search([1, 0, 0], 5)) == 1
-        store.switch_alias()
-        assert store.live_collection() == store.target != old
-        assert len(store.search([0, 1, 0, 0], 5)) == 1
-    finally:
-        store.close()
+def test_a_new_model_writes_a_new_collection_and_searches_see_the_old_until_the_switch(store: VectorStore) -> None:
+    assert store.ensure_collection(3, "model-a") is False
+    store.upsert([_point("t", "s", "1", [1, 0, 0])])
+    old = store.live_collection()
+    assert store.ensure_collection(4, "model-b") is True
+    store.upsert([Point(point_id("t", "s", "1"), [0, 1, 0, 0], {"tenant_id": "t", "service": "s"})])
+    assert store.live_collection() == old and store.count() == 1
+    assert len(store.search([1, 0, 0], 5)) == 1
+    store.switch_alias()
+    assert store.live_collection() == store.target != old
+    assert len(store.search([0, 1, 0, 0], 5)) == 1
 
 
-def test_a_plain_collection_under_the_alias_name_is_a_clear_error(tmp_path: Path) -> None:
-    from qdrant_client import models
-
-    store = VectorStore.on_disk(tmp_path / "q", "c")
-    try:
-        store._client.create_collection(
-            "c", vectors_config=models.VectorParams(size=3, distance=models.Distance.COSINE)
-        )
-        with pytest.raises(StoreError, match="'c' is a plain collection, not an alias"):
-            store.ensure_collection(3, "model-a")
-    finally:
-        store.close()
+def test_a_plain_collection_under_the_alias_name_is_a_clear_error(store: VectorStore) -> None:
+    store._create("c", 3)
+    with pytest.raises(StoreError, match="'c' is a plain collection, not an alias"):
+        store.ensure_collection(3, "model-a")
 
 
-def test_prune_deletes_only_unseen_items_written_before_the_run(tmp_path: Path) -> None:
+def test_prune_deletes_only_unseen_items_written_before_the_run(store: VectorStore) -> None:
     from datetime import UTC, datetime
 
-    store = VectorStore.on_disk(tmp_path / "q", "c")
+    store.ensure_collection(3, "m")
+    old, new = "2026-01-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"
+    store.upsert(
+        [
+            Point(
+                point_id("t", "s", item),
+                [1, 0, 0],
+                {"tenant_id": "t", "service": "s", "item_id": item, "synced_at": at},
+            )
+            for item, at in (("seen", old), ("gone", old), ("later", new))
+        ]
+        + [
+            Point(
+                point_id("u", "s", "gone"),
+                [1, 0, 0],
+                {"tenant_id": "u", "service": "s", "item_id": "gone", "synced_at": old},
+            )
+        ]
+    )
+    removed = store.prune("t", "s", keep={"seen"}, before=datetime(2026, 2, 1, tzinfo=UTC))
+    assert removed == 1
+    assert store.count(tenant_id="t") == 2 and store.count(tenant_id="u") == 1
+
+
+@pytest.mark.parametrize("backend", ["edge", "local"])
+def test_points_and_the_alias_survive_a_reopen(backend: str, tmp_path: Path) -> None:
+    first = BACKENDS[backend](tmp_path / "q")
+    first.ensure_collection(3, "m")
+    first.upsert([_point("t", "s", str(i), [1, i, 0]) for i in range(50)])
+    first.optimize()
+    live = first.live_collection()
+    first.close()
+    again = BACKENDS[backend](tmp_path / "q")
     try:
-        store.ensure_collection(3, "m")
-        old, new = "2026-01-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"
-        store.upsert(
-            [
-                Point(
-                    point_id("t", "s", item),
-                    [1, 0, 0],
-                    {"tenant_id": "t", "service": "s", "item_id": item, "synced_at": at},
-                )
-                for item, at in (("seen", old), ("gone", old), ("later", new))
-            ]
-            + [
-                Point(
-                    point_id("u", "s", "gone"),
-                    [1, 0, 0],
-                    {"tenant_id": "u", "service": "s", "item_id": "gone", "synced_at": old},
-                )
-            ]
-        )
-        removed = store.prune("t", "s", keep={"seen"}, before=datetime(2026, 2, 1, tzinfo=UTC))
-        assert removed == 1
-        assert store.count(tenant_id="t") == 2 and store.count(tenant_id="u") == 1
+        assert again.live_collection() == live and again.count() == 50
+        assert again.search([1, 0, 0], 1)[0].payload["item_id"] == "0"
     finally:
-        store.close()
+        again.close()
 
 
-def test_a_second_opener_of_the_folder_gets_a_clear_error(tmp_path: Path) -> None:
-    first = VectorStore.on_disk(tmp_path / "q", "c")
+@pytest.mark.parametrize("backend", ["edge", "local"])
+def test_a_second_opener_of_the_folder_gets_a_clear_error(backend: str, tmp_path: Path) -> None:
+    first = BACKENDS[backend](tmp_path / "q")
     try:
         with pytest.raises(StoreError, match="Only one process may use a store folder"):
-            VectorStore.on_disk(tmp_path / "q", "c")
+            BACKENDS[backend](tmp_path / "q")
     finally:
         first.close()
+    BACKENDS[backend](tmp_path / "q").close()  # free again once the owner closed it
+
+
+def test_the_edge_store_refuses_a_folder_of_the_local_mode_and_says_what_to_do(tmp_path: Path) -> None:
+    ClientStore.local(tmp_path / "q", "c").close()
+    with pytest.raises(StoreError, match="set QDRANT_EMBEDDED=local to keep using it"):
+        EdgeStore.open(tmp_path / "q", "c")
+
+
+def test_a_collection_name_that_cannot_be_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"QDRANT_COLLECTION='\.\./x' cannot name a folder"):
+        EdgeStore.open(tmp_path / "q", "../x")
+
+
+def test_open_store_follows_the_settings(tmp_path: Path) -> None:
+    for embedded, kind in (("edge", EdgeStore), ("local", ClientStore)):
+        settings = Settings(qdrant_path=tmp_path / embedded, qdrant_embedded=embedded, _env_file=None)
+        opened = open_store(settings)
+        assert type(opened) is kind
+        opened.close()

@@ -1,0 +1,26 @@
+"""The one place that talks to the vector store: upsert a batch, search, count, prune.
+
+`open_store` picks the backend from the settings: a Qdrant server when QDRANT_URL is set, else the embedded
+store at QDRANT_PATH (qdrant-edge by default, qdrant-client's local mode with QDRANT_EMBEDDED=local). Point ids
+are deterministic, so a redelivered item overwrites its point instead of duplicating.
+"""
+
+from __future__ import annotations
+
+from ragsync.settings import Settings
+from ragsync.store.base import Hit, Point, StoreError, VectorStore, point_id
+
+__all__ = ["Hit", "Point", "StoreError", "VectorStore", "open_store", "point_id"]
+
+
+def open_store(settings: Settings) -> VectorStore:
+    """The store the settings name: QDRANT_URL's server, else the embedded store at QDRANT_PATH."""
+    from ragsync.store.client import ClientStore
+
+    if settings.qdrant_url:
+        return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, settings.qdrant_api_key)
+    if settings.qdrant_embedded == "local":
+        return ClientStore.local(settings.qdrant_path, settings.qdrant_collection)
+    from ragsync.store.edge import EdgeStore
+
+    return EdgeStore.open(settings.qdrant_path, settings.qdrant_collection)

@@ -1,0 +1,241 @@
+"""What every store does, whatever holds the vectors: one live alias over one collection per embedding model,
+deterministic point ids, pruning. A backend supplies only the primitives (create, upsert, scroll, query, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ragsync.errors import SetupError
+
+POINT_NAMESPACE = uuid.UUID("6f1c2a7e-5b0d-4e43-9d2a-7a8f3c1e5b90")
+PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id")
+SCROLL_PAGE = 1000
+
+
+def point_id(tenant_id: str, service: str, item_id: str, chunk: int = 0) -> str:
+    """uuid5 of (tenant, service, item id, chunk): the same item always maps to the same point."""
+    return str(uuid.uuid5(POINT_NAMESPACE, json.dumps([tenant_id, service, item_id, chunk])))
+
+
+@dataclass(frozen=True)
+class Point:
+    """One vector and its payload."""
+
+    id: str
+    vector: list[float]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which points an operation touches: payload fields equal to values, and chunks from `chunk_from` on."""
+
+    equals: dict[str, str] = field(default_factory=dict)
+    chunk_from: int = 0
+
+    @classmethod
+    def of(cls, chunk_from: int = 0, **equals: str | None) -> Selection:
+        """The points whose given fields (those not None) have the given values."""
+        return cls({k: v for k, v in equals.items() if v is not None}, chunk_from)
+
+    @property
+    def everything(self) -> bool:
+        """True when nothing narrows the selection."""
+        return not self.equals and not self.chunk_from
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored point's id and the payload fields asked for."""
+
+    id: str
+    payload: dict[str, Any]
+
+
+class StoreError(SetupError):
+    """The store could not be opened or refused an operation; the message says what to do."""
+
+
+class VectorStore(ABC):
+    """The live index, an alias (QDRANT_COLLECTION) over one collection per embedding model.
+
+    Reads go through the alias; writes go to the current model's collection. When the model changes, the new
+    collection fills while searches still see the old one, and the alias switches once it is complete.
+    Thread-safe: every call holds one lock, since the embedded backends are not.
+    """
+
+    def __init__(self, collection: str) -> None:
+        self.collection = collection
+        self.target = collection  # the collection written to; set by `ensure_collection`
+        self._lock = threading.RLock()
+
+    # --- primitives, one set per backend ---
+
+    @abstractmethod
+    def _exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def _create(self, name: str, dimension: int) -> None: ...
+
+    @abstractmethod
+    def _alias(self) -> str | None: ...
+
+    @abstractmethod
+    def _set_alias(self, target: str) -> None: ...
+
+    @abstractmethod
+    def _upsert(self, name: str, points: list[Point]) -> None: ...
+
+    @abstractmethod
+    def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]: ...
+
+    @abstractmethod
+    def _scroll(
+        self, name: str, selection: Selection, fields: list[str], offset: str | None
+    ) -> tuple[list[Record], str | None]: ...
+
+    @abstractmethod
+    def _delete(self, name: str, selection: Selection) -> None: ...
+
+    @abstractmethod
+    def _delete_ids(self, name: str, ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]: ...
+
+    @abstractmethod
+    def _count(self, name: str, selection: Selection) -> int: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    def optimize(self) -> None:
+        """Build the search index after a bulk load; a server does this by itself."""
+
+    # --- the store's behaviour, the same for every backend ---
+
+    def close(self) -> None:
+        """Release the store (and its folder lock)."""
+        with self._lock:
+            self._close()
+
+    def collection_for(self, model: str, dimension: int) -> str:
+        """The collection that holds `model`'s vectors."""
+        slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-")
+        return f"{self.collection}--{slug}-{dimension}"
+
+    def live_collection(self) -> str | None:
+        """The collection the alias points to (what searches see), if any."""
+        with self._lock:
+            return self._alias()
+
+    def ensure_collection(self, dimension: int, model: str) -> bool:
+        """Write to `model`'s collection (created if missing); True while the alias still shows another one."""
+        self.target = self.collection_for(model, dimension)
+        with self._lock:
+            live = self._alias()
+            if live is None and self._exists(self.collection):
+                raise StoreError(
+                    f"{self.collection!r} is a plain collection, not an alias (an older layout): "
+                    f"delete it or set QDRANT_COLLECTION to another name"
+                )
+            if not self._exists(self.target):
+                self._create(self.target, dimension)
+            if live is None:
+                self._set_alias(self.target)
+                return False
+        return live != self.target
+
+    def switch_alias(self) -> None:
+        """Point the alias at the collection being written, in one step: searches never see a gap."""
+        with self._lock:
+            self._set_alias(self.target)
+
+    def upsert(self, points: list[Point]) -> None:
+        """Write a batch and return once it is durable."""
+        if points:
+            with self._lock:
+                self._upsert(self.target, points)
+
+    def stored(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The `content_hash` and `chunks` stored for each of `ids` that exists (one lookup)."""
+        if not ids:
+            return {}
+        with self._lock:
+            found = self._retrieve(self.target, ids, ["content_hash", "chunks"])
+        return {record.id: record.payload for record in found}
+
+    def delete_item(self, tenant_id: str, service: str, item_id: str, from_chunk: int = 0) -> None:
+        """Delete an item's points (only the chunks from `from_chunk` on, when it has fewer now)."""
+        selection = Selection.of(from_chunk, tenant_id=tenant_id, service=service, item_id=item_id)
+        with self._lock:
+            self._delete(self.target, selection)
+
+    def prune(self, tenant_id: str, service: str, keep: set[str], before: datetime) -> int:
+        """Delete the service's points whose item is not in `keep` and that were written before `before`.
+
+        Called after a full run fetched every page: what it did not see no longer exists upstream. Points
+        written after `before` belong to a later run and are left alone.
+        """
+        selection = Selection.of(tenant_id=tenant_id, service=service)
+        stale: list[str] = []
+        offset: str | None = None
+        while True:
+            with self._lock:
+                records, offset = self._scroll(self.target, selection, ["item_id", "synced_at"], offset)
+            for record in records:
+                synced = datetime.fromisoformat(str(record.payload.get("synced_at")))
+                if record.payload.get("item_id") not in keep and synced < before:
+                    stale.append(record.id)
+            if offset is None:
+                break
+        for start in range(0, len(stale), SCROLL_PAGE):
+            with self._lock:
+                self._delete_ids(self.target, stale[start : start + SCROLL_PAGE])
+        return len(stale)
+
+    def search(
+        self, vector: list[float], limit: int = 5, tenant_id: str | None = None, service: str | None = None
+    ) -> list[Hit]:
+        """The nearest points of the live index, optionally only of one tenant and/or service."""
+        with self._lock:
+            live = self._alias()
+            if live is None:
+                return []
+            return self._query(live, vector, limit, Selection.of(tenant_id=tenant_id, service=service))
+
+    def count(
+        self,
+        tenant_id: str | None = None,
+        service: str | None = None,
+        run_id: str | None = None,
+        collection: str | None = None,
+    ) -> int:
+        """Exact number of points of the live index (or of `collection`), optionally of one tenant/service/run."""
+        with self._lock:
+            name = collection or self._alias()
+            if name is None or not self._exists(name):
+                return 0
+            return self._count(name, Selection.of(tenant_id=tenant_id, service=service, run_id=run_id))
+
+    def retrieve_ids(self, ids: list[str]) -> set[str]:
+        """Which of `ids` are in the live index."""
+        with self._lock:
+            live = self._alias()
+            return {record.id for record in self._retrieve(live, ids, [])} if live else set()

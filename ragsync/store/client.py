@@ -1,0 +1,124 @@
+"""The store through qdrant-client: a Qdrant server (QDRANT_URL), its in-memory mode, or its older on-disk
+local mode (QDRANT_EMBEDDED=local, kept for folders written before the edge store became the default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qdrant_client import QdrantClient, models
+
+from ragsync.store.base import PAYLOAD_KEYWORDS, SCROLL_PAGE, Hit, Point, Record, Selection, StoreError, VectorStore
+
+
+class ClientStore(VectorStore):
+    """A VectorStore over a QdrantClient."""
+
+    def __init__(self, client: QdrantClient, collection: str, indexes_payload: bool = True) -> None:
+        super().__init__(collection)
+        self._client = client
+        self._indexes_payload = indexes_payload
+
+    @classmethod
+    def server(cls, url: str, collection: str, api_key: str | None = None) -> ClientStore:
+        """A Qdrant server; filters by tenant and service use payload indexes."""
+        return cls(QdrantClient(url=url, api_key=api_key), collection)
+
+    @classmethod
+    def memory(cls, collection: str) -> ClientStore:
+        """qdrant-client's in-memory mode: the server code path, nothing kept."""
+        return cls(QdrantClient(location=":memory:"), collection, indexes_payload=False)
+
+    @classmethod
+    def local(cls, path: Path, collection: str) -> ClientStore:
+        """qdrant-client's local mode on disk at `path` (one process per folder)."""
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(path))
+        except RuntimeError as error:
+            raise StoreError(
+                f"cannot open the embedded Qdrant at {path}: {error}. Only one process may use a store folder: "
+                "stop the other ragsync process, or give this one its own QDRANT_PATH, or set QDRANT_URL."
+            ) from error
+        # The local mode has no payload indexes (it warns and ignores them).
+        return cls(client, collection, indexes_payload=False)
+
+    def _exists(self, name: str) -> bool:
+        return bool(self._client.collection_exists(name))
+
+    def _create(self, name: str, dimension: int) -> None:
+        self._client.create_collection(
+            name, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+        )
+        if self._indexes_payload:
+            for key in PAYLOAD_KEYWORDS:
+                self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+
+    def _alias(self) -> str | None:
+        for alias in self._client.get_aliases().aliases:
+            if alias.alias_name == self.collection:
+                return str(alias.collection_name)
+        return None
+
+    def _set_alias(self, target: str) -> None:
+        operations: list[models.AliasOperations] = []
+        if self._alias() is not None:
+            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.collection)))
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=target, alias_name=self.collection)
+            )
+        )
+        self._client.update_collection_aliases(change_aliases_operations=operations)
+
+    def _upsert(self, name: str, points: list[Point]) -> None:
+        batch = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
+        self._client.upsert(name, points=batch, wait=True)
+
+    def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]:
+        found = self._client.retrieve(name, ids=ids, with_payload=fields or False, with_vectors=False)
+        return [Record(str(p.id), dict(p.payload or {})) for p in found]
+
+    def _scroll(
+        self, name: str, selection: Selection, fields: list[str], offset: str | None
+    ) -> tuple[list[Record], str | None]:
+        records, after = self._client.scroll(
+            name,
+            scroll_filter=_filter(selection),
+            limit=SCROLL_PAGE,
+            offset=offset,
+            with_payload=fields,
+            with_vectors=False,
+        )
+        return [Record(str(r.id), dict(r.payload or {})) for r in records], None if after is None else str(after)
+
+    def _delete(self, name: str, selection: Selection) -> None:
+        flt = _filter(selection) or models.Filter()
+        self._client.delete(name, points_selector=models.FilterSelector(filter=flt), wait=True)
+
+    def _delete_ids(self, name: str, ids: list[str]) -> None:
+        selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
+        self._client.delete(name, points_selector=selector, wait=True)
+
+    def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]:
+        result = self._client.query_points(
+            name, query=vector, limit=limit, query_filter=_filter(selection), with_payload=True
+        )
+        return [Hit(score=p.score, payload=p.payload or {}) for p in result.points]
+
+    def _count(self, name: str, selection: Selection) -> int:
+        return int(self._client.count(name, count_filter=_filter(selection), exact=True).count)
+
+    def _close(self) -> None:
+        self._client.close()
+
+
+def _filter(selection: Selection) -> models.Filter | None:
+    if selection.everything:
+        return None
+    must: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in selection.equals.items()
+    ]
+    if selection.chunk_from:
+        must.append(models.FieldCondition(key="chunk", range=models.Range(gte=selection.chunk_from)))
+    return models.Filter(must=must)

@@ -1,0 +1,153 @@
+"""The embedded default: Qdrant's own engine in this process (qdrant-edge: WAL, segments, HNSW, payload
+indexes), one shard folder per collection and the alias in a small JSON file beside them.
+
+Layout of QDRANT_PATH: `.lock` (held while a process owns the folder), `aliases.json`, `collections/<name>/`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from pathlib import Path
+from typing import IO, cast
+
+import qdrant_edge as edge
+
+from ragsync.store.base import PAYLOAD_KEYWORDS, SCROLL_PAGE, Hit, Point, Record, Selection, StoreError, VectorStore
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class EdgeStore(VectorStore):
+    """A VectorStore over qdrant-edge shards in one folder, owned by one process at a time."""
+
+    def __init__(self, root: Path, collection: str, lock: IO[bytes]) -> None:
+        super().__init__(_checked_name(collection))
+        self.root = root
+        self._lock_file = lock
+        self._shards: dict[str, edge.EdgeShard] = {}
+
+    @classmethod
+    def open(cls, root: Path, collection: str) -> EdgeStore:
+        """Own the store folder at `root` (created if missing); a second owner gets a StoreError."""
+        if (root / "meta.json").exists():
+            raise StoreError(
+                f"{root} holds a store written by qdrant-client's local mode: set QDRANT_EMBEDDED=local to keep "
+                "using it, or point QDRANT_PATH at a new folder and run a full sync to fill it"
+            )
+        (root / "collections").mkdir(parents=True, exist_ok=True)
+        lock = open(root / ".lock", "wb")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            lock.close()
+            raise StoreError(
+                f"cannot open the embedded store at {root}: another process holds it. Only one process may use "
+                "a store folder: stop the other ragsync process, or give this one its own QDRANT_PATH, or set "
+                "QDRANT_URL."
+            ) from error
+        return cls(root, collection, lock)
+
+    def _folder(self, name: str) -> Path:
+        return self.root / "collections" / _checked_name(name)
+
+    def _shard(self, name: str) -> edge.EdgeShard:
+        shard = self._shards.get(name)
+        if shard is None:
+            shard = self._shards[name] = edge.EdgeShard.load(str(self._folder(name)))
+        return shard
+
+    def _exists(self, name: str) -> bool:
+        return name in self._shards or (self._folder(name) / "wal").exists()
+
+    def _create(self, name: str, dimension: int) -> None:
+        vectors = edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)
+        shard = edge.EdgeShard.create(str(self._folder(name)), edge.EdgeConfig(vectors=vectors))
+        for key in PAYLOAD_KEYWORDS:
+            shard.update(edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword))
+        shard.flush()
+        self._shards[name] = shard
+
+    def _alias(self) -> str | None:
+        aliases = self._aliases()
+        return aliases.get(self.collection)
+
+    def _aliases(self) -> dict[str, str]:
+        path = self.root / "aliases.json"
+        return dict(json.loads(path.read_text())) if path.exists() else {}
+
+    def _set_alias(self, target: str) -> None:
+        # Written aside and renamed over: a reader sees the old alias or the new one, never half a file.
+        aliases = self._aliases() | {self.collection: target}
+        aside = self.root / "aliases.json.new"
+        aside.write_text(json.dumps(aliases, indent=1))
+        os.replace(aside, self.root / "aliases.json")
+
+    def _upsert(self, name: str, points: list[Point]) -> None:
+        shard = self._shard(name)
+        shard.update(edge.UpdateOperation.upsert_points([edge.Point(p.id, p.vector, p.payload) for p in points]))
+        shard.flush()
+
+    def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]:
+        found = self._shard(name).retrieve(cast("list[edge.PointId]", ids), with_payload=fields or False, with_vector=False)
+        return [Record(str(r.id), dict(r.payload or {})) for r in found]
+
+    def _scroll(
+        self, name: str, selection: Selection, fields: list[str], offset: str | None
+    ) -> tuple[list[Record], str | None]:
+        request = edge.ScrollRequest(
+            offset=offset, limit=SCROLL_PAGE, filter=_filter(selection), with_payload=fields, with_vector=False
+        )
+        records, after = self._shard(name).scroll(request)
+        return [Record(str(r.id), dict(r.payload or {})) for r in records], None if after is None else str(after)
+
+    def _delete(self, name: str, selection: Selection) -> None:
+        shard = self._shard(name)
+        shard.update(edge.UpdateOperation.delete_points_by_filter(_filter(selection) or edge.Filter()))
+        shard.flush()
+
+    def _delete_ids(self, name: str, ids: list[str]) -> None:
+        shard = self._shard(name)
+        shard.update(edge.UpdateOperation.delete_points(cast("list[edge.PointId]", ids)))
+        shard.flush()
+
+    def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]:
+        request = edge.QueryRequest(
+            limit=limit, query=edge.Query.Nearest(vector), filter=_filter(selection), with_payload=True
+        )
+        return [Hit(score=p.score, payload=dict(p.payload or {})) for p in self._shard(name).query(request)]
+
+    def _count(self, name: str, selection: Selection) -> int:
+        return self._shard(name).count(edge.CountRequest(exact=True, filter=_filter(selection)))
+
+    def optimize(self) -> None:
+        """Merge segments and build the HNSW index of the collection being written (after a bulk load)."""
+        with self._lock:
+            if self._exists(self.target):
+                self._shard(self.target).optimize()
+
+    def _close(self) -> None:
+        for shard in self._shards.values():
+            shard.close()
+        self._shards.clear()
+        self._lock_file.close()  # releases the folder
+
+
+def _filter(selection: Selection) -> edge.Filter | None:
+    if selection.everything:
+        return None
+    must: list[edge.ConditionType] = [
+        edge.FieldCondition(key=key, match=edge.MatchValue(value)) for key, value in selection.equals.items()
+    ]
+    if selection.chunk_from:
+        must.append(edge.FieldCondition(key="chunk", range=edge.RangeFloat(gte=selection.chunk_from)))
+    return edge.Filter(must=must)
+
+
+def _checked_name(name: str) -> str:
+    # Collection names become folder names: nothing that could leave the store folder.
+    if not NAME.match(name) or name in {".", ".."}:
+        raise StoreError(f"QDRANT_COLLECTION={name!r} cannot name a folder: use letters, digits, '.', '_' and '-'")
+    return name

@@ -1,0 +1,120 @@
+"""The ONNX backend: the model exported once to ONNX (fp32, or int8 with per-channel weights), run by
+onnxruntime. Mean pooling and normalisation are part of the exported graph, so a run returns final vectors.
+
+The export needs torch and happens on first use; the file is cached under DATA_DIR/models, named after the model,
+the precision and the weights it came from, so a changed model folder is exported again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragsync.errors import SetupError
+
+log = logging.getLogger(__name__)
+OPSET = 17
+
+
+class OnnxRunner:
+    """Encodes texts with an onnxruntime session; batches are padded only to their own longest text."""
+
+    def __init__(self, model_dir: str, onnx_file: Path, max_tokens: int, threads: int | None) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        tokenizer_file = Path(model_dir) / "tokenizer.json"
+        if not tokenizer_file.exists():
+            raise SetupError(f"EMBEDDING_BACKEND=onnx needs {tokenizer_file} (a fast tokenizer); use the torch backend")
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer.enable_truncation(max_tokens)
+        self.tokenizer.enable_padding()  # to the longest text of each batch
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        self._session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Unit vectors for `texts`, in order; texts are batched by length to cut padding."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[Any] = [None] * len(texts)
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in chosen])
+            feed = {
+                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            }
+            for index, vector in zip(chosen, self._session.run(None, feed)[0], strict=True):
+                vectors[index] = vector
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def exported(model_dir: str, name: str, precision: str, cache: Path) -> Path:
+    """The model's ONNX file at `precision` (fp32 or int8), exported and quantized on first use."""
+    files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(model_dir).iterdir() if f.is_file())
+    fingerprint = hashlib.sha256(repr((name, files)).encode()).hexdigest()
+    target = cache / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{fingerprint[:12]}.onnx"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    log.warning("exporting %s to ONNX (%s) at %s: once per model", name, precision, target)
+    fp32 = cache / f"{target.stem}.fp32.{os.getpid()}.tmp"
+    _export_fp32(model_dir, fp32)
+    aside = cache / f"{target.stem}.{os.getpid()}.tmp"
+    if precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(fp32), str(aside), per_channel=True, weight_type=QuantType.QInt8)
+        fp32.unlink()
+    else:
+        fp32.rename(aside)
+    # Renamed into place: several processes sharing DATA_DIR never read a half-written file.
+    os.replace(aside, target)
+    return target
+
+
+def _export_fp32(model_dir: str, path: Path) -> None:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    transformer = SentenceTransformer(model_dir, device="cpu")[0].auto_model.eval()
+
+    class Pooled(torch.nn.Module):
+        """The transformer, mean pooling over real tokens, and normalisation: what the pipeline stores."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.transformer = transformer  # a submodule, so its weights export as weights
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            hidden = self.transformer(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    sample = torch.ones((2, 8), dtype=torch.int64)
+    # A padded row in the sample: traced with no padding, the graph could drop the attention mask.
+    mask = torch.tensor([[1] * 8, [1] * 3 + [0] * 5], dtype=torch.int64)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {n: {0: "batch", 1: "tokens"} for n in names} | {"embedding": {0: "batch"}}
+    with torch.no_grad():
+        torch.onnx.export(
+            Pooled(),
+            (sample, mask, torch.zeros_like(sample)),
+            str(path),
+            input_names=names,
+            output_names=["embedding"],
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )

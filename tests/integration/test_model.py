@@ -1,0 +1,68 @@
+"""The model's backends and precisions, against the real all-MiniLM-L6-v2 and a real ONNX export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragsync.errors import SetupError
+from streams.model import TextEncoder
+
+TEXTS = [
+    "refund",
+    "The learner withdrew from the course in week two and asked for the fee back, which finance approved. " * 6,
+    "Payment 4411 failed: the card issuer declined it for insufficient funds.",
+    "Lab environment devlab-7 was rebuilt after the kernel update; students keep their files.",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export folder for the module: each export takes seconds."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.mark.parametrize(("precision", "least_cosine"), [("fp32", 0.9999), ("int8", 0.98)])
+def test_onnx_vectors_match_torch_and_padding_changes_nothing(
+    encoder: TextEncoder, onnx_cache: Path, precision: str, least_cosine: float
+) -> None:
+    onnx = TextEncoder(backend="onnx", precision=precision, cache=onnx_cache)  # type: ignore[arg-type]
+    reference = np.array(encoder.encode(TEXTS))
+    together = np.array(onnx.encode(TEXTS))  # one padded batch: the short texts carry padding
+    alone = np.array([onnx.encode([text])[0] for text in TEXTS])
+    # int8 scales activations per batch, so a batch's company moves its vectors a little; fp32 not at all.
+    assert (together * alone).sum(axis=1).min() >= (0.99999 if precision == "fp32" else 0.98), "padding changed a vector"
+    cosines = (together * reference).sum(axis=1)
+    assert cosines.min() >= least_cosine, cosines
+    assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)
+
+
+def test_the_export_is_cached_and_reused(onnx_cache: Path) -> None:
+    TextEncoder(backend="onnx", precision="int8", cache=onnx_cache).encode(["one"])
+    exported = sorted(onnx_cache.glob("*int8*.onnx"))
+    assert len(exported) == 1
+    before = exported[0].stat().st_mtime_ns
+    TextEncoder(backend="onnx", precision="int8", cache=onnx_cache).encode(["two"])
+    assert exported[0].stat().st_mtime_ns == before and not list(onnx_cache.glob("*.tmp"))
+
+
+def test_bf16_vectors_are_close_to_fp32(encoder: TextEncoder) -> None:
+    bf16 = TextEncoder(precision="bf16")
+    cosines = (np.array(bf16.encode(TEXTS)) * np.array(encoder.encode(TEXTS))).sum(axis=1)
+    assert cosines.min() >= 0.99, cosines
+
+
+def test_each_variant_is_its_own_model_so_a_change_re_embeds() -> None:
+    names = {
+        TextEncoder(backend=backend, precision=precision).name  # type: ignore[arg-type]
+        for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"))
+    }
+    assert len(names) == 4
+    assert "sentence-transformers/all-MiniLM-L6-v2" in names  # the default keeps its name and its collection
+
+
+def test_a_precision_the_backend_does_not_offer_is_a_clear_error() -> None:
+    with pytest.raises(SetupError, match="EMBEDDING_PRECISION='int8' is not offered with EMBEDDING_BACKEND='torch'"):
+        TextEncoder(backend="torch", precision="int8")
