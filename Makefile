@@ -28,7 +28,7 @@ demo: install
 # Benchmarks are not tests: they print a table against the raw model and write benchmarks/results/.
 bench: install
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
-	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 test: install tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+
 from ragsync.errors import SetupError
 from ragsync.settings import check_variant
 
@@ -123,5 +125,8 @@ class TextEncoder:
                 show_progress_bar=False,
                 convert_to_numpy=True,
             )
-        result: list[list[float]] = vectors.astype("float32").tolist()
+        # bf16 normalises in bf16 (lengths off by up to 1e-3); unit length in fp32 for every variant.
+        unit = np.asarray(vectors, dtype=np.float32)
+        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+        result: list[list[float]] = unit.tolist()
         return result

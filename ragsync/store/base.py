@@ -125,7 +125,7 @@ class VectorStore(ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
-    def optimize(self) -> None:
+    def optimize(self) -> None:  # noqa: B027 - a server indexes by itself; only the embedded store overrides it
         """Build the search index after a bulk load; a server does this by itself."""
 
     # --- the store's behaviour, the same for every backend ---

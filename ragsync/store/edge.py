@@ -91,7 +91,9 @@ class EdgeStore(VectorStore):
         shard.flush()
 
     def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]:
-        found = self._shard(name).retrieve(cast("list[edge.PointId]", ids), with_payload=fields or False, with_vector=False)
+        found = self._shard(name).retrieve(
+            cast("list[edge.PointId]", ids), with_payload=fields or False, with_vector=False
+        )
         return [Record(str(r.id), dict(r.payload or {})) for r in found]
 
     def _scroll(

@@ -3,67 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.store.edge import EdgeStore
 from streams.model import TextEncoder
 from tests.integration.conftest import embedders_running, fetcher_running, request_sync, until_pages
 from tests.integration.test_pipeline import expected_ids
-
-
-class Components:
-    """`ragsync` component processes started by a test; every one is killed at the end."""
-
-    def __init__(self, settings: Settings, folder: Path) -> None:
-        self._settings = settings
-        self._folder = folder
-        self.processes: list[subprocess.Popen[bytes]] = []
-
-    def start(self, command: str, **env: str) -> subprocess.Popen[bytes]:
-        s = self._settings
-        full_env = {
-            **os.environ,
-            "PYTHONUNBUFFERED": "1",
-            "KAFKA_BOOTSTRAP_SERVERS": s.bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": s.kafka_topic_prefix,
-            "KAFKA_PARTITIONS": str(s.kafka_partitions),
-            "KAFKA_SESSION_TIMEOUT_MS": str(s.kafka_session_timeout_ms),
-            "DATA_DIR": str(s.data_dir),
-            "TORCH_THREADS": "1",
-            **env,
-        }
-        log = (self._folder / f"{command}-{len(self.processes)}.log").open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ragsync", command],
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self._folder,
-        )
-        self.processes.append(process)
-        return process
-
-    def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture
@@ -73,23 +29,6 @@ def components(settings: Settings, tmp_path: Path) -> Iterator[Components]:
     started.stop_all()
 
 
-def _status(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as response:
-        result: dict[str, Any] = json.loads(response.read())
-        return result
-
-
-async def _wait_for_status(port: int, ready: Any, timeout: float = 90) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            status = await asyncio.to_thread(_status, port)
-            if ready(status):
-                return status
-        except OSError:
-            pass
-        await asyncio.sleep(0.3)
-    raise TimeoutError(f"component on port {port} never reached the expected status")
 
 
 async def test_kill_9_the_fetcher_mid_run_resumes_from_the_checkpoint(
@@ -141,14 +80,14 @@ async def test_kill_9_one_of_two_embedders_mid_batch_loses_nothing(
         for port, folder in zip(ports, folders, strict=True)
     ]
     for port in ports:
-        await _wait_for_status(port, lambda s: s["consumers"][0]["partitions"])
+        await wait_for_status(port, lambda s: s["consumers"][0]["partitions"])
     async with (
         app.ledger() as ledger,
         CoordinatorServer(DemoCoordinator(600)) as coordinator,
         fetcher_running(app, coordinator.endpoint) as fetcher,
     ):
         request = await request_sync(app, "assessment-service")
-        victim = await _wait_for_status(ports[0], lambda s: s["consumers"][0]["items_processed"] >= 32)
+        victim = await wait_for_status(ports[0], lambda s: s["consumers"][0]["items_processed"] >= 32)
         embedders[0].send_signal(signal.SIGKILL)
         embedders[0].wait()
         killed_at = time.monotonic()

@@ -33,7 +33,9 @@ def test_onnx_vectors_match_torch_and_padding_changes_nothing(
     together = np.array(onnx.encode(TEXTS))  # one padded batch: the short texts carry padding
     alone = np.array([onnx.encode([text])[0] for text in TEXTS])
     # int8 scales activations per batch, so a batch's company moves its vectors a little; fp32 not at all.
-    assert (together * alone).sum(axis=1).min() >= (0.99999 if precision == "fp32" else 0.98), "padding changed a vector"
+    assert (together * alone).sum(axis=1).min() >= (0.99999 if precision == "fp32" else 0.98), (
+        "padding changed a vector"
+    )
     cosines = (together * reference).sum(axis=1)
     assert cosines.min() >= least_cosine, cosines
     assert np.allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)

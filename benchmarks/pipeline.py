@@ -1,0 +1,317 @@
+"""The pipeline's own figures, in one process: first sync, unchanged re-sync, change-to-searchable latency,
+the fetch stage alone, and the naive per-item loop it replaced. Each throughput is compared with the ceiling,
+the raw model's `encode` on the same texts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import REGISTRY
+
+from benchmarks.consumers import SERVICE, timed_sync
+from benchmarks.report import Row
+from producers.trigger import publish_requests, sync_requests
+from ragsync.app import App
+from ragsync.broker import LocalBroker
+from ragsync.coordinator.paging import PageQuery, iterate_pages
+from ragsync.coordinator.request import CallerIdentity
+from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.records import demo_record
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
+from ragsync.settings import Settings
+from ragsync.store import Point, VectorStore, open_store, point_id
+from ragsync.store.edge import EdgeStore
+from streams.items import ItemRules
+from streams.model import TextEncoder
+from streams.schemas import Schemas
+
+CORPORA = {"short": "payment-service", "long": "knowledge-service"}
+
+
+class Bench:
+    """Runs the benchmarks against one local broker and one model."""
+
+    def __init__(self, broker: LocalBroker, encoder: TextEncoder, folder: Path) -> None:
+        self.broker = broker
+        self.encoder = encoder
+        self.folder = folder
+        self.rules = ItemRules(Schemas.load(None))
+        self.rows: list[Row] = []
+
+    def settings(self, **changes: Any) -> Settings:
+        name = uuid.uuid4().hex[:8]
+        return Settings(
+            kafka_bootstrap_servers=self.broker.bootstrap_servers,
+            kafka_topic_prefix=f"bench{name}.",
+            kafka_partitions=4,
+            kafka_session_timeout_ms=6000,
+            data_dir=self.folder / name,
+            qdrant_path=self.folder / name / "qdrant",
+            batch_sync_limit=500,
+            _env_file=None,
+            **changes,
+        )
+
+    def texts(self, corpus: str, count: int) -> list[str]:
+        service = CORPORA[corpus]
+        return [self.rules.text(demo_record(service, i), service) for i in range(count)]
+
+    # --- 1. the ceiling -------------------------------------------------------------------------------------
+    def ceiling(self, corpus: str, count: int) -> float:
+        texts = self.texts(corpus, count)
+        self.encoder.encode(texts[:32])  # warm up
+        seconds = min(self._timed(lambda: self.encoder.encode(texts)) for _ in range(3))  # best of three
+        self.rows.append(Row("ceiling: raw model encode", corpus, count, seconds, count / seconds))
+        return count / seconds
+
+    @staticmethod
+    def _timed(work: Callable[[], Any]) -> float:
+        started = time.perf_counter()
+        work()
+        return time.perf_counter() - started
+
+    # --- 2-5, 7: the pipeline ------------------------------------------------------------------------------
+    async def pipeline(self, corpus: str, count: int, ceiling: float) -> None:
+        service = CORPORA[corpus]
+        settings = self.settings(batch_sync_services=[service])
+        app = App(settings)
+        await app.ensure_topics()
+        store = open_store(settings)
+        servicer = DemoCoordinator(count)
+        stop = asyncio.Event()
+        stages: list[asyncio.Task[None]] = []
+        try:
+            async with CoordinatorServer(servicer) as coordinator, app.ledger() as ledger:
+                tasks = [
+                    asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint)),
+                    asyncio.create_task(app.run_embedders(stop, 1, store, self.encoder)),
+                ]
+                stages.extend(tasks)
+                await self._sync(app, ledger, "analytics-service", tasks)  # warm-up: groups joined, model hot
+                before = _stage_seconds()
+                first, first_s = await self._timed_sync(app, ledger, service, tasks)
+                encode_s, upsert_s = (after - start for after, start in zip(_stage_seconds(), before, strict=True))
+                self.rows.append(
+                    Row(
+                        "first sync: Coordinator to Qdrant",
+                        corpus,
+                        first.items_upserted,
+                        first_s,
+                        first.items_upserted / first_s,
+                        f"{first.items_upserted / first_s / ceiling:.2f} of ceiling",
+                        ">= 0.9 of ceiling",
+                        first.items_upserted / first_s / ceiling >= 0.9,
+                    )
+                )
+                rest_s = first_s - encode_s - upsert_s
+                self.rows.append(
+                    Row(
+                        "first sync: where the time went",
+                        corpus,
+                        first.items_upserted,
+                        first_s,
+                        0.0,
+                        f"encode {encode_s / first_s:.0%}, upsert {upsert_s / first_s:.1%}, "
+                        f"everything else {rest_s / first_s:.1%} ({rest_s:.2f} s)",
+                    )
+                )
+                again, again_s = await self._timed_sync(app, ledger, service, tasks)
+                speedup = first_s / again_s
+                self.rows.append(
+                    Row(
+                        "unchanged re-sync",
+                        corpus,
+                        again.items_skipped,
+                        again_s,
+                        count / again_s,
+                        f"{speedup:.1f}x faster",
+                        ">= 20x",
+                        speedup >= 20,
+                    )
+                )
+                if corpus == "short":
+                    await self._latency(app, ledger, servicer, store, service, tasks)
+        finally:
+            stop.set()
+            await asyncio.gather(*stages, return_exceptions=True)
+            store.close()
+
+    async def _sync(
+        self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]], sync_type: str = "batch"
+    ) -> RunState:
+        requests = sync_requests(app.settings, [service], "cli", sync_type)  # type: ignore[arg-type]
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, requests)
+        [run] = await ledger.wait([requests[0].run_id], 1800, guard=tasks)
+        assert run.status == "succeeded", run.error
+        return run
+
+    async def _timed_sync(
+        self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]]
+    ) -> tuple[RunState, float]:
+        started = time.perf_counter()
+        run = await self._sync(app, ledger, service, tasks)
+        return run, time.perf_counter() - started
+
+    async def _latency(
+        self,
+        app: App,
+        ledger: RunLedger,
+        servicer: DemoCoordinator,
+        store: VectorStore,
+        service: str,
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        """Change a few records upstream, trigger an incremental sync, time until search finds the new text."""
+        latencies = []
+        for round_ in range(1, 8):
+            indices = [round_, round_ + 100, round_ + 200]
+            servicer.change(service, indices)
+            changed = demo_record(service, indices[0], servicer.revision(service, indices[0]))
+            vector = self.encoder.encode([self.rules.text(changed, service)])[0]
+            started = time.perf_counter()
+            requests = sync_requests(app.settings, [service], "cli", "incremental")
+            async with app.publisher() as publisher:
+                await publish_requests(publisher, app.topics, requests)
+            while True:
+                hits = await asyncio.to_thread(store.search, vector, 1, None, service)
+                if hits and hits[0].payload.get("item_id") == changed["id"] and "(revision" in str(hits[0].payload):
+                    break
+                if any(t.done() for t in tasks):
+                    raise RuntimeError("a stage stopped during the latency benchmark")
+                await asyncio.sleep(0.02)
+            latencies.append(time.perf_counter() - started)
+            await ledger.wait([requests[0].run_id], 60, guard=tasks)
+        p50 = statistics.median(latencies)
+        p95 = sorted(latencies)[max(0, round(0.95 * len(latencies)) - 1)]
+        self.rows.append(
+            Row(
+                "change to searchable (p50 / p95)",
+                "short",
+                3,
+                p95,
+                0.0,
+                f"p50 {p50:.2f}s, p95 {p95:.2f}s",
+                "p95 < 10 s",
+                p95 < 10,
+            )
+        )
+
+    # --- 4. the fetch stage alone ---------------------------------------------------------------------------
+    async def fetch_stage(self, corpus: str, count: int, ceiling: float) -> None:
+        service = CORPORA[corpus]
+        app = App(self.settings())
+        await app.ensure_topics()
+        stop = asyncio.Event()
+        async with CoordinatorServer(DemoCoordinator(count)) as coordinator, app.ledger() as ledger:
+            fetcher = asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint))
+            await self._until_fetched(app, ledger, "analytics-service", [fetcher])  # warm-up
+            started = time.perf_counter()
+            await self._until_fetched(app, ledger, service, [fetcher])
+            seconds = time.perf_counter() - started
+            stop.set()
+            await fetcher
+        rate = count / seconds
+        self.rows.append(
+            Row(
+                "fetch stage alone: Coordinator to items topic",
+                corpus,
+                count,
+                seconds,
+                rate,
+                f"{rate / ceiling:.1f}x ceiling",
+                ">= 10x ceiling",
+                rate / ceiling >= 10,
+            )
+        )
+
+    async def _until_fetched(self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]]) -> None:
+        requests = sync_requests(app.settings, [service], "cli")
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, requests)
+        while not ((run := ledger.book.get(requests[0].run_id)) and (run.fetch_done or run.finished)):
+            if any(t.done() for t in tasks):
+                raise RuntimeError("the fetcher stopped")
+            await asyncio.sleep(0.01)
+
+    # --- 8. the naive baseline ------------------------------------------------------------------------------
+    async def naive(self, count: int) -> None:
+        """Per item: fetch a page of one, embed it alone, store it alone (what the replaced system did)."""
+        service = "payment-service"
+        store = EdgeStore.open(self.folder / "naive", "naive")
+        store.ensure_collection(self.encoder.dimension, self.encoder.name)
+        app = App(self.settings())
+        try:
+            async with (
+                CoordinatorServer(DemoCoordinator(count)) as coordinator,
+                app.coordinator_client(coordinator.endpoint) as client,
+            ):
+                started = time.perf_counter()
+                query = PageQuery(service, limit=1)
+                async for page in iterate_pages(client, CallerIdentity(), query, 30.0, count + 1):
+                    for record in page.records:
+                        text = self.rules.text(record, service)
+                        vector = self.encoder.encode([text])[0]
+                        store.upsert([Point(point_id("t", service, record["id"]), vector, {"text": text})])
+                seconds = time.perf_counter() - started
+        finally:
+            store.close()
+        self.rows.append(Row("naive baseline: per-item fetch, embed, store", "short", count, seconds, count / seconds))
+
+    # --- 5. scaling, 6. memory: embedder processes ----------------------------------------------------------
+    async def scaling(self, count: int) -> None:
+        """One vs two embedder processes, one torch thread each (this machine's cores, one per consumer)."""
+        rates = {}
+        for consumers in (1, 2):
+            settings = self.settings(batch_sync_services=[SERVICE])
+            seconds, _ = await timed_sync(settings, self.folder / uuid.uuid4().hex[:8], count, consumers, threads=1)
+            rates[consumers] = count / seconds
+        ratio = rates[2] / rates[1]
+        self.rows.append(
+            Row(
+                "scaling: 2 embedder processes vs 1 (1 thread each)",
+                "short",
+                count,
+                count / rates[2],
+                rates[2],
+                f"{ratio:.2f}x ({rates[1]:.0f} -> {rates[2]:.0f}/s)",
+                ">= 1.7x",
+                ratio >= 1.7,
+            )
+        )
+
+    async def memory(self, sizes: list[int]) -> None:
+        """Peak RSS of one embedder process through syncs of each size: flat means it does not grow with them."""
+        peaks = {}
+        for count in sizes:
+            settings = self.settings(batch_sync_services=[SERVICE])
+            folder = self.folder / uuid.uuid4().hex[:8]
+            seconds, [peak] = await timed_sync(settings, folder, count, consumers=1, threads=0)
+            peaks[count] = peak
+            self.rows.append(
+                Row(
+                    "memory: peak RSS of an embedder process",
+                    "short",
+                    count,
+                    seconds,
+                    count / seconds,
+                    f"{peak:.0f} MB",
+                    "< 1536 MB, flat",
+                    peak < 1536 and peak <= 1.15 * min(peaks.values()),
+                )
+            )
+
+
+def _stage_seconds() -> tuple[float, float]:
+    """Seconds spent encoding and upserting so far in this process, from the embedder's own histograms."""
+    encode = REGISTRY.get_sample_value("ragsync_embed_seconds_sum") or 0.0
+    upsert = REGISTRY.get_sample_value("ragsync_qdrant_upsert_seconds_sum") or 0.0
+    return encode, upsert

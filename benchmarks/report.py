@@ -1,0 +1,84 @@
+"""The benchmark's output: rows, the printed table, the JSON report and the chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    benchmark: str
+    corpus: str
+    items: int
+    seconds: float
+    rate: float
+    versus: str = ""
+    goal: str = ""
+    met: bool | None = None
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    return {
+        "node": platform.node(),
+        "processor": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def print_table(rows: list[Row], console: Console) -> None:
+    """The table, with the goals met in green and the others in red."""
+    about = machine()
+    table = Table(title=f"ragsync benchmark on {about['node']} ({about['processor']}, {about['cores']} cores)")
+    for column in ("benchmark", "corpus", "items", "seconds", "items/s", "compared", "goal", "met"):
+        table.add_column(column, justify="right" if column in ("items", "seconds", "items/s") else "left")
+    for row in rows:
+        met = "" if row.met is None else ("[green]yes[/green]" if row.met else "[red]no[/red]")
+        table.add_row(
+            row.benchmark,
+            row.corpus,
+            str(row.items),
+            f"{row.seconds:.2f}",
+            f"{row.rate:.1f}" if row.rate else "",
+            row.versus,
+            row.goal,
+            met,
+        )
+    console.print(table)
+
+
+def write(rows: list[Row], arguments: dict[str, Any], folder: Path) -> None:
+    """latest.json (every row and the machine) and latest.png (the throughputs) in `folder`."""
+    folder.mkdir(exist_ok=True)
+    report = {"machine": machine(), "arguments": arguments, "rows": [asdict(r) for r in rows]}
+    (folder / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(rows, folder / "latest.png")
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    """A bar per throughput row, on a log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rated = [r for r in rows if r.rate and not r.benchmark.startswith("store")]
+    figure, axis = plt.subplots(figsize=(11, 6))
+    axis.barh([f"{r.benchmark} ({r.corpus})" for r in rated], [r.rate for r in rated], color="#4477aa")
+    axis.invert_yaxis()
+    axis.set_xlabel("items per second")
+    axis.set_xscale("log")
+    axis.set_title("ragsync throughput vs the raw model (same machine, same run)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
