@@ -98,7 +98,7 @@ class Bench:
                 await self._sync(app, ledger, "analytics-service", tasks)  # warm-up: groups joined, model hot
                 before = _stage_seconds()
                 first, first_s = await self._timed_sync(app, ledger, service, tasks)
-                encode_s, upsert_s = (after - start for after, start in zip(_stage_seconds(), before, strict=True))
+                encode_s, upsert_s, texts, calls = (a - b for a, b in zip(_stage_seconds(), before, strict=True))
                 self.rows.append(
                     Row(
                         "first sync: Coordinator to Qdrant",
@@ -120,7 +120,8 @@ class Bench:
                         first_s,
                         0.0,
                         f"encode {encode_s / first_s:.0%}, upsert {upsert_s / first_s:.1%}, "
-                        f"everything else {rest_s / first_s:.1%} ({rest_s:.2f} s)",
+                        f"everything else {rest_s / first_s:.1%} ({rest_s:.2f} s); "
+                        f"{texts / max(calls, 1):.0f} texts per encode call",
                     )
                 )
                 again, again_s = await self._timed_sync(app, ledger, service, tasks)
@@ -310,8 +311,8 @@ class Bench:
             )
 
 
-def _stage_seconds() -> tuple[float, float]:
-    """Seconds spent encoding and upserting so far in this process, from the embedder's own histograms."""
-    encode = REGISTRY.get_sample_value("ragsync_embed_seconds_sum") or 0.0
-    upsert = REGISTRY.get_sample_value("ragsync_qdrant_upsert_seconds_sum") or 0.0
-    return encode, upsert
+def _stage_seconds() -> tuple[float, float, float, float]:
+    """Seconds spent encoding and upserting so far in this process, and the texts and calls encoded, from the
+    embedder's own metrics."""
+    names = ("embed_seconds_sum", "qdrant_upsert_seconds_sum", "embed_batch_size_sum", "embed_batch_size_count")
+    return tuple(REGISTRY.get_sample_value(f"ragsync_{name}") or 0.0 for name in names)  # type: ignore[return-value]

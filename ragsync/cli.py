@@ -159,7 +159,7 @@ async def _one_shot(
         if not as_json:
             out.print(summary_table(report))
             if query:
-                vector = (await asyncio.to_thread(encoder.encode, [query]))[0]
+                vector = (await encoder.encode_async([query]))[0]
                 out.print(hits_table(query, await asyncio.to_thread(store.search, vector, 5)))
         return report.as_json()
     finally:

@@ -130,7 +130,7 @@ class Embedder:
         texts = [text for _, chunks in chunked for text in chunks]
         metrics.EMBED_BATCH.observe(len(texts))
         with metrics.EMBED_SECONDS.time():
-            vectors = iter(await asyncio.to_thread(self._encoder.encode, texts))
+            vectors = iter(await self._encoder.encode_async(texts))
         points = [
             self._point(item, index, len(chunks), text, next(vectors))
             for item, chunks in chunked

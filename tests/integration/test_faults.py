@@ -29,8 +29,6 @@ def components(settings: Settings, tmp_path: Path) -> Iterator[Components]:
     started.stop_all()
 
 
-
-
 async def test_kill_9_the_fetcher_mid_run_resumes_from_the_checkpoint(
     settings: Settings, store: VectorStore, encoder: TextEncoder, components: Components
 ) -> None:
