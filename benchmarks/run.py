@@ -46,7 +46,7 @@ async def main(args: argparse.Namespace) -> None:
             "scaling": lambda: bench.scaling(args.scaling),
             "memory": lambda: bench.memory(args.memory),
             "naive": lambda: bench.naive(args.naive),
-            "stores": lambda: _stores(bench, folder, args.store_points),
+            "stores": lambda: _stores(bench, folder, args.store_points, settings.embedder_max_batch),
         }
         for name in args.only or STEPS:
             console.log(f"running: {name}")
@@ -67,9 +67,9 @@ async def _variants(bench: Bench, args: argparse.Namespace, batch_size: int, cac
     bench.rows.extend(await asyncio.to_thread(variant_rows, corpus, queries, batch_size, cache))
 
 
-async def _stores(bench: Bench, folder: Path, points: int) -> None:
+async def _stores(bench: Bench, folder: Path, points: int, batch: int) -> None:
     for index, name in enumerate(STORES):
-        bench.rows.extend(await asyncio.to_thread(store_rows, name, folder / f"store-{index}", points))
+        bench.rows.extend(await asyncio.to_thread(store_rows, name, folder / f"store-{index}", points, batch))
 
 
 if __name__ == "__main__":
