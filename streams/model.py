@@ -12,12 +12,15 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ragsync.errors import SetupError
 from ragsync.settings import check_variant
+
+if TYPE_CHECKING:
+    from streams.onnx_model import OnnxRunner
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -63,8 +66,8 @@ class TextEncoder:
         self._threads = threads
         self._cache = cache
         self._model: Any = None
-        self._onnx: Any = None
-        self._lock = threading.RLock()  # the ONNX runner loads the tokenizer settings under it
+        self._onnx: OnnxRunner | None = None
+        self._lock = threading.Lock()
         # Every asynchronous encode runs on this one thread. torch keeps a team of worker threads per calling
         # thread, spinning a while after each batch: encodes hopping between executor threads left idle teams
         # spinning against the working one, and cost 25-40 % of the throughput on two cores.
@@ -86,23 +89,25 @@ class TextEncoder:
                 self._model = SentenceTransformer(self._path, device="cpu", model_kwargs={"dtype": dtype})
             return self._model
 
-    def _runner(self) -> Any:
+    def _runner(self) -> OnnxRunner:
         with self._lock:
             if self._onnx is None:
                 from streams.onnx_model import OnnxRunner, exported
 
                 onnx_file = exported(self._path, self.name, self.precision, self._cache)
-                self._onnx = OnnxRunner(self._path, onnx_file, self.max_tokens + 2, self._threads)
+                self._onnx = OnnxRunner(self._path, onnx_file, self._threads)
             return self._onnx
 
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory."""
-        return self._model is not None
+        return self._model is not None or self._onnx is not None
 
     @property
     def dimension(self) -> int:
         """Length of each vector."""
+        if self.backend == "onnx":
+            return self._runner().dimension
         model = self._load()
         getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return int(getter())
@@ -110,10 +115,13 @@ class TextEncoder:
     @property
     def max_tokens(self) -> int:
         """Word pieces the model reads per text, less its two special tokens."""
-        return int(self._load().max_seq_length) - 2
+        length = self._runner().max_length if self.backend == "onnx" else self._load().max_seq_length
+        return int(length) - 2
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """The character span of each word piece of `text`."""
+        if self.backend == "onnx":
+            return self._runner().token_offsets(text)
         encoded = self._load().tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
 

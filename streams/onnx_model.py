@@ -8,6 +8,7 @@ the precision and the weights it came from, so a changed model folder is exporte
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -24,22 +25,40 @@ OPSET = 17
 
 
 class OnnxRunner:
-    """Encodes texts with an onnxruntime session; batches are padded only to their own longest text."""
+    """Encodes texts with an onnxruntime session; batches are padded only to their own longest text.
 
-    def __init__(self, model_dir: str, onnx_file: Path, max_tokens: int, threads: int | None) -> None:
+    Needs neither torch nor sentence-transformers: the tokenizer comes from the model folder's tokenizer.json.
+    """
+
+    def __init__(self, model_dir: str, onnx_file: Path, threads: int | None) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
-        tokenizer_file = Path(model_dir) / "tokenizer.json"
-        if not tokenizer_file.exists():
-            raise SetupError(f"EMBEDDING_BACKEND=onnx needs {tokenizer_file} (a fast tokenizer); use the torch backend")
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        self.tokenizer.enable_truncation(max_tokens)
+        folder = Path(model_dir)
+        for needed in ("tokenizer.json", "sentence_bert_config.json"):
+            if not (folder / needed).exists():
+                raise SetupError(f"EMBEDDING_BACKEND=onnx needs {folder / needed}; use EMBEDDING_BACKEND=torch")
+        self.max_length = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+        # A tokenizer.json may carry its own truncation and padding (this model's: 128, fixed); both are set here.
+        self._words = Tokenizer.from_file(str(folder / "tokenizer.json"))  # whole texts, for chunking
+        self._words.no_truncation()
+        self._words.no_padding()
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding()  # to the longest text of each batch
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector, from the graph's output shape."""
+        return int(self._session.get_outputs()[0].shape[1])
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each word piece of `text` (no special tokens, no truncation)."""
+        return [(int(a), int(b)) for a, b in self._words.encode(text, add_special_tokens=False).offsets]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray[Any, np.dtype[np.float32]]:
         """Unit vectors for `texts`, in order; texts are batched by length to cut padding."""

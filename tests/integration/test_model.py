@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +70,20 @@ def test_each_variant_is_its_own_model_so_a_change_re_embeds() -> None:
 def test_a_precision_the_backend_does_not_offer_is_a_clear_error() -> None:
     with pytest.raises(SetupError, match="EMBEDDING_PRECISION='int8' is not offered with EMBEDDING_BACKEND='torch'"):
         TextEncoder(backend="torch", precision="int8")
+
+
+def test_the_onnx_backend_chunks_like_torch_and_runs_without_torch(encoder: TextEncoder, onnx_cache: Path) -> None:
+    onnx = TextEncoder(backend="onnx", precision="fp32", cache=onnx_cache)
+    assert (onnx.dimension, onnx.max_tokens) == (encoder.dimension, encoder.max_tokens) == (384, 254)
+    long_text = TEXTS[1] * 4  # past both the model's 256 tokens and tokenizer.json's own 128
+    assert len(onnx.token_offsets(long_text)) > 400
+    assert onnx.token_offsets(long_text) == encoder.token_offsets(long_text)
+    # With the export cached, a new process encodes without importing torch or sentence-transformers.
+    script = (
+        "import sys; from pathlib import Path; from streams.model import TextEncoder; "
+        f"e = TextEncoder(backend='onnx', precision='fp32', cache=Path({str(onnx_cache)!r})); "
+        "assert len(e.encode(['refund'])[0]) == 384; "
+        "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
