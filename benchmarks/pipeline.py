@@ -22,7 +22,7 @@ from ragsync.app import App
 from ragsync.broker import LocalBroker
 from ragsync.coordinator.paging import PageQuery, iterate_pages
 from ragsync.coordinator.request import CallerIdentity
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
@@ -48,7 +48,7 @@ class Bench:
 
     def settings(self, **changes: Any) -> Settings:
         name = uuid.uuid4().hex[:8]
-        return Settings(
+        settings = Settings(
             kafka_bootstrap_servers=self.broker.bootstrap_servers,
             kafka_topic_prefix=f"bench{name}.",
             kafka_partitions=4,
@@ -57,8 +57,8 @@ class Bench:
             qdrant_path=self.folder / name / "qdrant",
             batch_sync_limit=500,
             _env_file=None,
-            **changes,
         )
+        return settings.model_copy(update=changes)
 
     def texts(self, corpus: str, count: int) -> list[str]:
         service = CORPORA[corpus]
@@ -207,12 +207,14 @@ class Bench:
         )
 
     # --- 4. the fetch stage alone ---------------------------------------------------------------------------
-    async def fetch_stage(self, corpus: str, count: int, ceiling: float) -> None:
+    async def fetch_stage(self, corpus: str, count: int, ceiling: float, latency_s: float = 0.0) -> None:
+        """Coordinator to items topic, with `latency_s` added to every Coordinator call (a remote service)."""
         service = CORPORA[corpus]
         app = App(self.settings())
         await app.ensure_topics()
         stop = asyncio.Event()
-        async with CoordinatorServer(DemoCoordinator(count)) as coordinator, app.ledger() as ledger:
+        servicer = DemoCoordinator(count, Faults(latency_s=latency_s))
+        async with CoordinatorServer(servicer) as coordinator, app.ledger() as ledger:
             fetcher = asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint))
             await self._until_fetched(app, ledger, "analytics-service", [fetcher])  # warm-up
             started = time.perf_counter()
@@ -223,7 +225,7 @@ class Bench:
         rate = count / seconds
         self.rows.append(
             Row(
-                "fetch stage alone: Coordinator to items topic",
+                f"fetch stage alone, {latency_s * 1000:.0f} ms per Coordinator call, pages of 500",
                 corpus,
                 count,
                 seconds,

@@ -41,7 +41,7 @@ async def main(args: argparse.Namespace) -> None:
         ceilings = {corpus: bench.ceiling(corpus, n) for corpus, n in (("short", args.short), ("long", args.long))}
         steps: dict[str, Callable[[], Awaitable[None]]] = {
             "pipeline": lambda: _pipelines(bench, args, ceilings),
-            "fetch": lambda: bench.fetch_stage("short", args.fetch, ceilings["short"]),
+            "fetch": lambda: _fetches(bench, args.fetch, ceilings["short"]),
             "variants": lambda: _variants(bench, args, settings.embedding_batch_size, folder / "models"),
             "scaling": lambda: bench.scaling(args.scaling),
             "memory": lambda: bench.memory(args.memory),
@@ -59,6 +59,11 @@ async def main(args: argparse.Namespace) -> None:
 async def _pipelines(bench: Bench, args: argparse.Namespace, ceilings: dict[str, float]) -> None:
     await bench.pipeline("short", args.short, ceilings["short"])
     await bench.pipeline("long", args.long, ceilings["long"])
+
+
+async def _fetches(bench: Bench, count: int, ceiling: float) -> None:
+    for latency_s in (0.0, 0.05):
+        await bench.fetch_stage("short", count, ceiling, latency_s)
 
 
 async def _variants(bench: Bench, args: argparse.Namespace, batch_size: int, cache: Path) -> None:
