@@ -58,12 +58,12 @@ def print_table(rows: list[Row], console: Console) -> None:
     console.print(table)
 
 
-def write(rows: list[Row], arguments: dict[str, Any], folder: Path) -> None:
-    """latest.json (every row and the machine) and latest.png (the throughputs) in `folder`."""
+def write(rows: list[Row], arguments: dict[str, Any], folder: Path, name: str) -> None:
+    """`name`.json (every row and the machine) and `name`.png (the throughputs) in `folder`."""
     folder.mkdir(exist_ok=True)
     report = {"machine": machine(), "arguments": arguments, "rows": [asdict(r) for r in rows]}
-    (folder / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
-    chart(rows, folder / "latest.png")
+    (folder / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    chart(rows, folder / f"{name}.png")
 
 
 def chart(rows: list[Row], path: Path) -> None:

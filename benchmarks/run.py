@@ -2,9 +2,10 @@
 
     make bench            # or: .venv/bin/python -m benchmarks.run [--short N] [--long N] [--only STEP ...]
 
-Prints one table and writes benchmarks/results/latest.json and latest.png. Short records are the demo's
-payment-service (~40 words of text), long ones the knowledge-service articles (~200 words). The pipeline runs
-with the model settings of the environment (EMBEDDING_BACKEND, EMBEDDING_PRECISION, EMBEDDING_BATCH_SIZE, ...).
+Prints one table and writes benchmarks/results/latest.json and latest.png (partial.* with --only). Short
+records are the demo's payment-service (~40 words of text), long ones the knowledge-service articles (~200
+words). The pipeline runs with the model settings of the environment (EMBEDDING_BACKEND, EMBEDDING_PRECISION,
+EMBEDDING_BATCH_SIZE, ...).
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ async def main(args: argparse.Namespace) -> None:
             console.log(f"running: {name}")
             await steps[name]()
     print_table(bench.rows, console)
-    write(bench.rows, vars(args), RESULTS)
-    console.print(f"wrote {RESULTS / 'latest.json'} and {RESULTS / 'latest.png'}")
+    name = "partial" if args.only else "latest"  # a partial run never replaces the full one
+    write(bench.rows, vars(args), RESULTS, name)
+    console.print(f"wrote {RESULTS / name}.json and {RESULTS / name}.png")
 
 
 async def _pipelines(bench: Bench, args: argparse.Namespace, ceilings: dict[str, float]) -> None:
