@@ -83,7 +83,7 @@ class VectorStore(ABC):
     def __init__(self, collection: str) -> None:
         self.collection = collection
         self.target = collection  # the collection written to; set by `ensure_collection`
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
 
     # --- primitives, one set per backend ---
 

@@ -28,6 +28,9 @@ class EdgeStore(VectorStore):
         self.root = root
         self._lock_file = lock
         self._shards: dict[str, edge.EdgeShard] = {}
+        # This process owns the folder, so the file is read once and only this process changes it.
+        aliases = root / "aliases.json"
+        self._aliases: dict[str, str] = dict(json.loads(aliases.read_text())) if aliases.exists() else {}
 
     @classmethod
     def open(cls, root: Path, collection: str) -> EdgeStore:
@@ -64,31 +67,30 @@ class EdgeStore(VectorStore):
 
     def _create(self, name: str, dimension: int) -> None:
         vectors = edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)
-        shard = edge.EdgeShard.create(str(self._folder(name)), edge.EdgeConfig(vectors=vectors))
-        for key in PAYLOAD_KEYWORDS:
-            shard.update(edge.UpdateOperation.create_field_index(key, edge.PayloadSchemaType.Keyword))
+        self._shards[name] = edge.EdgeShard.create(str(self._folder(name)), edge.EdgeConfig(vectors=vectors))
+        keyword = edge.PayloadSchemaType.Keyword
+        self._apply(name, *(edge.UpdateOperation.create_field_index(key, keyword) for key in PAYLOAD_KEYWORDS))
+
+    def _apply(self, name: str, *operations: edge.UpdateOperation) -> None:
+        """Apply the operations to the collection and flush them: durable before the caller commits."""
+        shard = self._shard(name)
+        for operation in operations:
+            shard.update(operation)
         shard.flush()
-        self._shards[name] = shard
 
     def _alias(self) -> str | None:
-        aliases = self._aliases()
-        return aliases.get(self.collection)
-
-    def _aliases(self) -> dict[str, str]:
-        path = self.root / "aliases.json"
-        return dict(json.loads(path.read_text())) if path.exists() else {}
+        return self._aliases.get(self.collection)
 
     def _set_alias(self, target: str) -> None:
-        # Written aside and renamed over: a reader sees the old alias or the new one, never half a file.
-        aliases = self._aliases() | {self.collection: target}
+        # Written aside and renamed over: a reopened store reads the old alias or the new one, never half a file.
+        aliases = self._aliases | {self.collection: target}
         aside = self.root / "aliases.json.new"
         aside.write_text(json.dumps(aliases, indent=1))
         os.replace(aside, self.root / "aliases.json")
+        self._aliases = aliases
 
     def _upsert(self, name: str, points: list[Point]) -> None:
-        shard = self._shard(name)
-        shard.update(edge.UpdateOperation.upsert_points([edge.Point(p.id, p.vector, p.payload) for p in points]))
-        shard.flush()
+        self._apply(name, edge.UpdateOperation.upsert_points([edge.Point(p.id, p.vector, p.payload) for p in points]))
 
     def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]:
         found = self._shard(name).retrieve(
@@ -106,14 +108,10 @@ class EdgeStore(VectorStore):
         return [Record(str(r.id), dict(r.payload or {})) for r in records], None if after is None else str(after)
 
     def _delete(self, name: str, selection: Selection) -> None:
-        shard = self._shard(name)
-        shard.update(edge.UpdateOperation.delete_points_by_filter(_filter(selection) or edge.Filter()))
-        shard.flush()
+        self._apply(name, edge.UpdateOperation.delete_points_by_filter(_filter(selection) or edge.Filter()))
 
     def _delete_ids(self, name: str, ids: list[str]) -> None:
-        shard = self._shard(name)
-        shard.update(edge.UpdateOperation.delete_points(cast("list[edge.PointId]", ids)))
-        shard.flush()
+        self._apply(name, edge.UpdateOperation.delete_points(cast("list[edge.PointId]", ids)))
 
     def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]:
         request = edge.QueryRequest(
