@@ -139,11 +139,10 @@ class TextEncoder:
             vectors = self._load().encode(
                 texts,
                 batch_size=self._batch_size,
-                normalize_embeddings=True,
                 show_progress_bar=False,
                 convert_to_numpy=True,
             )
-        # bf16 normalises in bf16 (lengths off by up to 1e-3); unit length in fp32 for every variant.
+        # Normalised here, once, in fp32 for every backend (bf16 would leave lengths off by up to 1e-3).
         unit = np.asarray(vectors, dtype=np.float32)
         unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
         result: list[list[float]] = unit.tolist()

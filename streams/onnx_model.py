@@ -1,5 +1,5 @@
 """The ONNX backend: the model exported once to ONNX (fp32, or int8 with per-channel weights), run by
-onnxruntime. Mean pooling and normalisation are part of the exported graph, so a run returns final vectors.
+onnxruntime. Mean pooling is part of the exported graph; the encoder normalises, as for every backend.
 
 The export needs torch and happens on first use; the file is cached under DATA_DIR/models, named after the model,
 the precision and the weights it came from, so a changed model folder is exported again.
@@ -22,6 +22,7 @@ from ragsync.errors import SetupError
 
 log = logging.getLogger(__name__)
 OPSET = 17
+GRAPH = "mean-pooled, not normalised"  # part of the cache key: a changed graph is exported again
 
 
 class OnnxRunner:
@@ -61,7 +62,7 @@ class OnnxRunner:
         return [(int(a), int(b)) for a, b in self._words.encode(text, add_special_tokens=False).offsets]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """Unit vectors for `texts`, in order; texts are batched by length to cut padding."""
+        """Pooled vectors for `texts`, in order; texts are batched by length to cut padding."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         vectors: list[Any] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
@@ -80,7 +81,7 @@ class OnnxRunner:
 def exported(model_dir: str, name: str, precision: str, cache: Path) -> Path:
     """The model's ONNX file at `precision` (fp32 or int8), exported and quantized on first use."""
     files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in Path(model_dir).iterdir() if f.is_file())
-    fingerprint = hashlib.sha256(repr((name, files)).encode()).hexdigest()
+    fingerprint = hashlib.sha256(repr((name, GRAPH, OPSET, files)).encode()).hexdigest()
     target = cache / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-{fingerprint[:12]}.onnx"
     if target.exists():
         return target
@@ -109,7 +110,7 @@ def _export_fp32(model_dir: str, path: Path) -> None:
     transformer.eval()
 
     class Pooled(torch.nn.Module):
-        """The transformer, mean pooling over real tokens, and normalisation: what the pipeline stores."""
+        """The transformer and mean pooling over real tokens (padding excluded)."""
 
         def __init__(self) -> None:
             super().__init__()
@@ -121,7 +122,7 @@ def _export_fp32(model_dir: str, path: Path) -> None:
             ).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, dim=-1)
+            return pooled
 
     sample = torch.ones((2, 8), dtype=torch.int64)
     # A padded row in the sample: traced with no padding, the graph could drop the attention mask.
