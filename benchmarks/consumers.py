@@ -47,7 +47,7 @@ async def timed_sync(
         async with CoordinatorServer(DemoCoordinator(count)) as coordinator, app.ledger() as ledger:
             fetcher = asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint))
             started = time.perf_counter()
-            run = await _sync(app, ledger, [fetcher])
+            run = await synced(app, ledger, SERVICE, [fetcher])
             seconds = time.perf_counter() - started
             assert run.items_upserted == count, (run.items_upserted, count)
             rss = [peak_rss_mb(p.pid) for p in processes]
@@ -62,8 +62,11 @@ async def timed_sync(
     return seconds, rss
 
 
-async def _sync(app: App, ledger: RunLedger, guard: list[asyncio.Task[None]]) -> RunState:
-    requests = sync_requests(app.settings, [SERVICE], "cli")
+async def synced(
+    app: App, ledger: RunLedger, service: str, guard: list[asyncio.Task[None]], sync_type: str = "batch"
+) -> RunState:
+    """Request a sync of `service` and wait until its run succeeded (an AssertionError if it failed)."""
+    requests = sync_requests(app.settings, [service], "cli", sync_type)  # type: ignore[arg-type]
     async with app.publisher() as publisher:
         await publish_requests(publisher, app.topics, requests)
     [run] = await ledger.wait([requests[0].run_id], 3600, guard=guard)

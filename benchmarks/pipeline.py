@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from benchmarks.consumers import SERVICE, timed_sync
+from benchmarks.consumers import SERVICE, synced, timed_sync
 from benchmarks.report import Row
 from producers.trigger import publish_requests, sync_requests
 from ragsync.app import App
@@ -95,7 +95,7 @@ class Bench:
                     asyncio.create_task(app.run_embedders(stop, 1, store, self.encoder)),
                 ]
                 stages.extend(tasks)
-                await self._sync(app, ledger, "analytics-service", tasks)  # warm-up: groups joined, model hot
+                await synced(app, ledger, "analytics-service", tasks)  # warm-up: groups joined, model hot
                 before = _stage_seconds()
                 first, first_s = await self._timed_sync(app, ledger, service, tasks)
                 encode_s, upsert_s, texts, calls = (a - b for a, b in zip(_stage_seconds(), before, strict=True))
@@ -145,21 +145,11 @@ class Bench:
             await asyncio.gather(*stages, return_exceptions=True)
             store.close()
 
-    async def _sync(
-        self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]], sync_type: str = "batch"
-    ) -> RunState:
-        requests = sync_requests(app.settings, [service], "cli", sync_type)  # type: ignore[arg-type]
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, requests)
-        [run] = await ledger.wait([requests[0].run_id], 1800, guard=tasks)
-        assert run.status == "succeeded", run.error
-        return run
-
     async def _timed_sync(
         self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]]
     ) -> tuple[RunState, float]:
         started = time.perf_counter()
-        run = await self._sync(app, ledger, service, tasks)
+        run = await synced(app, ledger, service, tasks)
         return run, time.perf_counter() - started
 
     async def _latency(
