@@ -89,7 +89,9 @@ class App:
     @contextlib.asynccontextmanager
     async def ledger(self, from_beginning: bool = True) -> AsyncIterator[RunLedger]:
         """A run ledger following the sync-runs topic (from its beginning: every run; from its end: new ones)."""
-        consumer = make_consumer(self.settings, self.bootstrap_servers, group_id=None)
+        # Short fetch waits: `caught_up` waits for a fetch answered after it is called, and a broker may hold an
+        # idle fetch for the whole wait.
+        consumer = make_consumer(self.settings, self.bootstrap_servers, group_id=None, fetch_max_wait_ms=50)
         ledger = RunLedger(consumer, self.topics.sync_runs, from_beginning)
         await ledger.start()
         try:

@@ -21,7 +21,9 @@ def producer_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def make_consumer(settings: Settings, bootstrap_servers: str, *topics: str, group_id: str | None) -> AIOKafkaConsumer:
+def make_consumer(
+    settings: Settings, bootstrap_servers: str, *topics: str, group_id: str | None, fetch_max_wait_ms: int = 500
+) -> AIOKafkaConsumer:
     """A consumer that never auto-commits: offsets are committed only after the work is done."""
     return AIOKafkaConsumer(
         *topics,
@@ -33,6 +35,7 @@ def make_consumer(settings: Settings, bootstrap_servers: str, *topics: str, grou
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
+        fetch_max_wait_ms=fetch_max_wait_ms,
     )
 
 

@@ -54,7 +54,6 @@ class RunLedger:
         self._from_beginning = from_beginning
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
-        self._rounds = 0
         self._round_done = asyncio.Condition()
         self.book = RunBook()
         self.listeners: list[Callable[[RunState], None]] = []
@@ -75,12 +74,11 @@ class RunLedger:
 
     async def _follow(self) -> None:
         while True:
-            # Short rounds: `caught_up` waits two of them, and every wait for a run polls at this pace.
+            # Short rounds: every wait for a run polls at this pace.
             batch = await self._consumer.getmany(timeout_ms=50)
             for message in (m for records in batch.values() for m in records):
                 self._apply(message.value, message.partition, message.offset)
             async with self._round_done:
-                self._rounds += 1
                 self._round_done.notify_all()
 
     def _apply(self, value: bytes | None, partition: int, offset: int) -> None:
@@ -105,13 +103,17 @@ class RunLedger:
     async def caught_up(self, timeout: float = 30.0) -> None:
         """Return once every event published before this call has been folded."""
         self._check_alive()
+        called_ms = int(time.time() * 1000)
         async with asyncio.timeout(timeout):
-            start = self._rounds
             while True:
                 await self._next_round()
-                # Two full rounds after the call: the high-water marks are from fetches that began after it.
-                if self._rounds >= start + 2 and await self.lag() == 0:
+                # High-water marks count only from fetches answered after the call: an answer already on its way
+                # (or in the buffer) may predate the last event, and would make a lag of zero a lie.
+                if self._answered_since(called_ms) and await self.lag() == 0:
                     return
+
+    def _answered_since(self, ms: int) -> bool:
+        return all((self._consumer.last_poll_timestamp(tp) or 0) > ms for tp in self._partitions)
 
     def _check_alive(self) -> None:
         if self._task is not None and self._task.done():
