@@ -5,8 +5,12 @@ each), and an embedder's peak memory during syncs of different sizes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import multiprocessing
 import signal
 import time
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from producers.trigger import publish_requests, sync_requests
@@ -14,7 +18,7 @@ from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.ledger import RunLedger
-from ragsync.processes import Components, peak_rss_mb, wait_for_status
+from ragsync.processes import Components, MemoryPeaks, wait_for_status
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 
@@ -23,9 +27,9 @@ SERVICE = "payment-service"
 
 async def timed_sync(
     settings: Settings, folder: Path, count: int, consumers: int, threads: int
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[dict[str, float]]]:
     """Sync `count` items through `consumers` embedder processes (`threads` each, 0: all cores); the seconds it
-    took and each process's peak RSS."""
+    took and each process's memory peaks (see `MemoryPeaks`)."""
     app = App(settings)
     await app.ensure_topics()
     folder.mkdir(parents=True)
@@ -44,13 +48,17 @@ async def timed_sync(
     try:
         for port in ports:  # every member has its share of the partitions, and its model loaded
             await wait_for_status(port, lambda s: s["consumers"][0]["partitions"], timeout=180)
-        async with CoordinatorServer(DemoCoordinator(count)) as coordinator, app.ledger() as ledger:
+        async with (
+            CoordinatorServer(DemoCoordinator(count)) as coordinator,
+            app.ledger() as ledger,
+            contextlib.AsyncExitStack() as watching,
+        ):
+            peaks = [watching.enter_context(MemoryPeaks(p.pid)) for p in processes]
             fetcher = asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint))
             started = time.perf_counter()
             run = await synced(app, ledger, SERVICE, [fetcher])
             seconds = time.perf_counter() - started
             assert run.items_upserted == count, (run.items_upserted, count)
-            rss = [peak_rss_mb(p.pid) for p in processes]
             stop.set()
             await fetcher
     finally:
@@ -59,14 +67,43 @@ async def timed_sync(
         for process in processes:
             process.wait(timeout=60)
         components.stop_all()
-    return seconds, rss
+    return seconds, [p.peaks for p in peaks]
+
+
+def raw_encode_rate(settings: Settings, texts: list[str], processes: int) -> float:
+    """Items/s of `processes` raw encoders, one model thread each, encoding `texts` each at the same time: the
+    most that many consumers could reach on this machine."""
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter each, as a consumer process has
+    barrier, results = context.Barrier(processes), context.Queue()
+    arguments = (settings, texts, barrier, results)
+    workers = [context.Process(target=_timed_encode, args=arguments) for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    seconds: list[float] = [results.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join()
+    return processes * len(texts) / max(seconds)
+
+
+def _timed_encode(settings: Settings, texts: list[str], barrier: Barrier, results: Queue[float]) -> None:
+    encoder = App(settings.model_copy(update={"torch_threads": 1})).encoder()
+    encoder.encode(texts[:32])  # warm up
+    barrier.wait()
+    started = time.perf_counter()
+    encoder.encode(texts)
+    results.put(time.perf_counter() - started)
 
 
 async def synced(
-    app: App, ledger: RunLedger, service: str, guard: list[asyncio.Task[None]], sync_type: str = "batch"
+    app: App,
+    ledger: RunLedger,
+    service: str,
+    guard: list[asyncio.Task[None]],
+    sync_type: str = "batch",
+    tenant_id: str | None = None,
 ) -> RunState:
     """Request a sync of `service` and wait until its run succeeded (an AssertionError if it failed)."""
-    requests = sync_requests(app.settings, [service], "cli", sync_type)  # type: ignore[arg-type]
+    requests = sync_requests(app.settings, [service], "cli", sync_type, tenant_id=tenant_id)  # type: ignore[arg-type]
     async with app.publisher() as publisher:
         await publish_requests(publisher, app.topics, requests)
     [run] = await ledger.wait([requests[0].run_id], 3600, guard=guard)

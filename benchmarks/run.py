@@ -84,7 +84,7 @@ if __name__ == "__main__":
     parser.add_argument("--short", type=int, default=1000, help="short records per run")
     parser.add_argument("--long", type=int, default=300, help="long records per run")
     parser.add_argument("--fetch", type=int, default=5000, help="records for the fetch-stage run")
-    parser.add_argument("--scaling", type=int, default=600, help="records for the one- and two-consumer runs")
+    parser.add_argument("--scaling", type=int, default=3000, help="records for the one- and two-consumer runs")
     parser.add_argument("--memory", type=int, nargs="+", default=[5000, 50000], help="sync sizes for peak RSS")
     parser.add_argument("--naive", type=int, default=150, help="records for the naive baseline")
     parser.add_argument("--store-points", type=int, default=100000, help="points for each embedded store")
