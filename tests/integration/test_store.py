@@ -144,8 +144,10 @@ def test_prune_deletes_only_unseen_items_written_before_the_run(store: VectorSto
 def test_points_and_the_alias_survive_a_reopen(backend: str, tmp_path: Path) -> None:
     first = BACKENDS[backend](tmp_path / "q")
     first.ensure_collection(3, "m")
-    first.upsert([_point("t", "s", str(i), [1, i, 0]) for i in range(50)])
-    first.optimize()
+    first.upsert([_point("t", "s", str(i), [1, i, 0]) for i in range(40)])
+    first.optimize()  # the edge store builds the index in a child process and reopens the shard after it
+    first.upsert([_point("t", "s", str(i), [1, i, 0]) for i in range(40, 50)])
+    assert first.count() == 50 and first.search([1, 45, 0], 1)[0].payload["item_id"] == "45"
     live = first.live_collection()
     first.close()
     again = BACKENDS[backend](tmp_path / "q")
