@@ -19,7 +19,7 @@ import grpc
 
 from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.coordinator.signing import SERVICE_NAME, Verifier, signed_message
-from ragsync.demo.records import GENERATORS, demo_record
+from ragsync.demo.records import GENERATORS, demo_record, demo_updated_at
 
 log = logging.getLogger(__name__)
 QUERY_TEXT = re.compile(r"^sync_(?P<service>.+)_(?P<sync_type>batch|daily|incremental)_page_(?P<page>\d+)$")
@@ -104,21 +104,26 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         """Records are listed as deleted (`deleted: true`), as a soft delete upstream looks."""
         self._tombstones.update({(service, index): datetime.now(UTC) for index in indices})
 
-    def records(self, service: str) -> list[dict[str, Any]]:
-        """The service's records as they are upstream now."""
-        found = []
-        for index in range(self.items_per_service):
-            if (service, index) in self._removed:
-                continue
-            revision, changed_at = self._revisions.get((service, index), (0, None))
-            record = demo_record(service, index, revision)
-            if changed_at is not None:
-                record["updated_at"] = changed_at.isoformat()
-            if (service, index) in self._tombstones:
-                record["deleted"] = True
-                record["updated_at"] = self._tombstones[(service, index)].isoformat()
-            found.append(record)
-        return found
+    def _listed(self, service: str, since: datetime | None) -> list[int]:
+        """Indices of the records listed, in order; cheap, so a page generates only its own records."""
+        return [
+            index
+            for index in range(self.items_per_service)
+            if (service, index) not in self._removed and (since is None or self._updated_at(service, index) > since)
+        ]
+
+    def _updated_at(self, service: str, index: int) -> datetime:
+        if (service, index) in self._tombstones:
+            return self._tombstones[(service, index)]
+        revision, changed_at = self._revisions.get((service, index), (0, None))
+        return changed_at or demo_updated_at(index, revision)
+
+    def _record(self, service: str, index: int) -> dict[str, Any]:
+        record = demo_record(service, index, self.revision(service, index))
+        record["updated_at"] = self._updated_at(service, index).isoformat()
+        if (service, index) in self._tombstones:
+            record["deleted"] = True
+        return record
 
     async def Route(
         self, request: coordinator_pb2.RouteRequest, context: grpc.aio.ServicerContext
@@ -163,14 +168,12 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return service, page, limit, since
 
     def _page(self, service: str, page: int, limit: int, since: datetime | None) -> coordinator_pb2.RouteResponse:
-        records = self.records(service)
-        if since is not None:
-            records = [r for r in records if datetime.fromisoformat(r["updated_at"]) > since]
+        listed = self._listed(service, since)
         start = (page - 1) * limit
-        chunk = records[start : start + limit]
+        chunk = [self._record(service, index) for index in listed[start : start + limit]]
         fields = {"successful_service": service, "rank_used": "1", "quality_score": "0.97", "total_attempts": "1"}
         if service in self.SENDS_HAS_MORE:
-            fields["has_more"] = "true" if start + limit < len(records) else "false"
+            fields["has_more"] = "true" if start + limit < len(listed) else "false"
         return coordinator_pb2.RouteResponse(
             target_services=[service],
             normalized_fields=fields,

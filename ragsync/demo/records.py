@@ -157,5 +157,10 @@ def demo_record(service: str, index: int, revision: int = 0) -> dict[str, Any]:
     record = GENERATORS[service](index, rng)
     if revision:
         record[_CHANGING_FIELD[service]] += f" (revision {revision})"
-    record["updated_at"] = (EPOCH + timedelta(minutes=index) + timedelta(days=revision)).isoformat()
+    record["updated_at"] = demo_updated_at(index, revision).isoformat()
     return record
+
+
+def demo_updated_at(index: int, revision: int = 0) -> datetime:
+    """When record `index` at `revision` last changed (without generating it)."""
+    return EPOCH + timedelta(minutes=index) + timedelta(days=revision)
