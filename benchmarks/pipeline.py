@@ -193,10 +193,12 @@ class Bench:
         )
 
     # --- 4. the fetch stage alone ---------------------------------------------------------------------------
-    async def fetch_stage(self, corpus: str, count: int, ceiling: float, latency_s: float = 0.0) -> None:
+    async def fetch_stage(
+        self, corpus: str, count: int, ceiling: float, latency_s: float = 0.0, page_size: int = 500
+    ) -> None:
         """Coordinator to items topic, with `latency_s` added to every Coordinator call (a remote service)."""
         service = CORPORA[corpus]
-        app = App(self.settings())
+        app = App(self.settings(batch_sync_limit=page_size))
         await app.ensure_topics()
         stop = asyncio.Event()
         servicer = DemoCoordinator(count, Faults(latency_s=latency_s))
@@ -211,7 +213,7 @@ class Bench:
         rate = count / seconds
         self.rows.append(
             Row(
-                f"fetch stage alone, {latency_s * 1000:.0f} ms per Coordinator call, pages of 500",
+                f"fetch stage alone, {latency_s * 1000:.0f} ms per Coordinator call, pages of {page_size}",
                 corpus,
                 count,
                 seconds,

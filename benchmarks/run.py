@@ -64,8 +64,8 @@ async def _pipelines(bench: Bench, args: argparse.Namespace, ceilings: dict[str,
 
 
 async def _fetches(bench: Bench, count: int, ceiling: float) -> None:
-    for latency_s in (0.0, 0.05):
-        await bench.fetch_stage("short", count, ceiling, latency_s)
+    for latency_s, page_size in ((0.0, 500), (0.05, 500), (0.0, 100)):
+        await bench.fetch_stage("short", count, ceiling, latency_s, page_size)
 
 
 async def _variants(bench: Bench, args: argparse.Namespace, batch_size: int, cache: Path) -> None:
