@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import Row
+from benchmarks.sampling import LongestPause
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.client import ClientStore
 from ragsync.store.edge import EdgeStore
@@ -65,32 +65,6 @@ def store_rows(name: str, folder: Path, points: int, batch: int) -> list[Row]:
     reopened.close()
     rows.append(Row(f"store ({name}): reopen", "random 384-d", points, reopen_s, 0.0, f"{reopen_s:.2f} s"))
     return rows
-
-
-class LongestPause:
-    """The longest stretch, while the block runs, in which another thread of this process could not run (a
-    call holding the GIL freezes the event loop, heartbeats and health checks)."""
-
-    def __init__(self, tick: float = 0.02) -> None:
-        self._tick = tick
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-        self.seconds = 0.0
-
-    def __enter__(self) -> LongestPause:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _watch(self) -> None:
-        last = time.perf_counter()
-        while not self._stop.wait(self._tick):
-            now = time.perf_counter()
-            self.seconds = max(self.seconds, now - last)
-            last = now
 
 
 def _search_row(label: str, store: VectorStore, query: list[float], points: int) -> Row:

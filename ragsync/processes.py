@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -80,42 +79,3 @@ async def wait_for_status(port: int, ready: Callable[[dict[str, Any]], Any], tim
             pass
         await asyncio.sleep(0.3)
     raise TimeoutError(f"component on port {port} never reached the expected status")
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    """The process's memory from /proc/<pid>/status, in MB: VmHWM (peak resident), RssAnon (its heap and
-    stacks) and RssFile (files mapped in, such as an embedded store's segments: page cache, reclaimable)."""
-    wanted = ("VmHWM", "RssAnon", "RssFile")
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
-    missing = [name for name in wanted if name not in fields]
-    if missing:
-        raise RuntimeError(f"/proc/{pid}/status has no {', '.join(missing)} line")
-    return {name: int(fields[name].split()[0]) / 1024 for name in wanted}
-
-
-class MemoryPeaks:
-    """Samples a process's memory in a thread until stopped; keeps the peak of each figure of `memory_mb`."""
-
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self._pid = pid
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self.peaks: dict[str, float] = {}
-
-    def __enter__(self) -> MemoryPeaks:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._read()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._read()
-
-    def _read(self) -> None:
-        for name, value in memory_mb(self._pid).items():
-            self.peaks[name] = max(value, self.peaks.get(name, 0.0))
