@@ -168,7 +168,8 @@ class App:
             async with self.publisher() as publisher, self.ledger() as ledger:
                 embedder = Embedder(encoder, store, publisher, self.topics, rules)
                 await embedder.prepare()
-                upkeep = [Pruner(store, ledger, publisher, self.topics).run(stop)]
+                pruner = Pruner(store, ledger, publisher, self.topics)
+                upkeep = [pruner.run(stop)]
                 if embedder.migrating:
                     upkeep.append(ModelMigration(self.settings, store, ledger, publisher, self.topics).run(stop))
                 consumers = [self._items_consumer() for _ in range(count)]
@@ -191,7 +192,8 @@ class App:
                                 "partitions": sorted(tp.partition for tp in c.assignment()),
                             }
                             for m, c in zip(members, consumers, strict=True)
-                        ]
+                        ],
+                        "last_index_error": pruner.last_index_error,
                     }
 
                 checks = {

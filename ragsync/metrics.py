@@ -34,6 +34,9 @@ EMBED_BATCH = Histogram(
 )
 EMBED_SECONDS = Histogram("ragsync_embed_seconds", "Time to encode one batch.")
 UPSERT_SECONDS = Histogram("ragsync_qdrant_upsert_seconds", "Time for Qdrant to acknowledge one batch upsert.")
+INDEX_BUILDS = Counter(
+    "ragsync_index_builds_total", "Search index builds after a full run, by outcome (built, failed).", ["outcome"]
+)
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
 CONSUMER_LAG = Gauge(
     "ragsync_consumer_lag",

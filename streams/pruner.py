@@ -13,7 +13,7 @@ from ragsync.events import RunProgress
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
-from ragsync.store import VectorStore
+from ragsync.store import StoreError, VectorStore
 from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class Pruner:
         self._topics = topics
         self._queue: asyncio.Queue[RunState] = asyncio.Queue()
         self._queued: set[str] = set()
+        self.last_index_error: str | None = None
         ledger.listeners.append(self._notice)
 
     def _notice(self, run: RunState) -> None:
@@ -51,8 +52,7 @@ class Pruner:
         assert run.started_at is not None
         keep = set(run.fetched_ids)
         removed = await asyncio.to_thread(self._store.prune, run.tenant_id, run.service, keep, run.started_at)
-        # A full run is the bulk load: build the search index now rather than on the first query.
-        await asyncio.to_thread(self._store.optimize)
+        await self._build_index(run)
         if removed:
             log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
         metrics.ITEMS.labels("pruned", run.service).inc(removed)
@@ -62,3 +62,16 @@ class Pruner:
         await self._publisher.send(self._topics.sync_runs, run.run_id, event)
         await self._publisher.flush()
         return removed
+
+    async def _build_index(self, run: RunState) -> None:
+        """A full run is the bulk load: build the search index now rather than on the first query. A failure
+        leaves searches exact (slower, still right) until the next full run tries again; it stops nothing."""
+        try:
+            await asyncio.to_thread(self._store.optimize)
+        except StoreError as error:
+            self.last_index_error = f"after run {run.run_id} ({run.service}): {error}"
+            metrics.INDEX_BUILDS.labels("failed").inc()
+            log.error("building the search index failed; searches stay exact until the next full run: %s", error)
+        else:
+            self.last_index_error = None
+            metrics.INDEX_BUILDS.labels("built").inc()

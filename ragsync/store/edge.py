@@ -20,8 +20,13 @@ import qdrant_edge as edge
 from ragsync.store.base import PAYLOAD_KEYWORDS, SCROLL_PAGE, Hit, Point, Record, Selection, StoreError, VectorStore
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# The child that builds an index imports qdrant-edge alone (50 ms), not this process's modules.
-OPTIMIZE = """
+
+
+class EdgeStore(VectorStore):
+    """A VectorStore over qdrant-edge shards in one folder, owned by one process at a time."""
+
+    # The child that builds an index imports qdrant-edge alone (50 ms), not this process's modules.
+    OPTIMIZE = """
 import sys, qdrant_edge
 shard = qdrant_edge.EdgeShard.load(sys.argv[1])
 try:
@@ -29,10 +34,6 @@ try:
 finally:
     shard.close()
 """
-
-
-class EdgeStore(VectorStore):
-    """A VectorStore over qdrant-edge shards in one folder, owned by one process at a time."""
 
     def __init__(self, root: Path, collection: str, lock: IO[bytes]) -> None:
         super().__init__(_checked_name(collection))
@@ -151,7 +152,7 @@ class EdgeStore(VectorStore):
                 shard.close()
             try:
                 child = subprocess.run(
-                    [sys.executable, "-c", OPTIMIZE, str(self._folder(name))], capture_output=True, text=True
+                    [sys.executable, "-c", self.OPTIMIZE, str(self._folder(name))], capture_output=True, text=True
                 )
             finally:
                 self._shard(name)  # reopened, whatever the child did

@@ -1,0 +1,61 @@
+"""The pruner after a full run: points the run did not see are deleted, then the search index is built."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from ragsync.app import App
+from ragsync.runs import RunState
+from ragsync.settings import Settings
+from ragsync.store import Point, point_id
+from ragsync.store.edge import EdgeStore
+from streams.pruner import Pruner
+
+
+class BrokenIndexStore(EdgeStore):
+    """The real embedded store, whose index build fails in its child process (fault injection)."""
+
+    OPTIMIZE = "raise SystemExit('index build failed (injected)')"
+
+
+def _points(ids: list[str]) -> list[Point]:
+    synced = datetime.now(UTC).isoformat()
+    return [
+        Point(
+            point_id("t", "s", i),
+            [1.0, float(n), 0.0],
+            {"tenant_id": "t", "service": "s", "item_id": i, "synced_at": synced},
+        )
+        for n, i in enumerate(ids)
+    ]
+
+
+def _full_run(seen: set[str]) -> RunState:
+    return RunState("run-1", "t", "s", fetched_ids=seen, started_at=datetime.now(UTC) + timedelta(seconds=1))
+
+
+async def test_a_failed_index_build_is_reported_and_the_prune_still_counts(settings: Settings, tmp_path: Path) -> None:
+    store = BrokenIndexStore.open(tmp_path / "q", "items")
+    store.ensure_collection(3, "m")
+    store.upsert(_points(["kept", "gone"]))
+    app = App(settings)
+    await app.ensure_topics()
+    labels = {"outcome": "failed"}
+    before = REGISTRY.get_sample_value("ragsync_index_builds_total", labels) or 0.0
+    try:
+        async with app.publisher() as publisher, app.ledger() as ledger:
+            pruner = Pruner(store, ledger, publisher, app.topics)
+            removed = await pruner.prune(_full_run({"kept"}))
+            assert removed == 1 and store.count() == 1
+            assert pruner.last_index_error is not None and "index build failed (injected)" in pruner.last_index_error
+            assert REGISTRY.get_sample_value("ragsync_index_builds_total", labels) == before + 1
+            store.OPTIMIZE = EdgeStore.OPTIMIZE  # the next full run's build goes through
+            store.upsert(_points(["new"]))
+            assert await pruner.prune(_full_run({"kept", "new"})) == 0
+            assert pruner.last_index_error is None
+            assert store.search([1.0, 0.0, 0.0], 1)[0].payload["item_id"] == "kept"
+    finally:
+        store.close()
