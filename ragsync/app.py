@@ -197,7 +197,7 @@ class App:
                     }
 
                 checks = {
-                    "qdrant": _store_check(store),
+                    "qdrant": store_check(store),
                     "model": _model_check(encoder),
                     "batches": _members_check(members),
                 }
@@ -265,8 +265,12 @@ def _channel_check(client: CoordinatorClient) -> Check:
     return check
 
 
-def _store_check(store: VectorStore) -> Check:
+def store_check(store: VectorStore) -> Check:
+    """The readiness check of a store: what keeps it from answering, or None."""
+
     async def check() -> str | None:
+        if store.busy:  # its calls wait meanwhile, so asking it would hang the check
+            return f"{store.busy}; writes and searches wait until it ends"
         await asyncio.to_thread(store.count)
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -13,7 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger(__name__)
 
-# A readiness check answers None when all is well, or what is wrong.
+# A readiness check answers None when all is well, or what is wrong; one that hangs must not hang /status.
+CHECK_TIMEOUT_S = 5.0
 Check = Callable[[], Awaitable[str | None]]
 # An admin action takes the request's JSON body and answers JSON (raises ValueError for a bad body).
 Action = Callable[[Any], Awaitable[dict[str, Any]]]
@@ -71,7 +73,9 @@ class OpsServer:
         results: dict[str, str | None] = {}
         for name, check in self._checks.items():
             try:
-                results[name] = await check()
+                results[name] = await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+            except TimeoutError:
+                results[name] = f"no answer within {CHECK_TIMEOUT_S:.0f} s"
             except Exception as error:  # noqa: BLE001 - a failing check is a finding, not a crash
                 results[name] = f"{type(error).__name__}: {error}"
         return results

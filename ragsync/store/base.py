@@ -84,6 +84,7 @@ class VectorStore(ABC):
         self.collection = collection
         self.target = collection  # the collection written to; set by `ensure_collection`
         self._lock = threading.Lock()
+        self.busy: str | None = None  # what the store is doing that its calls wait for (read without the lock)
 
     # --- primitives, one set per backend ---
 

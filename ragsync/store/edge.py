@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, cast
 
@@ -150,12 +151,14 @@ finally:
             shard = self._shards.pop(name, None)
             if shard is not None:
                 shard.close()
+            self.busy = f"building the search index of {name} (since {datetime.now(UTC):%H:%M:%S} UTC)"
             try:
                 child = subprocess.run(
                     [sys.executable, "-c", self.OPTIMIZE, str(self._folder(name))], capture_output=True, text=True
                 )
             finally:
                 self._shard(name)  # reopened, whatever the child did
+                self.busy = None
             if child.returncode != 0:
                 raise StoreError(f"building the index of {name} failed ({child.returncode}): {child.stderr[-2000:]}")
             self._optimized.add(name)

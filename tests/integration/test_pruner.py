@@ -1,13 +1,16 @@
-"""The pruner after a full run: points the run did not see are deleted, then the search index is built."""
+"""The pruner after a full run: points the run did not see are deleted, then the search index is built (in a
+child process, while the embedder goes on answering)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app import App, store_check
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, point_id
@@ -57,5 +60,31 @@ async def test_a_failed_index_build_is_reported_and_the_prune_still_counts(setti
             assert await pruner.prune(_full_run({"kept", "new"})) == 0
             assert pruner.last_index_error is None
             assert store.search([1.0, 0.0, 0.0], 1)[0].payload["item_id"] == "kept"
+    finally:
+        store.close()
+
+
+class SlowIndexStore(EdgeStore):
+    """The real embedded store, whose index build takes three seconds (fault injection)."""
+
+    OPTIMIZE = "import time; time.sleep(3)"
+
+
+async def test_the_store_check_answers_at_once_while_the_index_is_built(tmp_path: Path) -> None:
+    store = SlowIndexStore.open(tmp_path / "q", "items")
+    store.ensure_collection(3, "m")
+    store.upsert(_points(["a"]))
+    check = store_check(store)
+    try:
+        building = asyncio.create_task(asyncio.to_thread(store.optimize))
+        async with asyncio.timeout(10):
+            while store.busy is None:
+                await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        problem = await check()
+        assert problem is not None and "building the search index of items" in problem
+        assert time.perf_counter() - started < 1
+        await building
+        assert await check() is None and store.count() == 1
     finally:
         store.close()
