@@ -156,9 +156,11 @@ finally:
                 child = subprocess.run(
                     [sys.executable, "-c", self.OPTIMIZE, str(self._folder(name))], capture_output=True, text=True
                 )
+            except OSError as error:
+                raise StoreError(f"could not start building the index of {name}: {error}") from error
             finally:
-                self._shard(name)  # reopened, whatever the child did
                 self.busy = None
+                self._shard(name)  # reopened, whatever the child did
             if child.returncode != 0:
                 raise StoreError(f"building the index of {name} failed ({child.returncode}): {child.stderr[-2000:]}")
             self._optimized.add(name)
