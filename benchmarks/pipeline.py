@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import REGISTRY
 
@@ -36,6 +36,14 @@ from streams.schemas import Schemas
 CORPORA = {"short": "payment-service", "long": "knowledge-service"}
 REPEATS = 3  # pipeline runs per figure; the best is reported, as for the ceiling
 TENANT = "tenant-0"  # the first of the tenants synced REPEATS times; the latency runs change its records
+
+
+class TimedSync(NamedTuple):
+    """One sync: its run, its seconds, and what the embedder spent during it (see `_stage_seconds`)."""
+
+    run: RunState
+    seconds: float
+    spent: tuple[float, ...]
 
 
 class Bench:
@@ -100,7 +108,7 @@ class Bench:
                 await synced(app, ledger, "analytics-service", tasks)  # warm-up: groups joined, model hot
                 # Best of three, like the ceiling: each first sync is another tenant's, so each embeds everything.
                 firsts = [await self._timed_sync(app, ledger, service, tasks, f"tenant-{n}") for n in range(REPEATS)]
-                first, first_s, spent = min(firsts, key=lambda run: run[1])
+                first, first_s, spent = min(firsts, key=lambda timed: timed.seconds)
                 self.rows.append(
                     Row(
                         "first sync: Coordinator to Qdrant",
@@ -115,9 +123,9 @@ class Bench:
                 )
                 self.rows.append(_where_the_time_went(corpus, count, first_s, spent))
                 agains = [await self._timed_sync(app, ledger, service, tasks, f"tenant-{n}") for n in range(REPEATS)]
-                again, again_s, _ = min(agains, key=lambda run: run[1])
+                again, again_s, _ = min(agains, key=lambda timed: timed.seconds)
                 speedup = first_s / again_s
-                spread = ", ".join(f"{first_s / seconds:.1f}" for _, seconds, _ in agains)
+                spread = ", ".join(f"{first_s / timed.seconds:.1f}" for timed in agains)
                 self.rows.append(
                     Row(
                         "unchanged re-sync",
@@ -139,14 +147,14 @@ class Bench:
 
     async def _timed_sync(
         self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]], tenant_id: str
-    ) -> tuple[RunState, float, tuple[float, ...]]:
-        """One sync: its run, its seconds, and the embedder's seconds encoding and upserting (with the texts
-        and calls encoded) during it."""
+    ) -> TimedSync:
+        """One sync of `tenant_id`'s records, timed."""
         before = _stage_seconds()
         started = time.perf_counter()
         run = await synced(app, ledger, service, tasks, tenant_id=tenant_id)
         seconds = time.perf_counter() - started
-        return run, seconds, tuple(a - b for a, b in zip(_stage_seconds(), before, strict=True))
+        spent = tuple(a - b for a, b in zip(_stage_seconds(), before, strict=True))
+        return TimedSync(run, seconds, spent)
 
     async def _latency(
         self,
@@ -196,7 +204,8 @@ class Bench:
     async def fetch_stage(
         self, corpus: str, count: int, ceiling: float, latency_s: float = 0.0, page_size: int = 500
     ) -> None:
-        """Coordinator to items topic, with `latency_s` added to every Coordinator call (a remote service)."""
+        """Coordinator to items topic in pages of `page_size`, with `latency_s` added to every Coordinator call (a
+        remote service)."""
         service = CORPORA[corpus]
         app = App(self.settings(batch_sync_limit=page_size))
         await app.ensure_topics()
@@ -317,8 +326,8 @@ class Bench:
             )
 
 
-def _ratios(runs: list[tuple[RunState, float, tuple[float, ...]]], count: int, ceiling: float) -> str:
-    return ", ".join(f"{count / seconds / ceiling:.2f}" for _, seconds, _ in runs)
+def _ratios(runs: list[TimedSync], count: int, ceiling: float) -> str:
+    return ", ".join(f"{count / timed.seconds / ceiling:.2f}" for timed in runs)
 
 
 def _where_the_time_went(corpus: str, count: int, seconds: float, stages: tuple[float, ...]) -> Row:
