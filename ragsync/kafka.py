@@ -22,9 +22,14 @@ def producer_options(settings: Settings) -> dict[str, Any]:
 
 
 def make_consumer(
-    settings: Settings, bootstrap_servers: str, *topics: str, group_id: str | None, fetch_max_wait_ms: int = 500
+    settings: Settings,
+    bootstrap_servers: str,
+    *topics: str,
+    group_id: str | None,
+    fetch_max_wait_ms: int | None = None,
 ) -> AIOKafkaConsumer:
-    """A consumer that never auto-commits: offsets are committed only after the work is done."""
+    """A consumer that never auto-commits: offsets are committed only after the work is done. Its fetches wait
+    `fetch_max_wait_ms` at most (default: the `kafka_fetch_max_wait_ms` setting)."""
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap_servers,
@@ -35,7 +40,7 @@ def make_consumer(
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
-        fetch_max_wait_ms=fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
     )
 
 

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = Field(False, description="Turn on for real Kafka clusters.")
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=100)
+    kafka_fetch_max_wait_ms: int = Field(
+        200,
+        ge=10,
+        le=10_000,
+        description="Longest a consumer's fetch waits at the broker for new events. Kafka answers as soon as events "
+        "arrive; the local broker looks again at intervals within the wait, so a short wait picks events up sooner.",
+    )
 
     # --- fetcher ---
     fetcher_concurrency: int = Field(4, ge=1, description="Sync requests one fetcher works on at once.")

@@ -324,6 +324,8 @@ def build_fetcher_app(settings: Settings, bootstrap_servers: str, agent: Fetcher
     """The faust app whose agent hands each sync request to `agent`."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
+    from streams.faust_transport import Transport
+
     datadir = Path(settings.data_dir) / "fetcher"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -339,6 +341,8 @@ def build_fetcher_app(settings: Settings, bootstrap_servers: str, agent: Fetcher
         producer_acks=-1,
         datadir=str(datadir),
     )
+    # Set before the first topic is declared: declaring one creates the transport.
+    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
     requests_topic = app.topic(topics.sync_requests, value_type=bytes, key_type=bytes)
 
     @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
