@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from ragsync.app import App
 from ragsync.events import RunProgress
 from ragsync.settings import Settings
 
 
-async def test_caught_up_has_folded_every_event_published_before_the_call(settings: Settings) -> None:
+@pytest.mark.parametrize("prompt", [True, False], ids=["prompt", "settings-wait"])
+async def test_caught_up_has_folded_every_event_published_before_the_call(settings: Settings, prompt: bool) -> None:
     app = App(settings)
     await app.ensure_topics()
     waits = []
-    async with app.ledger() as ledger, app.publisher() as publisher:
+    async with app.ledger(prompt=prompt) as ledger, app.publisher() as publisher:
         await ledger.caught_up()
         for index in range(12):
             # An idle ledger has a fetch waiting at the broker; its answer may predate the event.
