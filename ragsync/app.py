@@ -181,7 +181,11 @@ class App:
                 consumers = [self._items_consumer() for _ in range(count)]
                 members = [
                     EmbeddingConsumer(
-                        c, embedder, self.settings.embedder_max_batch, self.settings.embedder_poll_timeout_ms
+                        c,
+                        embedder,
+                        self.settings.embedder_max_batch,
+                        self.settings.embedder_poll_timeout_ms,
+                        keepalive_seconds=self.settings.kafka_max_poll_interval_ms / 1000 / 3,
                     )
                     for c in consumers
                 ]

@@ -38,6 +38,7 @@ def make_consumer(
         auto_offset_reset="earliest",
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
         max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=16 * 1024 * 1024,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,

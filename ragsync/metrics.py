@@ -37,6 +37,11 @@ UPSERT_SECONDS = Histogram("ragsync_qdrant_upsert_seconds", "Time for Qdrant to 
 INDEX_BUILDS = Counter(
     "ragsync_index_builds_total", "Search index builds after a full run, by outcome (built, failed).", ["outcome"]
 )
+COMMIT_FAILURES = Counter(
+    "ragsync_commit_failures_total",
+    "Embedder batches whose offsets could not be committed: their partitions moved to another member during the "
+    "batch. Their items are delivered again (and found unchanged).",
+)
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
 CONSUMER_LAG = Gauge(
     "ragsync_consumer_lag",

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     kafka_enable_idempotence: bool = Field(False, description="Turn on for real Kafka clusters.")
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(1_000, ge=100)
+    kafka_max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description="Longest a consumer may go without polling before the group drops it. The embedder polls (its "
+        "partitions paused) every third of it while a batch takes longer, e.g. waiting on a store's index build.",
+    )
     kafka_fetch_max_wait_ms: int = Field(
         200,
         ge=10,

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,12 +240,14 @@ class EmbeddingConsumer:
         max_batch: int,
         poll_timeout_ms: int,
         retry_max_seconds: float = 15.0,
+        keepalive_seconds: float = 10.0,
     ) -> None:
         self._consumer = consumer
         self._embedder = embedder
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
         self._retry_max_seconds = retry_max_seconds
+        self._keepalive_seconds = keepalive_seconds
         self.items_processed = 0
         self.ready = True
         self.last_error: str | None = None
@@ -267,20 +269,46 @@ class EmbeddingConsumer:
         delay = 0.5
         while True:
             try:
-                await self._embedder.process(messages)
+                await self._staying_in_group(self._embedder.process(messages), len(messages))
             except Exception as error:  # noqa: BLE001 - Qdrant or the broker away: keep the batch, retry
                 self._not_ready(error, len(messages))
             else:
+                self._consumer.resume(*self._consumer.assignment())
                 self._back_to_ready()
                 return True
-            # Paused partitions deliver nothing, but polling keeps this member in the group meanwhile.
-            self._consumer.pause(*self._consumer.assignment())
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
                 return False
             except TimeoutError:
-                await self._consumer.getmany(timeout_ms=0)
+                await self._poll_paused()
             delay = min(delay * 2, self._retry_max_seconds)
+
+    async def _staying_in_group(self, work: Coroutine[Any, Any, BatchOutcome], size: int) -> BatchOutcome:
+        """Await `work`, polling meanwhile whenever it takes longer than the keep-alive interval.
+
+        A member that does not poll within the broker's max poll interval is dropped from its group, and its
+        batch's commit fails. A batch can wait that long on the store: the embedded store's index build holds
+        every call for a minute at 100,000 points, more on larger stores.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            while not (await asyncio.wait({task}, timeout=self._keepalive_seconds))[0]:
+                log.info("batch of %d items still in progress; polling to stay in the group", size)
+                await self._poll_paused()
+        finally:
+            task.cancel()  # a no-op once done; stops waiting on the work if this member is cancelled meanwhile
+        return task.result()
+
+    async def _poll_paused(self) -> None:
+        """Poll with every partition paused: it delivers nothing, but tells the group this member is alive.
+
+        A rebalance can assign new, unpaused partitions between the pause and the poll; whatever the poll
+        returns from them is sought back, so it is delivered again rather than skipped.
+        """
+        self._consumer.pause(*self._consumer.assignment())
+        for tp, records in (await self._consumer.getmany(timeout_ms=0)).items():
+            if records:
+                self._consumer.seek(tp, records[0].offset)
 
     def _not_ready(self, error: BaseException, size: int) -> None:
         metrics.STORE_ERRORS.inc()
@@ -290,7 +318,6 @@ class EmbeddingConsumer:
     def _back_to_ready(self) -> None:
         if not self.ready:
             log.warning("batch went through after an outage; resuming")
-            self._consumer.resume(*self._consumer.assignment())
         self.ready, self.last_error = True, None
 
     async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
@@ -305,4 +332,5 @@ class EmbeddingConsumer:
         except (CommitFailedError, IllegalStateError) as error:
             # The partitions moved to another member during the batch; it will redeliver, and the
             # deterministic point ids make the second write an overwrite.
+            metrics.COMMIT_FAILURES.inc()
             log.warning("commit after a rebalance failed (items will be redelivered, not lost): %s", error)

@@ -258,6 +258,55 @@ async def test_qdrant_unreachable_commits_nothing_and_resumes_when_back(
     assert member.ready and recovered < 10
 
 
+class BuildingStore(EdgeStore):
+    """The real embedded store; `build` holds it the way an index build does: every call waits until it ends."""
+
+    def build(self, seconds: float) -> None:
+        with self._lock:
+            self.busy = "building the search index (injected)"
+            time.sleep(seconds)
+            self.busy = None
+
+
+async def test_a_batch_held_past_the_max_poll_interval_keeps_its_member_in_the_group(
+    settings: Settings, encoder: TextEncoder
+) -> None:
+    settings = settings.model_copy(update={"kafka_max_poll_interval_ms": 3000})
+    store = BuildingStore.open(settings.qdrant_path, settings.qdrant_collection)
+    assert isinstance(store, BuildingStore)
+    app = App(settings)
+    await app.ensure_topics()
+    consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
+    failed_commits = REGISTRY.get_sample_value("ragsync_commit_failures_total") or 0.0
+    try:
+        async with app.publisher() as publisher, app.ledger() as ledger:
+            embedder = Embedder(encoder, store, publisher, app.topics)
+            await embedder.prepare()
+            member = EmbeddingConsumer(consumer, embedder, max_batch=64, poll_timeout_ms=100, keepalive_seconds=1)
+            await consumer.start()
+            stop = asyncio.Event()
+            consuming = asyncio.create_task(member.run(stop))
+            async with (
+                CoordinatorServer(DemoCoordinator(40)) as coordinator,
+                fetcher_running(app, coordinator.endpoint) as fetcher,
+            ):
+                building = asyncio.create_task(asyncio.to_thread(store.build, 8))
+                request = SyncRequest(service="payment-service", tenant_id="default-tenant")
+                await publish_requests(publisher, app.topics, [request])
+                [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, consuming])
+                await building
+            stop.set()
+            await consuming
+        points = store.count()
+    finally:
+        await consumer.stop()
+        store.close()
+    assert (run.status, run.items_upserted, points) == ("succeeded", 40, 40)
+    # Dropped from the group, the member's commit would fail and its batch be delivered again.
+    assert REGISTRY.get_sample_value("ragsync_commit_failures_total") == failed_commits
+    assert run.started_at and run.finished_at and (run.finished_at - run.started_at).total_seconds() > 5
+
+
 async def test_the_coordinator_down_for_twenty_seconds_is_retried_through(
     settings: Settings, store: VectorStore, encoder: TextEncoder
 ) -> None:
