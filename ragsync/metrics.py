@@ -35,7 +35,9 @@ EMBED_BATCH = Histogram(
 EMBED_SECONDS = Histogram("ragsync_embed_seconds", "Time to encode one batch.")
 UPSERT_SECONDS = Histogram("ragsync_qdrant_upsert_seconds", "Time for Qdrant to acknowledge one batch upsert.")
 INDEX_BUILDS = Counter(
-    "ragsync_index_builds_total", "Search index builds after a full run, by outcome (built, failed).", ["outcome"]
+    "ragsync_index_builds_total",
+    "Search index builds after a full run, by outcome: built, skipped (nothing to build), failed.",
+    ["outcome"],
 )
 COMMIT_FAILURES = Counter(
     "ragsync_commit_failures_total",

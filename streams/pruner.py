@@ -67,11 +67,11 @@ class Pruner:
         """A full run is the bulk load: build the search index now rather than on the first query. A failure
         leaves searches exact (slower, still right) until the next full run tries again; it stops nothing."""
         try:
-            await asyncio.to_thread(self._store.optimize)
+            built = await asyncio.to_thread(self._store.optimize)
         except StoreError as error:
             self.last_index_error = f"after run {run.run_id} ({run.service}): {error}"
             metrics.INDEX_BUILDS.labels("failed").inc()
             log.error("building the search index failed; searches stay exact until the next full run: %s", error)
         else:
             self.last_index_error = None
-            metrics.INDEX_BUILDS.labels("built").inc()
+            metrics.INDEX_BUILDS.labels("built" if built else "skipped").inc()

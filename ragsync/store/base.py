@@ -126,8 +126,9 @@ class VectorStore(ABC):
     @abstractmethod
     def _close(self) -> None: ...
 
-    def optimize(self) -> None:  # noqa: B027 - a server indexes by itself; only the embedded store overrides it
-        """Build the search index after a bulk load; a server does this by itself."""
+    def optimize(self) -> bool:
+        """Build the search index after a bulk load; whether this call built one (a server does it by itself)."""
+        return False
 
     # --- the store's behaviour, the same for every backend ---
 

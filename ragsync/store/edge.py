@@ -137,9 +137,9 @@ finally:
     def _count(self, name: str, selection: Selection) -> int:
         return self._shard(name).count(edge.CountRequest(exact=True, filter=_filter(selection)))
 
-    def optimize(self) -> None:
-        """Merge segments and build the HNSW index of the collection being written (after a bulk load); nothing
-        to do when this process optimized it and wrote nothing since.
+    def optimize(self) -> bool:
+        """Merge segments and build the HNSW index of the collection being written (after a bulk load); False,
+        with nothing done, when this process optimized it and wrote nothing since.
 
         It runs in a child process: qdrant-edge holds the GIL while it optimizes (9 s at 20,000 points, 69 s at
         100,000), which would freeze this whole process, its consumer heartbeats and health checks included. The
@@ -147,7 +147,7 @@ finally:
         with self._lock:
             name = self.target
             if name in self._optimized or not self._exists(name):
-                return
+                return False
             shard = self._shards.pop(name, None)
             if shard is not None:
                 shard.close()
@@ -164,6 +164,7 @@ finally:
             if child.returncode != 0:
                 raise StoreError(f"building the index of {name} failed ({child.returncode}): {child.stderr[-2000:]}")
             self._optimized.add(name)
+            return True
 
     def _close(self) -> None:
         for shard in self._shards.values():

@@ -40,26 +40,34 @@ def _full_run(seen: set[str]) -> RunState:
     return RunState("run-1", "t", "s", fetched_ids=seen, started_at=datetime.now(UTC) + timedelta(seconds=1))
 
 
-async def test_a_failed_index_build_is_reported_and_the_prune_still_counts(settings: Settings, tmp_path: Path) -> None:
+async def test_index_builds_are_counted_by_outcome_and_a_failure_is_reported(
+    settings: Settings, tmp_path: Path
+) -> None:
     store = BrokenIndexStore.open(tmp_path / "q", "items")
     store.ensure_collection(3, "m")
     store.upsert(_points(["kept", "gone"]))
     app = App(settings)
     await app.ensure_topics()
-    labels = {"outcome": "failed"}
-    before = REGISTRY.get_sample_value("ragsync_index_builds_total", labels) or 0.0
+    outcomes = ("failed", "built", "skipped")
+
+    def builds() -> dict[str, float]:
+        return {o: REGISTRY.get_sample_value("ragsync_index_builds_total", {"outcome": o}) or 0.0 for o in outcomes}
+
+    before = builds()
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
             pruner = Pruner(store, ledger, publisher, app.topics)
             removed = await pruner.prune(_full_run({"kept"}))
             assert removed == 1 and store.count() == 1
             assert pruner.last_index_error is not None and "index build failed (injected)" in pruner.last_index_error
-            assert REGISTRY.get_sample_value("ragsync_index_builds_total", labels) == before + 1
+            assert builds() == {**before, "failed": before["failed"] + 1}
             store.OPTIMIZE = EdgeStore.OPTIMIZE  # the next full run's build goes through
             store.upsert(_points(["new"]))
             assert await pruner.prune(_full_run({"kept", "new"})) == 0
             assert pruner.last_index_error is None
             assert store.search([1.0, 0.0, 0.0], 1)[0].payload["item_id"] == "kept"
+            assert await pruner.prune(_full_run({"kept", "new"})) == 0  # nothing written since the last build
+            assert builds() == {o: before[o] + 1 for o in outcomes}
     finally:
         store.close()
 
