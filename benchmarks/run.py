@@ -39,10 +39,11 @@ async def main(args: argparse.Namespace) -> None:
         settings = Settings(data_dir=folder, _env_file=None)
         encoder = App(settings).encoder()
         bench = Bench(broker, encoder, folder)
-        ceilings = {corpus: bench.ceiling(corpus, n) for corpus, n in (("short", args.short), ("long", args.long))}
+        for corpus, count in (("short", args.short), ("long", args.long)):
+            await bench.ceiling(corpus, count)
         steps: dict[str, Callable[[], Awaitable[None]]] = {
-            "pipeline": lambda: _pipelines(bench, args, ceilings),
-            "fetch": lambda: _fetches(bench, args.fetch, ceilings["short"]),
+            "pipeline": lambda: _pipelines(bench, args),
+            "fetch": lambda: _fetches(bench, args.fetch),
             "variants": lambda: _variants(bench, args, settings.embedding_batch_size, folder / "models"),
             "scaling": lambda: bench.scaling(args.scaling),
             "memory": lambda: bench.memory(args.memory),
@@ -58,14 +59,14 @@ async def main(args: argparse.Namespace) -> None:
     console.print(f"wrote {RESULTS / name}.json and {RESULTS / name}.png")
 
 
-async def _pipelines(bench: Bench, args: argparse.Namespace, ceilings: dict[str, float]) -> None:
-    await bench.pipeline("short", args.short, ceilings["short"])
-    await bench.pipeline("long", args.long, ceilings["long"])
+async def _pipelines(bench: Bench, args: argparse.Namespace) -> None:
+    await bench.pipeline("short", args.short)
+    await bench.pipeline("long", args.long)
 
 
-async def _fetches(bench: Bench, count: int, ceiling: float) -> None:
+async def _fetches(bench: Bench, count: int) -> None:
     for latency_s, page_size in ((0.0, 500), (0.05, 500), (0.0, 100)):
-        await bench.fetch_stage("short", count, ceiling, latency_s, page_size)
+        await bench.fetch_stage("short", count, latency_s, page_size)
 
 
 async def _variants(bench: Bench, args: argparse.Namespace, batch_size: int, cache: Path) -> None:
