@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
@@ -268,8 +269,9 @@ class BuildingStore(EdgeStore):
             self.busy = None
 
 
+@pytest.mark.parametrize("partitions", ["paused", "left unpaused by a rebalance"])
 async def test_a_batch_held_past_the_max_poll_interval_keeps_its_member_in_the_group(
-    settings: Settings, encoder: TextEncoder
+    settings: Settings, encoder: TextEncoder, partitions: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings.model_copy(update={"kafka_max_poll_interval_ms": 3000})
     store = BuildingStore.open(settings.qdrant_path, settings.qdrant_collection)
@@ -277,12 +279,15 @@ async def test_a_batch_held_past_the_max_poll_interval_keeps_its_member_in_the_g
     app = App(settings)
     await app.ensure_topics()
     consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
+    if partitions != "paused":
+        # The keep-alive polls then return the items that arrived meanwhile; they must be delivered again.
+        monkeypatch.setattr(consumer, "pause", lambda *partitions: None)
     failed_commits = REGISTRY.get_sample_value("ragsync_commit_failures_total") or 0.0
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
             embedder = Embedder(encoder, store, publisher, app.topics)
             await embedder.prepare()
-            member = EmbeddingConsumer(consumer, embedder, max_batch=64, poll_timeout_ms=100, keepalive_seconds=1)
+            member = EmbeddingConsumer(consumer, embedder, max_batch=8, poll_timeout_ms=100, keepalive_seconds=1)
             await consumer.start()
             stop = asyncio.Event()
             consuming = asyncio.create_task(member.run(stop))
