@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from producers.trigger import publish_requests
@@ -16,7 +19,9 @@ from producers.watchdog import Watchdog
 from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.events import DeadLetter, ItemEvent, SyncRequest
-from ragsync.kafka import make_consumer
+from ragsync.kafka import Publisher, make_consumer
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
 from ragsync.store.edge import EdgeStore
@@ -216,11 +221,30 @@ class FlakyStore(EdgeStore):
         super().upsert(points)
 
 
-async def test_qdrant_unreachable_commits_nothing_and_resumes_when_back(
-    settings: Settings, encoder: TextEncoder
-) -> None:
-    store = FlakyStore.open(settings.qdrant_path, settings.qdrant_collection)
-    assert isinstance(store, FlakyStore)
+@dataclass
+class Member:
+    """One embedding consumer on a store, with a fetcher and a Coordinator of 40 records per service."""
+
+    app: App
+    consumer: AIOKafkaConsumer
+    member: EmbeddingConsumer
+    publisher: Publisher
+    ledger: RunLedger
+    stages: list[asyncio.Task[None]]
+
+    async def sync(self) -> RunState:
+        """Request a payment-service sync; its run once finished."""
+        request = SyncRequest(service="payment-service", tenant_id="default-tenant")
+        await publish_requests(self.publisher, self.app.topics, [request])
+        [run] = await self.ledger.wait([request.run_id], 60, guard=self.stages)
+        return run
+
+
+@contextlib.asynccontextmanager
+async def member_running(
+    settings: Settings, store: VectorStore, encoder: TextEncoder, **options: Any
+) -> AsyncIterator[Member]:
+    """A `Member` until the block ends; `options` go to its `EmbeddingConsumer`."""
     app = App(settings)
     await app.ensure_topics()
     consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
@@ -228,35 +252,46 @@ async def test_qdrant_unreachable_commits_nothing_and_resumes_when_back(
         async with app.publisher() as publisher, app.ledger() as ledger:
             embedder = Embedder(encoder, store, publisher, app.topics)
             await embedder.prepare()
-            member = EmbeddingConsumer(consumer, embedder, max_batch=16, poll_timeout_ms=100, retry_max_seconds=0.5)
+            member = EmbeddingConsumer(consumer, embedder, poll_timeout_ms=100, **options)
             await consumer.start()
             stop = asyncio.Event()
-            store.down = True
             consuming = asyncio.create_task(member.run(stop))
             async with (
                 CoordinatorServer(DemoCoordinator(40)) as coordinator,
                 fetcher_running(app, coordinator.endpoint) as fetcher,
             ):
-                request = SyncRequest(service="payment-service", tenant_id="default-tenant")
-                await publish_requests(publisher, app.topics, [request])
-                async with asyncio.timeout(60):
-                    while member.ready or store.refused < 3:
-                        await asyncio.sleep(0.1)
-                assert "Qdrant unreachable" in (member.last_error or "")
-                committed = [await consumer.committed(tp) for tp in consumer.assignment()]
-                assert committed and all(offset is None for offset in committed)
-                outage_ended = time.monotonic()
-                store.down = False
-                [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, consuming])
-                recovered = time.monotonic() - outage_ended
+                yield Member(app, consumer, member, publisher, ledger, [fetcher, consuming])
             stop.set()
             await consuming
-        points = store.count()
     finally:
         await consumer.stop()
+
+
+async def test_qdrant_unreachable_commits_nothing_and_resumes_when_back(
+    settings: Settings, encoder: TextEncoder
+) -> None:
+    store = FlakyStore.open(settings.qdrant_path, settings.qdrant_collection)
+    assert isinstance(store, FlakyStore)
+    store.down = True
+    try:
+        async with member_running(settings, store, encoder, max_batch=16, retry_max_seconds=0.5) as running:
+            syncing = asyncio.create_task(running.sync())
+            async with asyncio.timeout(60):
+                while running.member.ready or store.refused < 3:
+                    await asyncio.sleep(0.1)
+            assert "Qdrant unreachable" in (running.member.last_error or "")
+            consumer = running.consumer
+            committed = [await consumer.committed(tp) for tp in consumer.assignment()]
+            assert committed and all(offset is None for offset in committed)
+            outage_ended = time.monotonic()
+            store.down = False
+            run = await syncing
+            recovered = time.monotonic() - outage_ended
+        points = store.count()
+    finally:
         store.close()
     assert (run.status, run.items_upserted, points) == ("succeeded", 40, 40)
-    assert member.ready and recovered < 10
+    assert running.member.ready and recovered < 10
 
 
 class BuildingStore(EdgeStore):
@@ -276,35 +311,17 @@ async def test_a_batch_held_past_the_max_poll_interval_keeps_its_member_in_the_g
     settings = settings.model_copy(update={"kafka_max_poll_interval_ms": 3000})
     store = BuildingStore.open(settings.qdrant_path, settings.qdrant_collection)
     assert isinstance(store, BuildingStore)
-    app = App(settings)
-    await app.ensure_topics()
-    consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
-    if partitions != "paused":
-        # The keep-alive polls then return the items that arrived meanwhile; they must be delivered again.
-        monkeypatch.setattr(consumer, "pause", lambda *partitions: None)
     failed_commits = REGISTRY.get_sample_value("ragsync_commit_failures_total") or 0.0
     try:
-        async with app.publisher() as publisher, app.ledger() as ledger:
-            embedder = Embedder(encoder, store, publisher, app.topics)
-            await embedder.prepare()
-            member = EmbeddingConsumer(consumer, embedder, max_batch=8, poll_timeout_ms=100, keepalive_seconds=1)
-            await consumer.start()
-            stop = asyncio.Event()
-            consuming = asyncio.create_task(member.run(stop))
-            async with (
-                CoordinatorServer(DemoCoordinator(40)) as coordinator,
-                fetcher_running(app, coordinator.endpoint) as fetcher,
-            ):
-                building = asyncio.create_task(asyncio.to_thread(store.build, 8))
-                request = SyncRequest(service="payment-service", tenant_id="default-tenant")
-                await publish_requests(publisher, app.topics, [request])
-                [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, consuming])
-                await building
-            stop.set()
-            await consuming
+        async with member_running(settings, store, encoder, max_batch=8, keepalive_seconds=1) as running:
+            if partitions != "paused":
+                # The keep-alive polls then return the items that arrived meanwhile; they must be delivered again.
+                monkeypatch.setattr(running.consumer, "pause", lambda *partitions: None)
+            building = asyncio.create_task(asyncio.to_thread(store.build, 8))
+            run = await running.sync()
+            await building
         points = store.count()
     finally:
-        await consumer.stop()
         store.close()
     assert (run.status, run.items_upserted, points) == ("succeeded", 40, 40)
     # Dropped from the group, the member's commit would fail and its batch be delivered again.
