@@ -9,6 +9,7 @@ import contextlib
 import multiprocessing
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -117,14 +118,21 @@ async def synced(
     return run
 
 
+async def until_run(
+    ledger: RunLedger, run_id: str, reached: Callable[[RunState], bool], guard: list[asyncio.Task[None]]
+) -> None:
+    """Wait until the ledger's state of `run_id` is `reached`; a RuntimeError if a guarded stage stops first."""
+    async with asyncio.timeout(600):
+        while (run := ledger.book.get(run_id)) is None or not reached(run):
+            if any(task.done() for task in guard):
+                raise RuntimeError(f"a stage stopped while waiting on run {run_id}")
+            await asyncio.sleep(0.01)
+
+
 async def pruned(ledger: RunLedger, run: RunState, guard: list[asyncio.Task[None]]) -> float:
     """Wait until an embedder has pruned the succeeded full `run` and built its store's index, which it does
     after the run; the seconds it took. A benchmark waits for it so the build's CPU and the store it holds do
     not fall into the next timed figure."""
     started = time.perf_counter()
-    async with asyncio.timeout(600):
-        while (latest := ledger.book.get(run.run_id)) is None or latest.pruned is None:
-            if any(task.done() for task in guard):
-                raise RuntimeError(f"a stage stopped before run {run.run_id} was pruned")
-            await asyncio.sleep(0.05)
+    await until_run(ledger, run.run_id, lambda latest: latest.pruned is not None, guard)
     return time.perf_counter() - started

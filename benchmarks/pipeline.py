@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from prometheus_client import REGISTRY
 
-from benchmarks.consumers import SERVICE, pruned, raw_encode_rate, synced, timed_sync
+from benchmarks.consumers import SERVICE, pruned, raw_encode_rate, synced, timed_sync, until_run
 from benchmarks.report import Row
 from producers.trigger import publish_requests, sync_requests
 from ragsync.app import App
@@ -259,10 +259,7 @@ class Bench:
         requests = sync_requests(app.settings, [service], "cli")
         async with app.publisher() as publisher:
             await publish_requests(publisher, app.topics, requests)
-        while not ((run := ledger.book.get(requests[0].run_id)) and (run.fetch_done or run.finished)):
-            if any(t.done() for t in tasks):
-                raise RuntimeError("the fetcher stopped")
-            await asyncio.sleep(0.01)
+        await until_run(ledger, requests[0].run_id, lambda run: run.fetch_done or run.finished, tasks)
 
     # --- 8. the naive baseline ------------------------------------------------------------------------------
     async def naive(self, count: int) -> None:
