@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from benchmarks.control_plane import control_rows, sweep_row
 from benchmarks.pipeline import Bench
 from benchmarks.report import print_table, write
 from benchmarks.stores import STORES, store_rows
@@ -28,7 +29,7 @@ from ragsync.demo.records import demo_record
 from ragsync.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STEPS = ("pipeline", "fetch", "variants", "scaling", "memory", "naive", "stores")
+STEPS = ("pipeline", "fetch", "variants", "scaling", "memory", "naive", "stores", "control")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -49,6 +50,7 @@ async def main(args: argparse.Namespace) -> None:
             "memory": lambda: bench.memory(args.memory),
             "naive": lambda: bench.naive(args.naive),
             "stores": lambda: _stores(bench, folder, args.store_points, settings.embedder_max_batch),
+            "control": lambda: _control(bench, broker.bootstrap_servers, folder, args.sweep_points),
         }
         for name in args.only or STEPS:
             console.log(f"running: {name}")
@@ -80,6 +82,11 @@ async def _stores(bench: Bench, folder: Path, points: int, batch: int) -> None:
         bench.rows.extend(await asyncio.to_thread(store_rows, name, folder / f"store-{index}", points, batch))
 
 
+async def _control(bench: Bench, bootstrap_servers: str, folder: Path, sweep_points: int) -> None:
+    bench.rows.extend(await control_rows(bootstrap_servers))
+    bench.rows.append(await asyncio.to_thread(sweep_row, str(folder / "sweep"), sweep_points))
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", type=int, default=1000, help="short records per run")
@@ -89,5 +96,6 @@ if __name__ == "__main__":
     parser.add_argument("--memory", type=int, nargs="+", default=[5000, 50000], help="sync sizes for peak RSS")
     parser.add_argument("--naive", type=int, default=150, help="records for the naive baseline")
     parser.add_argument("--store-points", type=int, default=100000, help="points for each embedded store")
+    parser.add_argument("--sweep-points", type=int, default=1_000_000, help="points in the store the sweep runs on")
     parser.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps (default: all)")
     asyncio.run(main(parser.parse_args()))

@@ -6,7 +6,7 @@ import logging
 from datetime import datetime
 
 from ragsync import metrics
-from ragsync.events import RunProgress, SyncRequest, SyncType, Trigger
+from ragsync.events import RunQueued, SyncRequest, SyncType, Trigger
 from ragsync.kafka import Publisher
 from ragsync.settings import Settings
 from ragsync.topics import Topics
@@ -44,15 +44,8 @@ async def publish_requests(publisher: Publisher, topics: Topics, requests: list[
     for request in requests:
         assert request.tenant_id is not None, "requests are published with their tenant"
         await publisher.send(topics.sync_requests, f"{request.tenant_id}/{request.service}", request)
-        queued = RunProgress(
-            run_id=request.run_id,
-            tenant_id=request.tenant_id,
-            service=request.service,
-            source="trigger",
-            status="queued",
-            request=request,
-        )
-        await publisher.send(topics.sync_runs, request.run_id, queued)
+        queued = RunQueued(run_id=request.run_id, tenant_id=request.tenant_id, service=request.service, request=request)
+        await publisher.send(topics.sync_runs, queued.key, queued)
         metrics.SYNC_REQUESTS.labels(request.trigger).inc()
     await publisher.flush()
     for request in requests:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Literal
 
 from ragsync import metrics
-from ragsync.events import RunProgress
+from ragsync.events import WatchdogNotice
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
@@ -57,6 +58,9 @@ class Watchdog:
             reason = (
                 f"no embedder progress for {idle:.0f}s: {run.items_pending} of {run.items_fetched} items are "
                 "not in Qdrant (is an embedder running? the items stay in the items topic)"
+                if run.items_pending
+                else f"every item is stored, but for {idle:.0f}s no embedder confirmed that its group committed "
+                "past the run's offsets (is an embedder running? see its /status, last_completion_error)"
             )
             if run.stalls >= self._settings.watchdog_max_resumes:
                 await self._fail(run, reason)
@@ -76,20 +80,16 @@ class Watchdog:
     async def _stalled(self, run: RunState, reason: str, action: str) -> None:
         log.error("run %s (%s) stalled: %s", run.run_id, run.service, reason)
         metrics.STALLS.labels(run.service, action).inc()
-        await self._notice(run, "stalled", reason)
+        await self._notice(run, "stalled", reason, run.stalls + 1)
 
     async def _fail(self, run: RunState, reason: str) -> None:
         log.error("run %s (%s) failed by the watchdog: %s", run.run_id, run.service, reason)
         metrics.STALLS.labels(run.service, "failed").inc()
-        await self._notice(run, "failed", f"stalled: {reason}")
+        await self._notice(run, "failed", f"stalled: {reason}", run.stalls)
 
-    async def _notice(self, run: RunState, status: str, reason: str) -> None:
-        event = RunProgress(
-            run_id=run.run_id,
-            tenant_id=run.tenant_id,
-            service=run.service,
-            source="watchdog",
-            status=status,
-            error=reason,
+    async def _notice(self, run: RunState, status: Literal["stalled", "failed"], reason: str, stalls: int) -> None:
+        notice = WatchdogNotice(
+            run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status=status, stalls=stalls, error=reason
         )
-        await self._publisher.send(self._topics.sync_runs, run.run_id, event)
+        await self._publisher.send(self._topics.sync_runs, notice.key, notice)
+        self._ledger.record(notice)

@@ -4,8 +4,8 @@ The data path: producers publish `SyncRequest`s, the fetcher agent pages through
 `ItemEvent` per record, the embedding consumer group embeds items in batches and writes them to Qdrant.
 """
 
-from ragsync.events import DeadLetter, ItemEvent, RunProgress, SyncRequest
+from ragsync.events import DeadLetter, ItemEvent, SyncRequest
 from ragsync.settings import Settings
 
-__all__ = ["DeadLetter", "ItemEvent", "RunProgress", "Settings", "SyncRequest"]
+__all__ = ["DeadLetter", "ItemEvent", "Settings", "SyncRequest"]
 __version__ = "0.1.0"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from ragsync.keys import cursor_key, run_key
 
 SyncType = Literal["batch", "daily", "incremental"]
 Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay", "model-change"]
@@ -72,34 +74,148 @@ class ItemEvent(Event):
         return f"{self.tenant_id}/{self.service}/{self.item_id}"
 
 
-RunStatus = Literal["queued", "fetching", "fetched", "failed", "stalled", "skipped"]
-ProgressSource = Literal["trigger", "fetcher", "embedder", "watchdog"]
+FetchStatus = Literal["fetching", "fetched", "failed", "skipped"]
 
 
-class RunProgress(Event):
-    """A change to a sync run, from any stage. Folding them in any order, with repeats, gives the same run.
+class RunRecord(Event):
+    """A keyed snapshot of one part of a run's state, on the compacted run-state topic (sync-runs).
 
-    The fetcher names the page it completed and the ids it emitted from it; the embedder names the ids it put in
-    Qdrant or dead-lettered. Ids make the accounting exact under at-least-once delivery: an item redelivered and
-    upserted twice still counts once.
+    Each part has one writer and one key (see `ragsync.keys`), so the latest record of each key is that part's
+    whole truth and compaction may drop every older one. No record holds item ids: a run's state is
+    O(items-topic partitions), whatever its size.
     """
 
-    v: Literal[1] = 1
+    v: Literal[2] = 2
+    kind: str
     run_id: str
     tenant_id: str
     service: str
-    source: ProgressSource
-    status: RunStatus | None = None
-    request: SyncRequest | None = Field(None, description="The run's request, on its first event (for re-requests).")
-    page: int | None = Field(None, ge=1, description="The page this event completes (fetcher).")
-    item_ids: list[str] = Field(default_factory=list, description="Fetched (fetcher) or upserted (embedder) ids.")
-    dead_item_ids: list[str] = Field(default_factory=list, description="Ids the embedder dead-lettered.")
-    skipped_ids: list[str] = Field(default_factory=list, description="Ids unchanged since stored: not re-embedded.")
-    deleted_ids: list[str] = Field(default_factory=list, description="Ids deleted (the record said so).")
-    pruned: int | None = Field(None, ge=0, description="Points deleted after a full run because it did not see them.")
-    dead_lettered: int = Field(0, ge=0, description="Records of `page` the fetcher dead-lettered (no usable id).")
-    error: str | None = None
     at: datetime = Field(default_factory=utc_now)
+
+    @property
+    def key(self) -> str:
+        """The record's key on the run-state topic."""
+        return run_key(self.tenant_id, self.service, self.run_id, self.kind)
+
+
+class RunQueued(RunRecord):
+    """A trigger published the run's request (written once, before any fetcher saw it)."""
+
+    kind: Literal["queued"] = "queued"
+    request: SyncRequest
+
+
+class FetchProgress(RunRecord):
+    """The fetcher's account of a run after each page: its checkpoint, what it produced and where.
+
+    `marks` maps each items-topic partition the run produced to the highest offset the broker acknowledged for it:
+    the run is complete once the embedder group's committed offsets passed every mark.
+    """
+
+    kind: Literal["fetch"] = "fetch"
+    request: SyncRequest
+    status: FetchStatus
+    pages: int = Field(0, ge=0, description="The checkpoint: pages done, in order from page 1.")
+    produced: int = Field(0, ge=0, description="Item events produced for the run.")
+    dead_lettered: int = Field(0, ge=0, description="Records the fetcher dead-lettered (no usable id).")
+    marks: dict[int, int] = Field(default_factory=dict)
+    started_at: datetime = Field(default_factory=utc_now)
+    error: str | None = None
+
+
+class PartitionCounts(BaseModel):
+    """What became of a run's item events on one items partition, below `next_offset`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    next_offset: int = Field(ge=0)
+    upserted: int = Field(0, ge=0)
+    skipped: int = Field(0, ge=0, description="Unchanged since stored, or superseded in the same batch.")
+    deleted: int = Field(0, ge=0)
+    dead_lettered: int = Field(0, ge=0)
+
+    @property
+    def settled(self) -> int:
+        """Events that reached their end: stored, unchanged, deleted or dead-lettered."""
+        return self.upserted + self.skipped + self.deleted + self.dead_lettered
+
+
+class EmbedProgress(RunRecord):
+    """One embedder member's counts of a run, per items partition it processed, cumulatively (one record per
+    batch and run, whatever the partitions).
+
+    A partition's counts cover the run's events below its `next_offset`. A member counts only events past the
+    highest `next_offset` any member reported for the partition, so events delivered again (after a rebalance or
+    a crash) are stored again but never counted twice.
+    """
+
+    kind: Literal["embed"] = "embed"
+    member: str = Field(min_length=1)
+    partitions: dict[int, PartitionCounts] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The record's key: one per run and member."""
+        return run_key(self.tenant_id, self.service, self.run_id, self.kind, self.member)
+
+
+class WatchdogNotice(RunRecord):
+    """The stall watchdog acted on the run: marked it stalled (and re-requested it) or failed it."""
+
+    kind: Literal["watchdog"] = "watchdog"
+    status: Literal["stalled", "failed"]
+    stalls: int = Field(0, ge=0)
+    error: str
+
+
+class RunEnded(RunRecord):
+    """Every item event the run produced was committed by the embedder group after Qdrant acknowledged it."""
+
+    kind: Literal["end"] = "end"
+    status: Literal["succeeded"] = "succeeded"
+
+
+class RunPruned(RunRecord):
+    """After a succeeded full run: how many points of items gone upstream were deleted."""
+
+    kind: Literal["pruned"] = "pruned"
+    pruned: int = Field(ge=0)
+
+
+class RunMark(BaseModel):
+    """A finished run, as a cursor remembers it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str
+    sync_type: SyncType
+    started_at: datetime
+    finished_at: datetime
+
+
+class Cursor(Event):
+    """Per tenant and service, the last succeeded run and the last succeeded full run. Never expires: incremental
+    syncs start from it and the NoRecentSuccess alert reads it, however old the runs themselves are."""
+
+    v: Literal[2] = 2
+    kind: Literal["cursor"] = "cursor"
+    tenant_id: str
+    service: str
+    last_success: RunMark
+    last_full: RunMark | None = None
+    at: datetime = Field(default_factory=utc_now)
+
+    @property
+    def key(self) -> str:
+        """The cursor's key on the run-state topic."""
+        return cursor_key(self.tenant_id, self.service)
+
+
+StateRecord = Annotated[
+    RunQueued | FetchProgress | EmbedProgress | WatchdogNotice | RunEnded | RunPruned | Cursor,
+    Field(discriminator="kind"),
+]
+STATE_RECORD: TypeAdapter[StateRecord] = TypeAdapter(StateRecord)
 
 
 class DeadLetter(Event):

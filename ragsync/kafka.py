@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import RecordMetadata
 
 from ragsync.events import Event
 from ragsync.settings import Settings
@@ -27,9 +28,11 @@ def make_consumer(
     *topics: str,
     group_id: str | None,
     fetch_max_wait_ms: int | None = None,
+    fetch_max_mb: int = 16,
 ) -> AIOKafkaConsumer:
     """A consumer that never auto-commits: offsets are committed only after the work is done. Its fetches wait
-    `fetch_max_wait_ms` at most (default: the `kafka_fetch_max_wait_ms` setting)."""
+    `fetch_max_wait_ms` at most (default: the `kafka_fetch_max_wait_ms` setting) and bring `fetch_max_mb` at most
+    (half of it from one partition)."""
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=bootstrap_servers,
@@ -39,8 +42,8 @@ def make_consumer(
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
-        max_partition_fetch_bytes=8 * 1024 * 1024,
-        fetch_max_bytes=16 * 1024 * 1024,
+        max_partition_fetch_bytes=fetch_max_mb * 1024 * 1024 // 2,
+        fetch_max_bytes=fetch_max_mb * 1024 * 1024,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
     )
 
@@ -73,10 +76,14 @@ class Publisher:
         self._pending.append(await self._producer.send(topic, event.to_bytes(), key=key.encode()))
 
     async def send_raw(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        """Queue bytes already encoded (an item event, a replayed original message)."""
-        self._pending.append(await self._producer.send(topic, value, key=key, headers=headers))
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Future[RecordMetadata]:
+        """Queue bytes already encoded (an item event, a replayed original message; None: a tombstone). Returns
+        the delivery: where the broker put it, once acknowledged (several tasks may share this publisher, so a
+        caller that needs its own offsets awaits these rather than `flush`)."""
+        delivery: asyncio.Future[RecordMetadata] = await self._producer.send(topic, value, key=key, headers=headers)
+        self._pending.append(delivery)
+        return delivery
 
     async def flush(self) -> None:
         """Wait until every queued event is acknowledged; raises the first delivery error."""

@@ -1,14 +1,16 @@
-"""The run ledger: the sync-runs topic folded into a `RunBook`, kept current in the background.
+"""The run ledger: the run-state topic (sync-runs) folded into a `RunBook`, kept current in the background.
 
 Run state lives in the topic, not in any one process, so every component that starts a ledger from the
-beginning of the topic knows every run after a restart: the fetcher resumes from its checkpoint, the watchdog
-sees stalled runs, `/status` and `ragsync status` show the same table.
+beginning of the topic knows every kept run after a restart: the fetcher resumes from its checkpoint, the
+watchdog sees stalled runs, `/status` and `ragsync status` show the same table. The topic is compacted and
+finished runs expire, so reading it is bounded by the runs kept, not by the items ever synced.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,11 +20,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from ragsync import metrics
-from ragsync.events import RunProgress
+from ragsync.events import STATE_RECORD, Cursor, RunRecord
 from ragsync.kafka import assign_all, unread
+from ragsync.keys import parse_key
 from ragsync.runs import RunBook, RunState
 
 log = logging.getLogger(__name__)
+ROUND_RECORDS = 500  # records folded per round: bounds the decoded records held at once
 
 
 class RunTimeoutError(TimeoutError):
@@ -57,6 +61,8 @@ class RunLedger:
         self._round_done = asyncio.Condition()
         self.book = RunBook()
         self.listeners: list[Callable[[RunState], None]] = []
+        self.older_records = 0  # records of an older event version, skipped
+        self._older_reported = 0
 
     async def start(self) -> None:
         """Attach to every partition (at its start, or its end) and follow in the background."""
@@ -75,22 +81,57 @@ class RunLedger:
     async def _follow(self) -> None:
         while True:
             # Short rounds: every wait for a run polls at this pace.
-            batch = await self._consumer.getmany(timeout_ms=50)
+            batch = await self._consumer.getmany(timeout_ms=50, max_records=ROUND_RECORDS)
             for message in (m for records in batch.values() for m in records):
-                self._apply(message.value, message.partition, message.offset)
+                self._apply(message.key, message.value, message.partition, message.offset)
+            if not batch:
+                self._report_older()
             async with self._round_done:
                 self._round_done.notify_all()
 
-    def _apply(self, value: bytes | None, partition: int, offset: int) -> None:
-        try:
-            event = RunProgress.model_validate_json(value or b"")
-        except ValidationError as error:
-            metrics.UNREADABLE_EVENTS.labels(topic="sync-runs").inc()
-            log.error("unreadable progress event at %s[%d]@%d skipped: %s", self._topic, partition, offset, error)
+    def _apply(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
+        where = f"{self._topic}[{partition}]@{offset}"
+        if value is None:
+            self._remove(key, where)
             return
-        run = self.book.apply(event)
-        for listener in self.listeners:
-            listener(run)
+        try:
+            record = STATE_RECORD.validate_json(value)
+        except ValidationError as error:
+            if _version(value) == 1:
+                self.older_records += 1  # a RunProgress event of before the keyed run state: reported in one line
+                return
+            metrics.UNREADABLE_EVENTS.labels(topic="sync-runs").inc()
+            log.error("unreadable run-state record at %s skipped: %s", where, error)
+            return
+        self.record(record)
+
+    def record(self, record: RunRecord | Cursor) -> None:
+        """Fold a record this process just published (and the broker acknowledged) without waiting to read it
+        back: a later batch counts on from it. Reading it again changes nothing."""
+        run = self.book.apply(record)
+        if run is not None:
+            for listener in self.listeners:
+                listener(run)
+
+    def _remove(self, key: bytes | None, where: str) -> None:
+        """A tombstone: the run (or cursor) it names expired."""
+        parsed = parse_key(key)
+        if parsed is None:
+            log.error("tombstone with an unknown key %r at %s skipped", key, where)
+        elif parsed.run_id is not None:
+            self.book.forget(parsed.run_id)
+        else:
+            self.book.cursors.pop((parsed.tenant_id, parsed.service), None)
+
+    def _report_older(self) -> None:
+        if self.older_records > self._older_reported:
+            log.warning(
+                "skipped %d run events of an older ragsync version on %s (item-id lists, before the keyed run "
+                "state); runs they describe are not shown. They expire with the topic's data, or delete the topic",
+                self.older_records - self._older_reported,
+                self._topic,
+            )
+            self._older_reported = self.older_records
 
     async def _next_round(self) -> None:
         async with self._round_done:
@@ -153,3 +194,12 @@ class RunLedger:
         finally:
             self.listeners.remove(relay)
         return [self.book.runs[r] for r in order]
+
+
+def _version(value: bytes) -> object:
+    """The `v` of a JSON object, or None."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return None
+    return data.get("v") if isinstance(data, dict) else None

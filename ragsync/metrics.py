@@ -44,6 +44,14 @@ COMMIT_FAILURES = Counter(
     "Embedder batches whose offsets could not be committed: their partitions moved to another member during the "
     "batch. Their items are delivered again (and found unchanged).",
 )
+COMPLETION_CHECK_FAILURES = Counter(
+    "ragsync_completion_check_failures_total",
+    "Times the embedder could not read its group's committed offsets to decide whether runs are complete; retried.",
+)
+RUN_RECORDS_EXPIRED = Counter(
+    "ragsync_runs_expired_total",
+    "Finished runs removed from the run-state topic (past RUN_HISTORY_DAYS or _PER_SERVICE).",
+)
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
 CONSUMER_LAG = Gauge(
     "ragsync_consumer_lag",
@@ -73,9 +81,9 @@ class RunBookCollector(Collector):
             "ragsync_last_success_timestamp_seconds", "End of the latest succeeded run, by service.", labels=["service"]
         )
         latest: dict[str, float] = {}
-        for run in book.runs.values():
-            if run.status == "succeeded" and run.finished_at is not None:
-                latest[run.service] = max(latest.get(run.service, 0.0), run.finished_at.timestamp())
+        for cursor in book.cursors.values():  # cursors never expire, unlike the runs they point at
+            stamp = cursor.last_success.finished_at.timestamp()
+            latest[cursor.service] = max(latest.get(cursor.service, 0.0), stamp)
         for service, stamp in latest.items():
             last_success.add_metric([service], stamp)
         yield last_success

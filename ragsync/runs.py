@@ -1,99 +1,196 @@
-"""Sync runs, folded from `RunProgress` events: status, counts, checkpoint, and when a run is complete.
+"""Sync runs, folded from the keyed records of the run-state topic: status, counts, checkpoint, cursors.
 
-Folding is idempotent: pages are keyed by number and items by id, so a repeated or redelivered event changes
-nothing. A run succeeds only when every item id the fetcher emitted is in Qdrant or dead-lettered.
+A run is the latest record of each of its parts (see `ragsync.keys`), so folding is idempotent and independent of
+the order of different keys: a repeated record changes nothing. Nothing here grows with a run's items: a run holds
+one record per part, and one per items-topic partition for the embedder's counts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ragsync.events import RunProgress, SyncRequest
+from ragsync.events import (
+    Cursor,
+    EmbedProgress,
+    FetchProgress,
+    PartitionCounts,
+    RunEnded,
+    RunMark,
+    RunPruned,
+    RunQueued,
+    RunRecord,
+    SyncRequest,
+    WatchdogNotice,
+)
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RunStatusName = Literal["queued", "fetching", "embedding", "succeeded", "failed", "stalled", "skipped"]
-FINAL = frozenset({"succeeded", "failed", "skipped"})
+
+
+@dataclass(frozen=True)
+class Final:
+    """How a run ended."""
+
+    status: RunStatusName
+    at: datetime
+    error: str | None = None
 
 
 @dataclass
 class RunState:
-    """Everything known about one run."""
+    """Everything known about one run: the latest record of each part."""
 
     run_id: str
     tenant_id: str
     service: str
-    status: RunStatusName = "queued"
-    request: SyncRequest | None = None
-    page_items: dict[int, int] = field(default_factory=dict)
-    page_dead: dict[int, int] = field(default_factory=dict)
-    fetched_ids: set[str] = field(default_factory=set)
-    upserted_ids: set[str] = field(default_factory=set)
-    dead_ids: set[str] = field(default_factory=set)
-    skipped_ids: set[str] = field(default_factory=set)
-    deleted_ids: set[str] = field(default_factory=set)
-    pruned: int | None = None
-    fetch_done: bool = False
-    stalls: int = 0
-    stalled_at: datetime | None = None
-    error: str | None = None
-    started_at: datetime | None = None
-    last_progress_at: datetime | None = None
-    finished_at: datetime | None = None
-    final_counts: tuple[int, int, int, int] | None = None  # fetched, upserted, pending, skipped: set when finished
+    queued: RunQueued | None = None
+    fetch: FetchProgress | None = None
+    embeds: dict[str, EmbedProgress] = field(default_factory=dict)  # by member
+    watchdog: WatchdogNotice | None = None
+    end: RunEnded | None = None
+    prune: RunPruned | None = None
 
-    # --- counts ---
-    @property
-    def pages(self) -> int:
-        """Pages completed."""
-        return len(self.page_items)
+    def apply(self, record: RunRecord) -> None:
+        """Fold one record: it replaces the part it is the latest of."""
+        if isinstance(record, RunQueued):
+            self.queued = record
+        elif isinstance(record, FetchProgress):
+            self.fetch = record
+        elif isinstance(record, EmbedProgress):
+            self.embeds[record.member] = record
+        elif isinstance(record, WatchdogNotice):
+            self.watchdog = record
+        elif isinstance(record, RunEnded):
+            self.end = record
+        elif isinstance(record, RunPruned):
+            self.prune = record
 
     @property
-    def last_page(self) -> int:
-        """The checkpoint: the last page completed (0 before the first)."""
-        return max(self.page_items, default=0)
+    def parts(self) -> list[tuple[str, str | None]]:
+        """The (part, member) of every key this run has records under (what a tombstone must cover)."""
+        named = [
+            (name, None)
+            for name, value in (
+                ("queued", self.queued),
+                ("fetch", self.fetch),
+                ("watchdog", self.watchdog),
+                ("end", self.end),
+                ("pruned", self.prune),
+            )
+            if value is not None
+        ]
+        return named + [("embed", member) for member in sorted(self.embeds)]
 
+    # --- what the run asked for ---
     @property
-    def items_fetched(self) -> int:
-        """Distinct items the fetcher emitted."""
-        return self.final_counts[0] if self.final_counts else len(self.fetched_ids)
-
-    @property
-    def items_upserted(self) -> int:
-        """Distinct items in Qdrant."""
-        return self.final_counts[1] if self.final_counts else len(self.upserted_ids)
-
-    @property
-    def dead_lettered(self) -> int:
-        """Items dead-lettered by any stage."""
-        return sum(self.page_dead.values()) + self.embed_dead_lettered
-
-    @property
-    def embed_dead_lettered(self) -> int:
-        """Items the embedder dead-lettered (and that were not upserted later)."""
-        return len(self.dead_ids - self.upserted_ids)
-
-    @property
-    def items_pending(self) -> int:
-        """Fetched items neither in Qdrant nor dead-lettered yet."""
-        if self.final_counts:
-            return self.final_counts[2]
-        return len(self.fetched_ids - self.upserted_ids - self.dead_ids - self.skipped_ids - self.deleted_ids)
-
-    @property
-    def deleted(self) -> int:
-        """Items deleted because their record said so, plus points pruned after a full run."""
-        return len(self.deleted_ids) + (self.pruned or 0)
-
-    @property
-    def items_skipped(self) -> int:
-        """Items unchanged since they were stored: not embedded again."""
-        return self.final_counts[3] if self.final_counts else len(self.skipped_ids - self.upserted_ids)
+    def request(self) -> SyncRequest | None:
+        """The run's request, from the fetcher or the trigger."""
+        if self.fetch is not None:
+            return self.fetch.request
+        return self.queued.request if self.queued is not None else None
 
     @property
     def full(self) -> bool:
         """Whether this is a full sync (batch or daily), whose end may delete what it did not see."""
         return self.request is not None and self.request.sync_type in ("batch", "daily")
+
+    # --- counts ---
+    @property
+    def pages(self) -> int:
+        """Pages completed."""
+        return self.fetch.pages if self.fetch else 0
+
+    @property
+    def last_page(self) -> int:
+        """The checkpoint: the last page completed (0 before the first). Pages complete in order."""
+        return self.pages
+
+    @property
+    def items_fetched(self) -> int:
+        """Item events the fetcher produced."""
+        return self.fetch.produced if self.fetch else 0
+
+    @property
+    def items_upserted(self) -> int:
+        """Items embedded and written to Qdrant."""
+        return sum(c.upserted for c in self.partition_counts().values())
+
+    @property
+    def items_skipped(self) -> int:
+        """Items unchanged since they were stored: not embedded again."""
+        return sum(c.skipped for c in self.partition_counts().values())
+
+    @property
+    def embed_dead_lettered(self) -> int:
+        """Items the embedder dead-lettered."""
+        return sum(c.dead_lettered for c in self.partition_counts().values())
+
+    @property
+    def dead_lettered(self) -> int:
+        """Items dead-lettered by any stage."""
+        return (self.fetch.dead_lettered if self.fetch else 0) + self.embed_dead_lettered
+
+    @property
+    def pruned(self) -> int | None:
+        """Points deleted after the run because it did not see them; None until the sweep ran."""
+        return self.prune.pruned if self.prune else None
+
+    @property
+    def deleted(self) -> int:
+        """Items deleted because their record said so, plus points pruned after a full run."""
+        return sum(c.deleted for c in self.partition_counts().values()) + (self.pruned or 0)
+
+    @property
+    def items_settled(self) -> int:
+        """Item events that reached their end: in Qdrant, unchanged, deleted or dead-lettered."""
+        return sum(c.settled for c in self.partition_counts().values())
+
+    @property
+    def items_pending(self) -> int:
+        """Produced item events not settled yet."""
+        return max(0, self.items_fetched - self.items_settled)
+
+    def partition_counts(self) -> dict[int, PartitionCounts]:
+        """Per items partition, the counts reported furthest (the highest `next_offset` of any member): a member
+        that lost a partition in a rebalance may have written lower ones, and counts never go back."""
+        merged: dict[int, PartitionCounts] = {}
+        for record in self.embeds.values():
+            for partition, counts in record.partitions.items():
+                known = merged.get(partition)
+                if known is None or counts.next_offset > known.next_offset:
+                    merged[partition] = counts
+        return merged
+
+    @property
+    def marks(self) -> dict[int, int]:
+        """Per items partition, the highest offset the fetcher produced for the run."""
+        return dict(self.fetch.marks) if self.fetch else {}
+
+    # --- time ---
+    @property
+    def started_at(self) -> datetime | None:
+        """When the run was requested (or, without a trigger's record, first fetched)."""
+        marks = ([self.queued.at] if self.queued else []) + ([self.fetch.started_at] if self.fetch else [])
+        return min(marks, default=None)
+
+    @property
+    def last_progress_at(self) -> datetime | None:
+        """The latest fetcher or embedder record (a stall notice is not progress)."""
+        marks = [e.at for e in self.embeds.values()] + ([self.fetch.at] if self.fetch else [])
+        return max(marks, default=None)
+
+    @property
+    def stalls(self) -> int:
+        """Times the watchdog found the run stalled."""
+        return self.watchdog.stalls if self.watchdog else 0
+
+    @property
+    def stalled_at(self) -> datetime | None:
+        """When the watchdog last acted on the run."""
+        return self.watchdog.at if self.watchdog else None
 
     def idle_seconds(self, now: datetime) -> float:
         """Seconds since the last progress, or since the watchdog last acted on the run."""
@@ -101,90 +198,84 @@ class RunState:
         return (now - max(marks)).total_seconds() if marks else 0.0
 
     @property
-    def items_settled(self) -> int:
-        """Fetched items that reached their end: in Qdrant or dead-lettered."""
-        return self.items_fetched - self.items_pending
+    def seconds(self) -> float:
+        """From the request to the last progress."""
+        if self.started_at is None or self.last_progress_at is None:
+            return 0.0
+        return max(0.0, (self.last_progress_at - self.started_at).total_seconds())
+
+    # --- status ---
+    @property
+    def final(self) -> Final | None:
+        """How the run ended: the earliest final record (the order of keys on the topic does not matter)."""
+        finals = []
+        if self.end is not None:
+            finals.append(Final("succeeded", self.end.at))
+        if self.fetch is not None and self.fetch.status in ("failed", "skipped"):
+            finals.append(Final(self.fetch.status, self.fetch.at, self.fetch.error))
+        if self.watchdog is not None and self.watchdog.status == "failed":
+            finals.append(Final("failed", self.watchdog.at, self.watchdog.error))
+        return min(finals, key=lambda f: f.at, default=None)
 
     @property
     def finished(self) -> bool:
         """Whether the run reached a final status."""
-        return self.status in FINAL
+        return self.final is not None
 
     @property
-    def seconds(self) -> float:
-        """From the first to the last event of the run."""
-        if self.started_at is None or self.last_progress_at is None:
-            return 0.0
-        return (self.last_progress_at - self.started_at).total_seconds()
+    def finished_at(self) -> datetime | None:
+        """When the run reached its final status."""
+        final = self.final
+        return final.at if final else None
 
-    # --- folding ---
-    def apply(self, event: RunProgress) -> None:
-        """Fold one progress event into the state."""
-        self.started_at = min(self.started_at or event.at, event.at)
-        self.request = self.request or event.request
-        if event.pruned is not None:
-            self.pruned = max(self.pruned or 0, event.pruned)
-            if self.finished:
-                self.fetched_ids = set()  # pruned: the ids were kept only for that
-        if self.finished:
-            return  # late redeliveries of a finished run change nothing else
-        if event.status not in ("stalled", "queued"):
-            # A stall notice is not progress; everything else from the stages is.
-            self.last_progress_at = max(self.last_progress_at or event.at, event.at)
-        if event.source == "fetcher" and event.page is not None:
-            self.page_items[event.page] = len(event.item_ids)
-            self.page_dead[event.page] = event.dead_lettered
-            self.fetched_ids.update(event.item_ids)
-        elif event.source == "embedder":
-            self.upserted_ids.update(event.item_ids)
-            self.dead_ids.update(event.dead_item_ids)
-            self.skipped_ids.update(event.skipped_ids)
-            self.deleted_ids.update(event.deleted_ids)
-        self._apply_status(event)
+    @property
+    def fetch_done(self) -> bool:
+        """Whether the fetcher fetched every page."""
+        return self.fetch is not None and self.fetch.status == "fetched"
 
-    def _apply_status(self, event: RunProgress) -> None:
-        if event.status in ("failed", "skipped"):
-            self._finish(event.status, event.at, event.error)
-            return
-        if event.status == "stalled":
-            self.status, self.error = "stalled", event.error
-            self.stalls += 1
-            self.stalled_at = max(self.stalled_at or event.at, event.at)
-            return
-        if event.status == "queued":
-            return  # the trigger's notice may arrive after the fetcher's first events
-        if event.status == "fetched":
-            self.fetch_done = True
-        if self.fetch_done and self.items_pending == 0:
-            self._finish("succeeded", event.at, None)
-        else:
-            self.status = "embedding" if self.fetch_done else "fetching"
+    @property
+    def status(self) -> RunStatusName:
+        """queued, fetching, embedding, stalled (no progress since the watchdog's notice), or final."""
+        final = self.final
+        if final is not None:
+            return final.status
+        progress = self.last_progress_at
+        if self.watchdog is not None and (progress is None or self.watchdog.at >= progress):
+            return "stalled"
+        if self.fetch is None:
+            return "queued"
+        return "embedding" if self.fetch_done else "fetching"
 
-    def _finish(self, status: RunStatusName, at: datetime, error: str | None) -> None:
-        pending = self.items_pending
-        self.status, self.finished_at = status, at
-        if error is not None:
-            self.error = error
-        # Keep the counts, drop the id sets: a finished run is history and must stay small. A succeeded full run
-        # keeps the ids it fetched until its stale points are pruned (`deleted` set).
-        self.final_counts = (len(self.fetched_ids), len(self.upserted_ids), pending, self.items_skipped)
-        self.dead_ids = {i for i in self.dead_ids if i not in self.upserted_ids}
-        if not (status == "succeeded" and self.full and self.pruned is None):
-            self.fetched_ids = set()
-        self.upserted_ids, self.skipped_ids = set(), set()
+    @property
+    def error(self) -> str | None:
+        """Why the run failed, was skipped or stalled."""
+        final = self.final
+        if final is not None:
+            return final.error
+        return self.watchdog.error if self.status == "stalled" and self.watchdog else None
+
+    @property
+    def settled_by_count(self) -> bool:
+        """Whether the fetch is done and the embedder counted at least as many events as were produced.
+
+        Necessary for completion, not sufficient: events of a page emitted twice (a fetcher killed mid-page
+        and resumed) count too, so `RunCompletion` also checks the group's committed offsets against the marks.
+        """
+        return self.fetch_done and not self.finished and self.items_settled >= self.items_fetched
 
     def summary(self) -> dict[str, Any]:
-        """The run as plain JSON-able data (what `status --json` and `/status` show)."""
+        """The run as plain JSON-able data (what `status --json`, `sync --json` and `/status` show)."""
 
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
+        request = self.request
         return {
             "run_id": self.run_id,
             "tenant_id": self.tenant_id,
             "service": self.service,
-            "sync_type": self.request.sync_type if self.request else None,
-            "trigger": self.request.trigger if self.request else None,
+            "sync_type": request.sync_type if request else None,
+            "trigger": request.trigger if request else None,
             "status": self.status,
             "pages": self.pages,
             "items_fetched": self.items_fetched,
@@ -201,39 +292,71 @@ class RunState:
             "seconds": round(self.seconds, 3),
         }
 
+    def mark(self) -> RunMark:
+        """This finished run as a cursor remembers it."""
+        assert self.started_at is not None and self.finished_at is not None and self.request is not None
+        return RunMark(
+            run_id=self.run_id,
+            sync_type=self.request.sync_type,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+        )
+
 
 class RunBook:
-    """All runs seen, by run id."""
+    """The runs kept on the run-state topic, by run id, and the cursors, by tenant and service."""
 
     def __init__(self) -> None:
         self.runs: dict[str, RunState] = {}
+        self.cursors: dict[tuple[str, str], Cursor] = {}
 
-    def apply(self, event: RunProgress) -> RunState:
-        """Fold an event into its run (created on first sight)."""
-        run = self.runs.get(event.run_id)
+    def apply(self, record: RunRecord | Cursor) -> RunState | None:
+        """Fold a record into its run (created on first sight); the run, or None for a cursor."""
+        if isinstance(record, Cursor):
+            self.cursors[(record.tenant_id, record.service)] = record
+            return None
+        run = self.runs.get(record.run_id)
         if run is None:
-            run = self.runs[event.run_id] = RunState(event.run_id, event.tenant_id, event.service)
-        run.apply(event)
+            run = self.runs[record.run_id] = RunState(record.run_id, record.tenant_id, record.service)
+        run.apply(record)
         return run
 
+    def forget(self, run_id: str) -> None:
+        """Drop a run whose records were removed (a tombstone)."""
+        self.runs.pop(run_id, None)
+
     def get(self, run_id: str) -> RunState | None:
-        """The run, if seen."""
+        """The run, if kept."""
         return self.runs.get(run_id)
 
     def active(self) -> list[RunState]:
         """Runs not finished, oldest first."""
-        return sorted((r for r in self.runs.values() if not r.finished), key=lambda r: r.started_at or datetime.min)
+        return _by_start((r for r in self.runs.values() if not r.finished), newest_first=False)
 
-    def last_success(self, tenant_id: str, service: str) -> RunState | None:
-        """The latest succeeded run of a tenant and service (the next incremental sync starts from it)."""
-        done = [
-            r
-            for r in self.runs.values()
-            if r.status == "succeeded" and r.tenant_id == tenant_id and r.service == service and r.started_at
-        ]
-        return max(done, key=lambda r: r.started_at or datetime.min, default=None)
+    def last_success(self, tenant_id: str, service: str, full: bool = False) -> RunMark | None:
+        """The latest succeeded run (or full run) of a tenant and service, from its cursor."""
+        cursor = self.cursors.get((tenant_id, service))
+        if cursor is None:
+            return None
+        return cursor.last_full if full else cursor.last_success
 
     def recent(self, limit: int = 50) -> list[RunState]:
         """The latest runs, newest first."""
-        ordered = sorted(self.runs.values(), key=lambda r: r.started_at or datetime.min, reverse=True)
-        return ordered[:limit]
+        return _by_start(self.runs.values(), newest_first=True)[:limit]
+
+    def expired(self, before: datetime, keep_per_service: int) -> list[RunState]:
+        """Finished runs to remove: finished before `before`, or past the newest `keep_per_service` of their
+        tenant and service. Active runs are never expired."""
+        kept: dict[tuple[str, str], int] = {}
+        expired = []
+        for run in _by_start(self.runs.values(), newest_first=True):
+            slot = (run.tenant_id, run.service)
+            kept[slot] = kept.get(slot, 0) + 1
+            finished_at = run.finished_at
+            if finished_at is not None and (finished_at < before or kept[slot] > keep_per_service):
+                expired.append(run)
+        return expired
+
+
+def _by_start(runs: Iterable[RunState], newest_first: bool) -> list[RunState]:
+    return sorted(runs, key=lambda r: r.started_at or EPOCH, reverse=newest_first)

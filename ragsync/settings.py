@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
     watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
     watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
+    run_history_days: float = Field(
+        14.0, gt=0, description="Finished runs older than this are removed from the run-state topic (cursors stay)."
+    )
+    run_history_per_service: int = Field(
+        100, ge=1, description="At most this many finished runs are kept per tenant and service."
+    )
 
     # --- how records become items ---
     schemas_dir: Path = Field(Path("schemas"), description="Folder of <service>.toml schemas (replace built-ins).")

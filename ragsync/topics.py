@@ -6,8 +6,10 @@ import logging
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from ragsync.errors import SetupError
 from ragsync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,7 +21,7 @@ class Topics:
 
     sync_requests: str
     items: str
-    sync_runs: str
+    sync_runs: str  # the run state: keyed records, compacted (see ragsync.keys)
     dead_letters: str
 
     @classmethod
@@ -38,8 +40,18 @@ class Topics:
         return [self.sync_requests, self.items, self.sync_runs, self.dead_letters]
 
 
+# Kafka Connect's rule for its offsets topic, for the same reason: on a topic that deletes by age, run state and
+# cursors silently disappear after retention.ms (7 days by default).
+STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
+
+
+class StateTopicPolicyError(SetupError):
+    """The run-state topic exists with a cleanup policy that would delete run state and cursors."""
+
+
 async def ensure_topics(settings: Settings, bootstrap_servers: str) -> Topics:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+    """Create the topics that do not exist yet (the run-state topic compacted), and refuse a run-state topic that
+    deletes old records. Existing topics are otherwise left as they are."""
     topics = Topics.from_settings(settings)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ragsync-admin")
     await admin.start()
@@ -47,12 +59,41 @@ async def ensure_topics(settings: Settings, bootstrap_servers: str) -> Topics:
         existing = set(await admin.list_topics())
         missing = [name for name in topics.all() if name not in existing]
         if missing:
-            new = [NewTopic(n, settings.kafka_partitions, settings.kafka_replication_factor) for n in missing]
+            new = [_new_topic(settings, name, topics) for name in missing]
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 log.info("topics were created concurrently by another component: %s", missing)
             log.info("created topics %s with %d partitions", missing, settings.kafka_partitions)
+        check_policy(topics.sync_runs, await cleanup_policy(admin, topics.sync_runs))
     finally:
         await admin.close()
     return topics
+
+
+def _new_topic(settings: Settings, name: str, topics: Topics) -> NewTopic:
+    configs = STATE_TOPIC_CONFIG if name == topics.sync_runs else {}
+    return NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor, topic_configs=configs)
+
+
+async def cleanup_policy(admin: AIOKafkaAdminClient, topic: str) -> str | None:
+    """The topic's cleanup.policy, or None when the broker does not report it (the local broker reports only
+    what a topic was created with)."""
+    # Every config is asked for: the local broker drops the connection when asked for named ones.
+    [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, None)])
+    for resource in response.resources:
+        for entry in resource[4]:  # (error_code, error_message, type, name, config_entries)
+            if entry[0] == "cleanup.policy":
+                return str(entry[1])
+    return None
+
+
+def check_policy(topic: str, policy: str | None) -> None:
+    """Raise, in one line naming the fix, when the run-state topic is not compacted."""
+    if policy is None or policy == "compact":  # "compact,delete" still deletes by age
+        return
+    raise StateTopicPolicyError(
+        f"topic {topic} has cleanup.policy={policy}: run state and cursors would be deleted after its retention. "
+        f"Set it to compact (kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+        "--add-config cleanup.policy=compact) or set KAFKA_TOPIC_PREFIX to start on new topics"
+    )

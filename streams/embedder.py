@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+import uuid
 from collections import defaultdict
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
 from ragsync import metrics
-from ragsync.events import DeadLetter, ItemEvent, RunProgress, describe_validation_error
+from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts, describe_validation_error
 from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.topics import Topics
 from streams.chunks import Chunker
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 RunKey = tuple[str, str, str]  # run id, tenant, service
+Outcome = Literal["upserted", "skipped", "deleted", "dead_lettered"]
 
 
 def content_hash(model: str, text: str) -> str:
@@ -38,14 +42,34 @@ def content_hash(model: str, text: str) -> str:
     return hashlib.sha256(f"{model}\n{text}".encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
 
 
+Settled = list[tuple[int, Outcome]]  # (offset, outcome) of each event of a run on one items partition
+
+
 @dataclass
 class BatchOutcome:
-    """What one batch did, per run: ids now in Qdrant, unchanged, deleted, dead-lettered."""
+    """What one batch did with each of its item events, per run and items partition."""
 
-    upserted: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
-    skipped: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
-    deleted: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
-    dead: dict[RunKey, list[str]] = field(default_factory=lambda: defaultdict(list))
+    settled: dict[RunKey, dict[int, Settled]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+
+    def count(self, message: ConsumerRecord[Any, Any], event: ItemEvent, outcome: Outcome) -> None:
+        """Record what became of one event."""
+        run = (event.run_id, event.tenant_id, event.service)
+        self.settled[run][message.partition].append((message.offset, outcome))
+        if outcome != "dead_lettered":  # counted by ragsync_dead_letters_total
+            metrics.ITEMS.labels(outcome, event.service).inc()
+
+
+def account(base: PartitionCounts, events: Settled) -> PartitionCounts:
+    """`base` plus the events from its `next_offset` on; events before it were counted by an earlier batch (they
+    are delivered again after a rebalance or a crash) and are not counted twice."""
+    fresh = [(offset, outcome) for offset, outcome in events if offset >= base.next_offset]
+    if not fresh:
+        return base
+    counts: dict[str, int] = {o: getattr(base, o) + sum(1 for _, f in fresh if f == o) for o in OUTCOMES}
+    return base.model_copy(update={**counts, "next_offset": max(offset for offset, _ in fresh) + 1})
+
+
+OUTCOMES: tuple[Outcome, ...] = ("upserted", "skipped", "deleted", "dead_lettered")
 
 
 @dataclass(frozen=True)
@@ -61,21 +85,30 @@ class Rejected:
 class Item:
     """An item event to store, with its text and the hash of what would be embedded."""
 
+    message: ConsumerRecord[Any, Any]
     event: ItemEvent
     text: str
     hash: str
-
-    @property
-    def run(self) -> RunKey:
-        return (self.event.run_id, self.event.tenant_id, self.event.service)
 
     @property
     def first_point(self) -> str:
         return point_id(self.event.tenant_id, self.event.service, self.event.item_id, 0)
 
 
+@dataclass
+class Triage:
+    """A batch sorted: items to store, deletions, events that cannot be processed, and events superseded by a
+    later event of the same item in the batch."""
+
+    items: list[Item] = field(default_factory=list)
+    deletions: list[tuple[ConsumerRecord[Any, Any], ItemEvent]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    superseded: list[tuple[ConsumerRecord[Any, Any], ItemEvent]] = field(default_factory=list)
+
+
 class Embedder:
-    """Embeds and stores batches of item events; independent of Kafka consumption, so testable on its own."""
+    """Embeds and stores batches of item events, and reports per run what became of them; independent of Kafka
+    consumption, so testable on its own."""
 
     def __init__(
         self,
@@ -83,12 +116,14 @@ class Embedder:
         store: VectorStore,
         publisher: Publisher,
         topics: Topics,
+        ledger: RunLedger,
         rules: ItemRules | None = None,
     ) -> None:
         self._encoder = encoder
         self._store = store
         self._publisher = publisher
         self._topics = topics
+        self._ledger = ledger
         self._rules = rules or ItemRules()
         self._chunker = Chunker(encoder)
         self.migrating = False
@@ -98,30 +133,33 @@ class Embedder:
         dimension = await asyncio.to_thread(lambda: self._encoder.dimension)
         self.migrating = await asyncio.to_thread(self._store.ensure_collection, dimension, self._encoder.name)
 
-    async def process(self, messages: Sequence[ConsumerRecord[Any, Any]]) -> BatchOutcome:
-        """Store one batch; returns once Qdrant acknowledged it and progress is published."""
-        items, deletions, rejected = self._triage(messages)
+    async def catch_up(self) -> None:
+        """Read the run state to its end: a member that took over partitions continues their counts from what the
+        previous owner reported (always before it committed)."""
+        await self._ledger.caught_up()
+
+    async def process(self, messages: Sequence[ConsumerRecord[Any, Any]], member: str) -> BatchOutcome:
+        """Store one batch; returns once Qdrant acknowledged it and `member`'s counts are published."""
+        batch = self._triage(messages)
         outcome = BatchOutcome()
-        for event in deletions:
+        for message, event in batch.deletions:
             await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id)
-            outcome.deleted[(event.run_id, event.tenant_id, event.service)].append(event.item_id)
-            metrics.ITEMS.labels("deleted", event.service).inc()
-        stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in items])
-        changed = []
-        for item in items:
-            if stored.get(item.first_point, {}).get("content_hash") != item.hash:
-                changed.append(item)
-            else:
-                outcome.skipped[item.run].append(item.event.item_id)
-                metrics.ITEMS.labels("skipped", item.event.service).inc()
+            outcome.count(message, event, "deleted")
+        stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in batch.items])
+        changed: list[Item] = []
+        unchanged: list[Item] = []
+        for item in batch.items:
+            same = stored.get(item.first_point, {}).get("content_hash") == item.hash
+            (unchanged if same else changed).append(item)
         await self._write(changed, stored, outcome)
-        for reject in rejected:
+        await self._touch(unchanged, stored, outcome)
+        for message, event in batch.superseded:
+            outcome.count(message, event, "skipped")
+        for reject in batch.rejected:
             await self._dead_letter(reject)
             if reject.event is not None:
-                event = reject.event
-                outcome.dead[(event.run_id, event.tenant_id, event.service)].append(event.item_id)
-        await self._report(outcome)
-        await self._publisher.flush()
+                outcome.count(reject.message, reject.event, "dead_lettered")
+        await self._report(outcome, member)
         return outcome
 
     async def _write(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
@@ -131,8 +169,9 @@ class Embedder:
         metrics.EMBED_BATCH.observe(len(texts))
         with metrics.EMBED_SECONDS.time():
             vectors = iter(await self._encoder.encode_async(texts))
+        touched_at = time.time()
         points = [
-            self._point(item, index, len(chunks), text, next(vectors))
+            self._point(item, index, len(chunks), text, next(vectors), touched_at)
             for item, chunks in chunked
             for index, text in enumerate(chunks)
         ]
@@ -144,39 +183,46 @@ class Embedder:
                 await asyncio.to_thread(
                     self._store.delete_item, event.tenant_id, event.service, event.item_id, len(chunks)
                 )
-            outcome.upserted[item.run].append(item.event.item_id)
-            metrics.ITEMS.labels("upserted", item.event.service).inc()
+            outcome.count(item.message, item.event, "upserted")
 
-    def _triage(
-        self, messages: Sequence[ConsumerRecord[Any, Any]]
-    ) -> tuple[list[Item], list[ItemEvent], list[Rejected]]:
-        """Split a batch into items to store, deletions, and events that cannot be processed.
+    async def _touch(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
+        """Mark the points of unchanged items with their run: the sweep after a full run keeps what it touched."""
+        by_run: dict[str, list[str]] = defaultdict(list)
+        for item in items:
+            event = item.event
+            chunks = int(stored.get(item.first_point, {}).get("chunks", 1))
+            by_run[event.run_id] += [point_id(event.tenant_id, event.service, event.item_id, c) for c in range(chunks)]
+            outcome.count(item.message, event, "skipped")
+        touched_at = time.time()
+        for run_id, ids in by_run.items():
+            await asyncio.to_thread(self._store.touch, ids, run_id, touched_at)
 
-        When one item appears several times in a batch only its latest version counts.
-        """
+    def _triage(self, messages: Sequence[ConsumerRecord[Any, Any]]) -> Triage:
+        """Sort a batch. When one item appears several times in a batch only its latest version is stored."""
         latest: dict[str, tuple[ConsumerRecord[Any, Any], ItemEvent]] = {}
-        rejected: list[Rejected] = []
+        batch = Triage()
         for message in messages:
             try:
                 event = ItemEvent.model_validate_json(message.value or b"")
             except ValidationError as error:
-                rejected.append(Rejected(message, describe_validation_error(error)))
+                batch.rejected.append(Rejected(message, describe_validation_error(error)))
                 continue
+            if event.key in latest:
+                batch.superseded.append(latest[event.key])
             latest[event.key] = (message, event)
-        items, deletions = [], []
         for message, event in latest.values():
             if event.op == "delete":
-                deletions.append(event)
+                batch.deletions.append((message, event))
                 continue
             text = self._rules.text(event.record, event.service)
             if text.strip():
-                items.append(Item(event, text, content_hash(self._encoder.name, text)))
+                batch.items.append(Item(message, event, text, content_hash(self._encoder.name, text)))
             else:
                 reason = "the record has no text to embed (every field is empty or an id)"
-                rejected.append(Rejected(message, reason, event))
-        return items, deletions, rejected
+                batch.rejected.append(Rejected(message, reason, event))
+        return batch
 
-    def _point(self, item: Item, chunk: int, chunks: int, text: str, vector: list[float]) -> Point:
+    def _point(self, item: Item, chunk: int, chunks: int, text: str, vector: list[float], touched_at: float) -> Point:
         event = item.event
         payload = {
             "tenant_id": event.tenant_id,
@@ -187,6 +233,8 @@ class Embedder:
             "text": text,
             "content_hash": item.hash,
             "run_id": event.run_id,
+            "generation": event.run_id,
+            "touched_at": touched_at,
             "model": self._encoder.name,
             "synced_at": event.emitted_at.isoformat(),
             "record": self._rules.payload(event.record, event.service),
@@ -213,21 +261,26 @@ class Embedder:
         )
         await self._publisher.send(self._topics.dead_letters, event.run_id if event else "rejected", letter)
 
-    async def _report(self, outcome: BatchOutcome) -> None:
-        runs = set(outcome.upserted) | set(outcome.skipped) | set(outcome.deleted) | set(outcome.dead)
-        for run in runs:
-            run_id, tenant, service = run
-            progress = RunProgress(
-                run_id=run_id,
-                tenant_id=tenant,
-                service=service,
-                source="embedder",
-                item_ids=outcome.upserted.get(run, []),
-                skipped_ids=outcome.skipped.get(run, []),
-                deleted_ids=outcome.deleted.get(run, []),
-                dead_item_ids=outcome.dead.get(run, []),
-            )
-            await self._publisher.send(self._topics.sync_runs, run_id, progress)
+    async def _report(self, outcome: BatchOutcome, member: str) -> None:
+        """Publish `member`'s new counts of each run and wait for the broker: before the batch is committed, so a
+        member taking a partition over continues from them."""
+        reports = []
+        for (run_id, tenant, service), partitions in outcome.settled.items():
+            run = self._ledger.book.get(run_id)
+            known = run.partition_counts() if run is not None else {}
+            own = run.embeds.get(member) if run is not None else None
+            counts = dict(own.partitions) if own is not None else {}
+            for partition, events in partitions.items():
+                counts[partition] = account(known.get(partition) or PartitionCounts(next_offset=0), events)
+            if own is None or counts != own.partitions:
+                report = EmbedProgress(
+                    run_id=run_id, tenant_id=tenant, service=service, member=member, partitions=counts
+                )
+                await self._publisher.send(self._topics.sync_runs, report.key, report)
+                reports.append(report)
+        await self._publisher.flush()
+        for report in reports:
+            self._ledger.record(report)  # read our own writes: the next batch counts on from them
 
 
 class EmbeddingConsumer:
@@ -241,8 +294,13 @@ class EmbeddingConsumer:
         poll_timeout_ms: int,
         retry_max_seconds: float = 15.0,
         keepalive_seconds: float = 10.0,
+        on_commit: Callable[[], None] = lambda: None,
     ) -> None:
         self._consumer = consumer
+        self._on_commit = on_commit
+        self.member = uuid.uuid4().hex[:12]  # names this member's counts on the run-state topic
+        self._assigned = True  # partitions arrived whose counts this member must continue from the run state
+        consumer.subscribe(topics=sorted(consumer.subscription()), listener=_Assignments(self))
         self._embedder = embedder
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
@@ -262,14 +320,22 @@ class EmbeddingConsumer:
             if not await self._process_until_done(messages, stop):
                 return
             await self._commit(batch)
+            self._on_commit()
             self.items_processed += len(messages)
+
+    def took_over(self) -> None:
+        """The group gave this member partitions: catch up on the run state before the next batch."""
+        self._assigned = True
 
     async def _process_until_done(self, messages: list[ConsumerRecord[Any, Any]], stop: asyncio.Event) -> bool:
         """Process the batch, retrying for as long as it takes; False if stopped first (nothing committed)."""
         delay = 0.5
         while True:
+            if self._assigned:
+                self._assigned = False
+                await self._embedder.catch_up()
             try:
-                await self._staying_in_group(self._embedder.process(messages), len(messages))
+                await self._staying_in_group(self._embedder.process(messages, self.member), len(messages))
             except Exception as error:  # noqa: BLE001 - Qdrant or the broker away: keep the batch, retry
                 self._not_ready(error, len(messages))
             else:
@@ -334,3 +400,17 @@ class EmbeddingConsumer:
             # deterministic point ids make the second write an overwrite.
             metrics.COMMIT_FAILURES.inc()
             log.warning("commit after a rebalance failed (items will be redelivered, not lost): %s", error)
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Tells a member when the group gave it partitions (another member may have counted their runs so far)."""
+
+    def __init__(self, member: EmbeddingConsumer) -> None:
+        self._member = member
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Nothing to hand over: counts are published before every commit."""
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """Catch up on the run state before the next batch is counted."""
+        self._member.took_over()

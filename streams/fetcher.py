@@ -8,12 +8,14 @@ both are testable without faust.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
@@ -21,7 +23,14 @@ from ragsync import metrics
 from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import CallerIdentity
-from ragsync.events import DeadLetter, ItemEvent, RunProgress, SyncRequest, describe_validation_error
+from ragsync.events import (
+    DeadLetter,
+    FetchProgress,
+    ItemEvent,
+    SyncRequest,
+    describe_validation_error,
+    utc_now,
+)
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
@@ -83,10 +92,13 @@ class SyncRunner:
         self._rules = rules or ItemRules()
         self._identity = CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id)
 
-    async def run(self, request: SyncRequest, first_page: int = 1) -> FetchOutcome:
-        """Fetch every page from `first_page` on. Errors fail the run loudly; they do not raise."""
+    async def run(self, request: SyncRequest, resume: FetchProgress | None = None) -> FetchOutcome:
+        """Fetch every page after `resume`'s checkpoint (all of them without one). Errors fail the run loudly;
+        they do not raise."""
         outcome = FetchOutcome(run_id=request.run_id, service=request.service)
-        await self._progress(request, status="fetching", request=request)
+        first_page = resume.pages + 1 if resume else 1
+        state = self._record(request, resume)
+        await self._publish(state)
         query = PageQuery(
             service=request.service,
             sync_type=request.sync_type,
@@ -102,25 +114,28 @@ class SyncRunner:
                 self._settings.batch_sync_timeout,
                 self._settings.coordinator_max_pages,
             ):
-                ids, dead = await self._emit_page(request, page.number, page.records)
-                # Items of a page are durable before the page counts as done (the checkpoint).
+                deliveries, dead = await self._emit_page(request, page.number, page.records)
+                # Items of a page are durable before the page counts as done (the checkpoint); their offsets
+                # are the run's marks, which completion is decided against.
                 await self._publisher.flush()
-                await self._progress(request, page=page.number, item_ids=ids, dead_lettered=dead)
-                await self._publisher.flush()
+                landed = await asyncio.gather(*deliveries)
+                state = _after_page(state, page.number, landed, dead)
+                items = len(landed)
+                await self._publish(state)
                 outcome.pages, outcome.items, outcome.dead_lettered = (
                     outcome.pages + 1,
-                    outcome.items + len(ids),
+                    outcome.items + items,
                     outcome.dead_lettered + dead,
                 )
                 metrics.PAGES.labels(request.service).inc()
-                metrics.ITEMS.labels("fetched", request.service).inc(len(ids))
+                metrics.ITEMS.labels("fetched", request.service).inc(items)
         except Exception as error:  # noqa: BLE001 - any failure fails this run (loudly), not the agent
             outcome.error = str(error) or repr(error)
             log.error("run %s (%s) failed: %s", request.run_id, request.service, outcome.error)
             metrics.RUNS_FAILED.labels(request.service).inc()
-            await self._progress(request, status="failed", error=outcome.error)
+            await self._publish(_changed(state, status="failed", error=outcome.error))
         else:
-            await self._progress(request, status="fetched")
+            await self._publish(_changed(state, status="fetched"))
             log.info(
                 "run %s (%s): fetched %d items in %d pages from page %d",
                 request.run_id,
@@ -129,13 +144,30 @@ class SyncRunner:
                 outcome.pages,
                 first_page,
             )
-        await self._publisher.flush()
         return outcome
 
-    async def _emit_page(self, request: SyncRequest, page: int, records: list[dict[str, Any]]) -> tuple[list[str], int]:
+    def _record(self, request: SyncRequest, resume: FetchProgress | None) -> FetchProgress:
+        if resume is not None:
+            return _changed(resume, status="fetching", error=None)  # the request as first recorded
+        return FetchProgress(
+            run_id=request.run_id,
+            tenant_id=request.tenant_id or self._settings.default_tenant_id,
+            service=request.service,
+            request=request,
+            status="fetching",
+        )
+
+    async def _publish(self, state: FetchProgress) -> None:
+        await self._publisher.send(self._topics.sync_runs, state.key, state)
+        await self._publisher.flush()
+
+    async def _emit_page(
+        self, request: SyncRequest, page: int, records: list[dict[str, Any]]
+    ) -> tuple[list[asyncio.Future[RecordMetadata]], int]:
+        """Emit a page's item events: their deliveries, and how many records were dead-lettered."""
         tenant = request.tenant_id or self._settings.default_tenant_id
-        ids: list[str] = []
         seen: set[str] = set()
+        deliveries = []
         dead = 0
         for record in records:
             try:
@@ -158,9 +190,8 @@ class SyncRunner:
                 dead += 1
                 continue
             seen.add(item_id)
-            await self._publisher.send_raw(self._topics.items, event.key.encode(), data)
-            ids.append(item_id)
-        return ids, dead
+            deliveries.append(await self._publisher.send_raw(self._topics.items, event.key.encode(), data))
+        return deliveries, dead
 
     async def _dead_letter(self, request: SyncRequest, tenant: str, page: int, record: Any, reason: str) -> None:
         log.warning("run %s page %d: dead-lettered a record: %s", request.run_id, page, reason)
@@ -176,15 +207,24 @@ class SyncRunner:
         )
         await self._publisher.send(self._topics.dead_letters, request.run_id, letter)
 
-    async def _progress(self, of: SyncRequest, **changes: Any) -> None:
-        event = RunProgress(
-            run_id=of.run_id,
-            tenant_id=of.tenant_id or self._settings.default_tenant_id,
-            service=of.service,
-            source="fetcher",
-            **changes,
-        )
-        await self._publisher.send(self._topics.sync_runs, of.run_id, event)
+
+def _changed(state: FetchProgress, **changes: Any) -> FetchProgress:
+    """The fetcher's record with `changes`, stamped now."""
+    return state.model_copy(update={**changes, "at": utc_now()})
+
+
+def _after_page(state: FetchProgress, page: int, landed: list[RecordMetadata], dead: int) -> FetchProgress:
+    """The record after `page`: the checkpoint, the counts, and each partition's highest offset so far."""
+    marks = dict(state.marks)
+    for meta in landed:
+        marks[meta.partition] = max(marks.get(meta.partition, -1), meta.offset)
+    return _changed(
+        state,
+        pages=page,
+        produced=state.produced + len(landed),
+        dead_lettered=state.dead_lettered + dead,
+        marks=marks,
+    )
 
 
 class FetcherAgent:
@@ -231,12 +271,14 @@ class FetcherAgent:
             await self._skip(request, blocker)
             return None
         request = self._with_since(request)
-        first_page = run.last_page + 1 if run is not None else 1
-        if first_page > 1:
-            log.warning("run %s (%s) resumes from page %d (checkpoint)", request.run_id, request.service, first_page)
+        resume = run.fetch if run is not None else None
+        if resume is not None and resume.pages:
+            log.warning(
+                "run %s (%s) resumes from page %d (checkpoint)", request.run_id, request.service, resume.pages + 1
+            )
         self._fetching[slot] = request.run_id
         try:
-            return await self._runner.run(request, first_page)
+            return await self._runner.run(request, resume)
         finally:
             self._fetching.pop(slot, None)
 
@@ -281,16 +323,15 @@ class FetcherAgent:
         reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"
         log.warning("request %s skipped: %s", request.run_id, reason)
         metrics.RUNS_SKIPPED.labels(request.service).inc()
-        event = RunProgress(
+        record = FetchProgress(
             run_id=request.run_id,
             tenant_id=request.tenant_id or "",
             service=request.service,
-            source="fetcher",
-            status="skipped",
             request=request,
+            status="skipped",
             error=reason,
         )
-        await self._publisher.send(self._topics.sync_runs, request.run_id, event)
+        await self._publisher.send(self._topics.sync_runs, record.key, record)
         await self._publisher.flush()
 
 

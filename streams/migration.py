@@ -38,8 +38,8 @@ class ModelMigration:
         """Whether every configured service has a full run that succeeded since the migration began."""
         tenant = self._settings.default_tenant_id
         for service in self._settings.batch_sync_services:
-            last = self._ledger.book.last_success(tenant, service)
-            if last is None or not last.full or last.started_at is None or last.started_at < self.began:
+            last = self._ledger.book.last_success(tenant, service, full=True)
+            if last is None or last.started_at < self.began:
                 return False
         return True
 

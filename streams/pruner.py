@@ -1,6 +1,9 @@
 """After a full run fetched every page and every item settled, delete the points it did not see.
 
-Never after a partial or failed run: only a succeeded batch or daily run knows the whole upstream set.
+Every point a run writes or finds unchanged carries the run's id as its generation, so the points it did not see
+are those of its tenant and service with another generation, last touched before it started: the store deletes
+them by filter, page by page, and nothing holds the run's ids. Never after a partial or failed run: only a
+succeeded batch or daily run knows the whole upstream set.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ import asyncio
 import logging
 
 from ragsync import metrics
-from ragsync.events import RunProgress
+from ragsync.events import RunPruned
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
@@ -46,21 +49,21 @@ class Pruner:
                 continue
             if run.pruned is None:  # another replica may have pruned it meanwhile
                 await self.prune(run)
+            self._queued.discard(run.run_id)  # its pruned record is in the book now: not noticed again
 
     async def prune(self, run: RunState) -> int:
         """Delete the run's tenant and service points it did not see; report the count on the run."""
         assert run.started_at is not None
-        keep = set(run.fetched_ids)
-        removed = await asyncio.to_thread(self._store.prune, run.tenant_id, run.service, keep, run.started_at)
+        started = run.started_at.timestamp()
+        removed = await asyncio.to_thread(self._store.sweep, run.tenant_id, run.service, run.run_id, started)
         await self._build_index(run)
         if removed:
             log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
         metrics.ITEMS.labels("pruned", run.service).inc(removed)
-        event = RunProgress(
-            run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, source="embedder", pruned=removed
-        )
-        await self._publisher.send(self._topics.sync_runs, run.run_id, event)
+        record = RunPruned(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, pruned=removed)
+        await self._publisher.send(self._topics.sync_runs, record.key, record)
         await self._publisher.flush()
+        self._ledger.record(record)
         return removed
 
     async def _build_index(self, run: RunState) -> None:

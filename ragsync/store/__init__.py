@@ -1,4 +1,4 @@
-"""The one place that talks to the vector store: upsert a batch, search, count, prune.
+"""The one place that talks to the vector store: upsert a batch, touch, search, count, sweep.
 
 `open_store` picks the backend from the settings: a Qdrant server when QDRANT_URL is set, else the embedded
 store at QDRANT_PATH (qdrant-edge by default, qdrant-client's local mode with QDRANT_EMBEDDED=local). Point ids

@@ -1,5 +1,6 @@
 """What every store does, whatever holds the vectors: one live alias over one collection per embedding model,
-deterministic point ids, pruning. A backend supplies only the primitives (create, upsert, scroll, query, ...).
+deterministic point ids, sweeping stale points by generation. A backend supplies only the primitives (create,
+upsert, scroll, query, ...).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from ragsync.errors import SetupError
 
 POINT_NAMESPACE = uuid.UUID("6f1c2a7e-5b0d-4e43-9d2a-7a8f3c1e5b90")
-PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id")
+PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id", "generation")
+PAYLOAD_FLOATS = ("touched_at",)
 SCROLL_PAGE = 1000
 
 
@@ -44,10 +45,17 @@ class Hit:
 
 @dataclass(frozen=True)
 class Selection:
-    """Which points an operation touches: payload fields equal to values, and chunks from `chunk_from` on."""
+    """Which points an operation touches: payload fields equal to values, fields that differ from values, chunks
+    from `chunk_from` on, and a numeric field below a bound.
+
+    `differs` and `before` also hold for points that lack the field: points written before a field existed count
+    as different and as older than any bound.
+    """
 
     equals: dict[str, str] = field(default_factory=dict)
     chunk_from: int = 0
+    differs: dict[str, str] = field(default_factory=dict)
+    before: tuple[str, float] | None = None  # (field, bound): the field is below the bound, or missing
 
     @classmethod
     def of(cls, chunk_from: int = 0, **equals: str | None) -> Selection:
@@ -57,7 +65,7 @@ class Selection:
     @property
     def everything(self) -> bool:
         """True when nothing narrows the selection."""
-        return not self.equals and not self.chunk_from
+        return not self.equals and not self.chunk_from and not self.differs and self.before is None
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,9 @@ class VectorStore(ABC):
     def _scroll(
         self, name: str, selection: Selection, fields: list[str], offset: str | None
     ) -> tuple[list[Record], str | None]: ...
+
+    @abstractmethod
+    def _set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None: ...
 
     @abstractmethod
     def _delete(self, name: str, selection: Selection) -> None: ...
@@ -189,28 +200,47 @@ class VectorStore(ABC):
         with self._lock:
             self._delete(self.target, selection)
 
-    def prune(self, tenant_id: str, service: str, keep: set[str], before: datetime) -> int:
-        """Delete the service's points whose item is not in `keep` and that were written before `before`.
+    def touch(self, ids: list[str], generation: str, at: float) -> None:
+        """Mark existing points as seen by run `generation` at `at` (epoch seconds), so `sweep` keeps them.
 
-        Called after a full run fetched every page: what it did not see no longer exists upstream. Points
-        written after `before` belong to a later run and are left alone.
+        For the points of unchanged items, which are not written again. An id with no point raises (after the
+        others may have been marked, which is harmless to repeat): the point went since the caller looked it up,
+        and a retried batch finds it missing and writes it again.
         """
-        selection = Selection.of(tenant_id=tenant_id, service=service)
-        stale: list[str] = []
+        if ids:
+            with self._lock:
+                self._set_payload(self.target, ids, {"generation": generation, "touched_at": at})
+
+    def sweep(self, tenant_id: str, service: str, generation: str, before: float) -> int:
+        """Delete the service's points that run `generation` neither wrote nor touched and that were last written
+        or touched before `before` (epoch seconds); points without those fields (older layouts) count as such.
+        Returns how many were deleted.
+
+        Called after a full run fetched every page: what it did not see no longer exists upstream. Points written
+        or touched from `before` on belong to a later run and are left alone.
+        """
+        selection = Selection(
+            {"tenant_id": tenant_id, "service": service},
+            differs={"generation": generation},
+            before=("touched_at", before),
+        )
+        # Page by page rather than count and one delete by filter: that call gathers every matching id in memory
+        # and holds this lock, and in qdrant-edge the GIL, for all of them. Measured on 100,000 points, half
+        # stale (qdrant-edge): one call took 0.9 s, its heap grew 30 MB and the other threads stopped for up to
+        # 0.8 s, both growing with the store; the pages took 2.4 s in all, 50 ms each, with the heap flat.
+        # Each page is read and deleted under one hold, so a point touched meanwhile is either not read or
+        # already gone (and its touch raises); between pages other calls get the lock. The offset goes on
+        # after the page just deleted, so no page scans again what earlier pages passed over.
+        deleted = 0
         offset: str | None = None
         while True:
             with self._lock:
-                records, offset = self._scroll(self.target, selection, ["item_id", "synced_at"], offset)
-            for record in records:
-                synced = datetime.fromisoformat(str(record.payload.get("synced_at")))
-                if record.payload.get("item_id") not in keep and synced < before:
-                    stale.append(record.id)
+                records, offset = self._scroll(self.target, selection, [], offset)
+                if records:
+                    self._delete_ids(self.target, [record.id for record in records])
+            deleted += len(records)
             if offset is None:
-                break
-        for start in range(0, len(stale), SCROLL_PAGE):
-            with self._lock:
-                self._delete_ids(self.target, stale[start : start + SCROLL_PAGE])
-        return len(stale)
+                return deleted
 
     def search(
         self, vector: list[float], limit: int = 5, tenant_id: str | None = None, service: str | None = None

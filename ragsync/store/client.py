@@ -5,10 +5,21 @@ local mode (QDRANT_EMBEDDED=local, kept for folders written before the edge stor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
-from ragsync.store.base import PAYLOAD_KEYWORDS, SCROLL_PAGE, Hit, Point, Record, Selection, StoreError, VectorStore
+from ragsync.store.base import (
+    PAYLOAD_FLOATS,
+    PAYLOAD_KEYWORDS,
+    SCROLL_PAGE,
+    Hit,
+    Point,
+    Record,
+    Selection,
+    StoreError,
+    VectorStore,
+)
 
 
 class ClientStore(VectorStore):
@@ -53,6 +64,8 @@ class ClientStore(VectorStore):
         if self._indexes_payload:
             for key in PAYLOAD_KEYWORDS:
                 self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
+            for key in PAYLOAD_FLOATS:
+                self._client.create_payload_index(name, key, models.PayloadSchemaType.FLOAT)
 
     def _alias(self) -> str | None:
         for alias in self._client.get_aliases().aliases:
@@ -87,10 +100,14 @@ class ClientStore(VectorStore):
             scroll_filter=_filter(selection),
             limit=SCROLL_PAGE,
             offset=offset,
-            with_payload=fields,
+            with_payload=fields or False,
             with_vectors=False,
         )
         return [Record(str(r.id), dict(r.payload or {})) for r in records], None if after is None else str(after)
+
+    def _set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
+        selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
+        self._client.set_payload(name, payload=payload, points=selector, wait=True)
 
     def _delete(self, name: str, selection: Selection) -> None:
         flt = _filter(selection) or models.Filter()
@@ -121,4 +138,12 @@ def _filter(selection: Selection) -> models.Filter | None:
     ]
     if selection.chunk_from:
         must.append(models.FieldCondition(key="chunk", range=models.Range(gte=selection.chunk_from)))
-    return models.Filter(must=must)
+    must_not: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value)) for key, value in selection.differs.items()
+    ]
+    if selection.before is not None:
+        # must_not (field >= bound) rather than must (field < bound): a point lacking the field matches neither
+        # range, so only this form selects it.
+        key, bound = selection.before
+        must_not.append(models.FieldCondition(key=key, range=models.Range(gte=bound)))
+    return models.Filter(must=must or None, must_not=must_not or None)

@@ -14,11 +14,21 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import qdrant_edge as edge
 
-from ragsync.store.base import PAYLOAD_KEYWORDS, SCROLL_PAGE, Hit, Point, Record, Selection, StoreError, VectorStore
+from ragsync.store.base import (
+    PAYLOAD_FLOATS,
+    PAYLOAD_KEYWORDS,
+    SCROLL_PAGE,
+    Hit,
+    Point,
+    Record,
+    Selection,
+    StoreError,
+    VectorStore,
+)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -82,8 +92,9 @@ finally:
     def _create(self, name: str, dimension: int) -> None:
         vectors = edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)
         self._shards[name] = edge.EdgeShard.create(str(self._folder(name)), edge.EdgeConfig(vectors=vectors))
-        keyword = edge.PayloadSchemaType.Keyword
-        self._apply(name, *(edge.UpdateOperation.create_field_index(key, keyword) for key in PAYLOAD_KEYWORDS))
+        indexes = [(key, edge.PayloadSchemaType.Keyword) for key in PAYLOAD_KEYWORDS]
+        indexes += [(key, edge.PayloadSchemaType.Float) for key in PAYLOAD_FLOATS]
+        self._apply(name, *(edge.UpdateOperation.create_field_index(key, schema) for key, schema in indexes))
 
     def _apply(self, name: str, *operations: edge.UpdateOperation) -> None:
         """Apply the operations to the collection and flush them: durable before the caller commits."""
@@ -117,15 +128,21 @@ finally:
         self, name: str, selection: Selection, fields: list[str], offset: str | None
     ) -> tuple[list[Record], str | None]:
         request = edge.ScrollRequest(
-            offset=offset, limit=SCROLL_PAGE, filter=_filter(selection), with_payload=fields, with_vector=False
+            offset=offset, limit=SCROLL_PAGE, filter=_filter(selection), with_payload=fields or False, with_vector=False
         )
         records, after = self._shard(name).scroll(request)
         return [Record(str(r.id), dict(r.payload or {})) for r in records], None if after is None else str(after)
+
+    def _set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
+        self._apply(name, edge.UpdateOperation.set_payload(cast("list[edge.PointId]", ids), payload))
 
     def _delete(self, name: str, selection: Selection) -> None:
         self._apply(name, edge.UpdateOperation.delete_points_by_filter(_filter(selection) or edge.Filter()))
 
     def _delete_ids(self, name: str, ids: list[str]) -> None:
+        # Flushed per call like every write, though `sweep` calls it page after page: one flush after the last
+        # page was faster (1.4 s against 2.4 s for 50,000 of 100,000 points) but kept the unflushed deletes in
+        # memory (+50 MB) and its one flush stopped the other threads for 0.2-0.8 s.
         self._apply(name, edge.UpdateOperation.delete_points(cast("list[edge.PointId]", ids)))
 
     def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]:
@@ -181,7 +198,15 @@ def _filter(selection: Selection) -> edge.Filter | None:
     ]
     if selection.chunk_from:
         must.append(edge.FieldCondition(key="chunk", range=edge.RangeFloat(gte=selection.chunk_from)))
-    return edge.Filter(must=must)
+    must_not: list[edge.ConditionType] = [
+        edge.FieldCondition(key=key, match=edge.MatchValue(value)) for key, value in selection.differs.items()
+    ]
+    if selection.before is not None:
+        # must_not (field >= bound) rather than must (field < bound): a point lacking the field matches neither
+        # range, so only this form selects it.
+        key, bound = selection.before
+        must_not.append(edge.FieldCondition(key=key, range=edge.RangeFloat(gte=bound)))
+    return edge.Filter(must=must or None, must_not=must_not or None)
 
 
 def _checked_name(name: str) -> str:

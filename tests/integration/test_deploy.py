@@ -42,6 +42,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "NoRecentSuccess",
         "DeadLettersGrowing",
         "SchedulerDown",
+        "RunCompletionBlocked",
     }
 
 

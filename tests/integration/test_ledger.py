@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ragsync.app import App
-from ragsync.events import RunProgress
+from ragsync.events import RunQueued, SyncRequest
 from ragsync.settings import Settings
 
 
@@ -22,8 +22,9 @@ async def test_caught_up_has_folded_every_event_published_before_the_call(settin
         for index in range(12):
             # An idle ledger has a fetch waiting at the broker; its answer may predate the event.
             await asyncio.sleep(0.05 * (index % 4))
-            event = RunProgress(run_id=f"run-{index}", tenant_id="t", service="s", source="trigger", status="queued")
-            await publisher.send(app.topics.sync_runs, event.run_id, event)
+            request = SyncRequest(run_id=f"run-{index}", tenant_id="t", service="s")
+            event = RunQueued(run_id=request.run_id, tenant_id="t", service="s", request=request)
+            await publisher.send(app.topics.sync_runs, event.key, event)
             await publisher.flush()
             started = time.perf_counter()
             await ledger.caught_up()

@@ -15,6 +15,7 @@ from ragsync.events import DeadLetter, SyncRequest
 from ragsync.kafka import make_consumer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
+from streams.completion import RunCompletion
 from streams.embedder import Embedder, EmbeddingConsumer
 from streams.items import item_id_of
 from streams.model import TextEncoder
@@ -59,13 +60,17 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
     consumers = [
         make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group) for _ in range(2)
     ]
-    async with app.publisher() as publisher:
-        embedder = Embedder(encoder, store, publisher, app.topics)
+    async with app.publisher() as publisher, app.ledger(prompt=False) as ledger:
+        embedder = Embedder(encoder, store, publisher, app.topics, ledger)
         await embedder.prepare()
-        members = [EmbeddingConsumer(c, embedder, max_batch=32, poll_timeout_ms=200) for c in consumers]
+        completion = RunCompletion(ledger, publisher, app.topics, consumers[0].committed)
+        members = [
+            EmbeddingConsumer(c, embedder, max_batch=32, poll_timeout_ms=200, on_commit=completion.wake)
+            for c in consumers
+        ]
         await asyncio.gather(*(c.start() for c in consumers))
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(m.run(stop)) for m in members]
+        tasks = [asyncio.create_task(m.run(stop)) for m in members] + [asyncio.create_task(completion.run(stop))]
         async with asyncio.timeout(60):
             while not all(len(c.assignment()) == 2 for c in consumers):
                 await asyncio.sleep(0.2)

@@ -4,18 +4,22 @@ child process, while the embedder goes on answering)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from prometheus_client import REGISTRY
 
 from ragsync.app import App, store_check
+from ragsync.events import FetchProgress, RunEnded, SyncRequest
 from ragsync.runs import RunState
 from ragsync.settings import Settings
-from ragsync.store import Point, point_id
+from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.edge import EdgeStore
 from streams.pruner import Pruner
+
+RUN_NUMBERS = itertools.count(1)
 
 
 class BrokenIndexStore(EdgeStore):
@@ -36,8 +40,19 @@ def _points(ids: list[str]) -> list[Point]:
     ]
 
 
-def _full_run(seen: set[str]) -> RunState:
-    return RunState("run-1", "t", "s", fetched_ids=seen, started_at=datetime.now(UTC) + timedelta(seconds=1))
+def _full_run(store: VectorStore, seen: set[str], service: str = "s") -> RunState:
+    """A succeeded full run that saw `seen`: their points carry its generation, as the embedder leaves them."""
+    run_id = f"run-{next(RUN_NUMBERS)}"
+    started = datetime.now(UTC)
+    store.touch([point_id("t", service, i) for i in sorted(seen)], run_id, started.timestamp() + 1)
+    request = SyncRequest(run_id=run_id, tenant_id="t", service=service, sync_type="batch")
+    run = RunState(run_id, "t", service)
+    fetched = FetchProgress(
+        run_id=run_id, tenant_id="t", service=service, request=request, status="fetched", started_at=started
+    )
+    run.apply(fetched)
+    run.apply(RunEnded(run_id=run_id, tenant_id="t", service=service))
+    return run
 
 
 async def test_index_builds_are_counted_by_outcome_and_a_failure_is_reported(
@@ -57,16 +72,17 @@ async def test_index_builds_are_counted_by_outcome_and_a_failure_is_reported(
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
             pruner = Pruner(store, ledger, publisher, app.topics)
-            removed = await pruner.prune(_full_run({"kept"}))
+            removed = await pruner.prune(_full_run(store, {"kept"}))
             assert removed == 1 and store.count() == 1
             assert pruner.last_index_error is not None and "index build failed (injected)" in pruner.last_index_error
             assert builds() == {**before, "failed": before["failed"] + 1}
             store.OPTIMIZE = EdgeStore.OPTIMIZE  # the next full run's build goes through
             store.upsert(_points(["new"]))
-            assert await pruner.prune(_full_run({"kept", "new"})) == 0
+            assert await pruner.prune(_full_run(store, {"kept", "new"})) == 0
             assert pruner.last_index_error is None
             assert store.search([1.0, 0.0, 0.0], 1)[0].payload["item_id"] == "kept"
-            assert await pruner.prune(_full_run({"kept", "new"})) == 0  # nothing written since the last build
+            # A run of a service with no points touches and deletes nothing: nothing written since the last build.
+            assert await pruner.prune(_full_run(store, set(), service="empty")) == 0
             assert builds() == {o: before[o] + 1 for o in outcomes}
     finally:
         store.close()

@@ -25,6 +25,7 @@ from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
 from ragsync.store.edge import EdgeStore
+from streams.completion import RunCompletion
 from streams.embedder import Embedder, EmbeddingConsumer
 from streams.model import TextEncoder
 from tests.integration.conftest import (
@@ -250,19 +251,21 @@ async def member_running(
     consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
-            embedder = Embedder(encoder, store, publisher, app.topics)
+            embedder = Embedder(encoder, store, publisher, app.topics, ledger)
             await embedder.prepare()
-            member = EmbeddingConsumer(consumer, embedder, poll_timeout_ms=100, **options)
+            completion = RunCompletion(ledger, publisher, app.topics, consumer.committed)
+            member = EmbeddingConsumer(consumer, embedder, poll_timeout_ms=100, on_commit=completion.wake, **options)
             await consumer.start()
             stop = asyncio.Event()
             consuming = asyncio.create_task(member.run(stop))
+            completing = asyncio.create_task(completion.run(stop))
             async with (
                 CoordinatorServer(DemoCoordinator(40)) as coordinator,
                 fetcher_running(app, coordinator.endpoint) as fetcher,
             ):
-                yield Member(app, consumer, member, publisher, ledger, [fetcher, consuming])
+                yield Member(app, consumer, member, publisher, ledger, [fetcher, consuming, completing])
             stop.set()
-            await consuming
+            await asyncio.gather(consuming, completing)
     finally:
         await consumer.stop()
 

@@ -113,31 +113,99 @@ def test_a_plain_collection_under_the_alias_name_is_a_clear_error(store: VectorS
         store.ensure_collection(3, "model-a")
 
 
-def test_prune_deletes_only_unseen_items_written_before_the_run(store: VectorStore) -> None:
-    from datetime import UTC, datetime
+def _layout(tenant: str, service: str, item: str, generation: str | None, touched_at: float | None) -> Point:
+    """A point as the embedder writes it; None leaves the field out, as versions before generations did."""
+    payload: dict[str, object] = {"tenant_id": tenant, "service": service, "item_id": item}
+    if generation is not None:
+        payload["generation"] = generation
+    if touched_at is not None:
+        payload["touched_at"] = touched_at
+    return Point(point_id(tenant, service, item), [1, 0, 0], payload)
 
+
+def test_sweep_deletes_only_what_the_run_neither_wrote_nor_touched_before_it(store: VectorStore) -> None:
+    # Run "B" started at 200.0; run "A" before it, run "C" after it.
     store.ensure_collection(3, "m")
-    old, new = "2026-01-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"
-    store.upsert(
-        [
-            Point(
-                point_id("t", "s", item),
-                [1, 0, 0],
-                {"tenant_id": "t", "service": "s", "item_id": item, "synced_at": at},
-            )
-            for item, at in (("seen", old), ("gone", old), ("later", new))
-        ]
-        + [
-            Point(
-                point_id("u", "s", "gone"),
-                [1, 0, 0],
-                {"tenant_id": "u", "service": "s", "item_id": "gone", "synced_at": old},
-            )
-        ]
+    kept = {
+        "written by B": ("B", 250.0),
+        "written by B, clock behind": ("B", 150.0),  # B's own point, whatever its time: not stale
+        "touched by B": ("A", 100.0),  # touched below, so B's
+        "written by C": ("C", 300.0),  # a later run's point, not B's: kept by the time alone
+        "at the bound": ("A", 200.0),  # not before 200.0
+        "no generation, later": (None, 300.0),
+    }
+    stale = {
+        "written by A": ("A", 100.0),
+        "older layout": (None, None),
+        "generation but no time": ("A", None),
+        "time but no generation": (None, 100.0),
+        "just before": ("A", 199.5),
+    }
+    store.upsert([_layout("t", "s", item, *fields) for item, fields in (kept | stale).items()])
+    elsewhere = [_layout("u", "s", "written by A", "A", 100.0), _layout("t", "other", "written by A", "A", 100.0)]
+    store.upsert(elsewhere)
+    store.touch([point_id("t", "s", "touched by B")], "B", 260.0)
+
+    assert store.sweep("t", "s", generation="B", before=200.0) == len(stale)
+
+    every = [point_id("t", "s", item) for item in kept | stale] + [p.id for p in elsewhere]
+    assert store.retrieve_ids(every) == {point_id("t", "s", item) for item in kept} | {p.id for p in elsewhere}
+    assert store.sweep("t", "s", generation="B", before=200.0) == 0
+
+
+def test_touch_sets_the_generation_and_time_of_the_given_points_only(store: VectorStore) -> None:
+    store.ensure_collection(3, "m")
+    store.upsert([_layout("t", "s", item, "A", 100.0) for item in ("a", "b")] + [_layout("t", "s", "c", None, None)])
+    store.touch([point_id("t", "s", "a"), point_id("t", "s", "c")], "B", 250.5)
+    found = store._retrieve(
+        store.target, [point_id("t", "s", i) for i in "abc"], ["generation", "touched_at", "item_id"]
     )
-    removed = store.prune("t", "s", keep={"seen"}, before=datetime(2026, 2, 1, tzinfo=UTC))
-    assert removed == 1
-    assert store.count(tenant_id="t") == 2 and store.count(tenant_id="u") == 1
+    assert sorted((r.payload["item_id"], r.payload.get("generation"), r.payload.get("touched_at")) for r in found) == [
+        ("a", "B", 250.5),
+        ("b", "A", 100.0),
+        ("c", "B", 250.5),
+    ]
+
+
+def test_touch_of_a_point_that_is_gone_raises_and_of_nothing_does_nothing(store: VectorStore) -> None:
+    store.touch([], "B", 1.0)  # before any collection exists: no call reaches the store
+    store.ensure_collection(3, "m")
+    store.upsert([_layout("t", "s", "a", "A", 100.0)])
+    gone = point_id("t", "s", "gone")
+    # The embedder then retries its batch, finds the point missing and writes it again.
+    with pytest.raises(Exception, match=gone):
+        store.touch([point_id("t", "s", "a"), gone], "B", 250.0)
+    assert store.retrieve_ids([gone]) == set()
+
+
+def test_sweep_deletes_page_after_page(store: VectorStore) -> None:
+    # 2,500 stale points (2.5 pages) among 700 the run touched, interleaved by their random-looking ids.
+    store.ensure_collection(3, "m")
+    store.upsert([_layout("t", "s", f"stale {i}", "A", 100.0) for i in range(2500)])
+    store.upsert([_layout("t", "s", f"seen {i}", "B", 250.0) for i in range(700)])
+    assert store.sweep("t", "s", generation="B", before=200.0) == 2500
+    assert store.count() == 700
+    assert store.count(tenant_id="t", service="s") == 700
+
+
+def test_the_edge_store_indexes_the_generation_and_counts_a_touch_as_a_write(tmp_path: Path) -> None:
+    import qdrant_edge
+
+    store = EdgeStore.open(tmp_path / "q", "c")
+    try:
+        store.ensure_collection(3, "m")
+        store.upsert([_layout("t", "s", "a", "A", 100.0)])
+        schema = store._shard(store.target).info().payload_schema
+        assert schema["generation"].data_type == qdrant_edge.PayloadSchemaType.Keyword
+        assert schema["touched_at"].data_type == qdrant_edge.PayloadSchemaType.Float
+        assert store.optimize() is True and store.optimize() is False
+        store.touch([point_id("t", "s", "a")], "B", 250.0)
+        assert store.optimize() is True  # the touch changed the collection since its index was built
+        assert store.optimize() is False
+        assert store.sweep("t", "s", generation="C", before=300.0) == 1
+        assert store.optimize() is True
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("backend", ["edge", "local"])

@@ -1,0 +1,119 @@
+"""Ends runs by offsets, not by ids: a run succeeds once the embedder group committed past every mark.
+
+The fetcher records, per items partition, the highest offset the broker acknowledged for the run (its marks).
+The embedder group commits a batch only after Qdrant acknowledged it and its counts were published. So once the
+fetch is done and the group's committed offset on each marked partition is past the mark, every item event of
+the run was stored (or dead-lettered) and committed: the run succeeded. The counts must agree too (at least as many
+events settled as produced), which also makes sure this process has read the members' reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from ragsync import metrics
+from ragsync.events import Cursor, RunEnded, RunMark
+from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
+from ragsync.runs import RunState
+from ragsync.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Committed = Callable[[TopicPartition], Awaitable[int | None]]
+CHECK_EVERY_S = 1.0  # a run is also checked when its state changes and after every commit in this process
+COMMITTED_TIMEOUT_S = 5.0
+
+
+class RunCompletion:
+    """Watches the runs whose fetch is done and whose events are all counted, and ends each once the group's
+    committed offsets passed its marks."""
+
+    def __init__(self, ledger: RunLedger, publisher: Publisher, topics: Topics, committed: Committed) -> None:
+        self._ledger = ledger
+        self._publisher = publisher
+        self._topics = topics
+        self._committed = committed
+        self._candidates: set[str] = {run.run_id for run in ledger.book.active()}
+        self._wake = asyncio.Event()
+        self.last_error: str | None = None
+        ledger.listeners.append(self._notice)
+
+    def _notice(self, run: RunState) -> None:
+        if run.settled_by_count:
+            self._candidates.add(run.run_id)
+            self._wake.set()
+
+    def wake(self) -> None:
+        """Check now (a member committed a batch)."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check the candidates whenever woken, and every second, until `stop` is set."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=CHECK_EVERY_S)
+            self._wake.clear()
+            await self.check()
+
+    async def check(self) -> None:
+        """End every candidate run that is complete; drop those that finished or are not settled."""
+        for run_id in sorted(self._candidates):
+            run = self._ledger.book.get(run_id)
+            if run is None or not run.settled_by_count:
+                self._candidates.discard(run_id)  # finished, expired, or not counted yet: noticed again if it is
+                continue
+            try:
+                passed = await self._passed(run)
+            except (KafkaError, OSError, TimeoutError) as error:
+                self.last_error = f"{type(error).__name__}: {error}"
+                metrics.COMPLETION_CHECK_FAILURES.inc()
+                log.warning("could not read the embedder group's committed offsets (retrying): %s", self.last_error)
+                return
+            self.last_error = None
+            if passed:
+                await self._end(run)
+                self._candidates.discard(run_id)
+
+    async def _passed(self, run: RunState) -> bool:
+        for partition, mark in sorted(run.marks.items()):
+            tp = TopicPartition(self._topics.items, partition)
+            committed = await asyncio.wait_for(self._committed(tp), COMMITTED_TIMEOUT_S)
+            if committed is None or committed <= mark:
+                return False
+        return True
+
+    async def _end(self, run: RunState) -> None:
+        """Publish the run's end and move its service's cursor to it."""
+        ended = RunEnded(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service)
+        assert run.request is not None and run.started_at is not None  # a fetched run has both
+        mark = RunMark(
+            run_id=run.run_id, sync_type=run.request.sync_type, started_at=run.started_at, finished_at=ended.at
+        )
+        previous = self._ledger.book.cursors.get((run.tenant_id, run.service))
+        cursor = Cursor(
+            tenant_id=run.tenant_id,
+            service=run.service,
+            last_success=mark,
+            last_full=mark if run.full else (previous.last_full if previous else None),
+        )
+        await self._publisher.send(self._topics.sync_runs, ended.key, ended)
+        await self._publisher.send(self._topics.sync_runs, cursor.key, cursor)
+        await self._publisher.flush()
+        self._ledger.record(ended)
+        self._ledger.record(cursor)
+        log.info(
+            "run %s (%s) succeeded: %d items, %d upserted, %d unchanged, %d dead-lettered",
+            run.run_id,
+            run.service,
+            run.items_fetched,
+            run.items_upserted,
+            run.items_skipped,
+            run.dead_lettered,
+        )
