@@ -35,14 +35,13 @@ log = logging.getLogger(__name__)
 
 RunKey = tuple[str, str, str]  # run id, tenant, service
 Outcome = Literal["upserted", "skipped", "deleted", "dead_lettered"]
+OUTCOMES: tuple[Outcome, ...] = ("upserted", "skipped", "deleted", "dead_lettered")
+Settled = list[tuple[int, Outcome]]  # (offset, outcome) of each event of a run on one items partition
 
 
 def content_hash(model: str, text: str) -> str:
     """What decides whether an item must be embedded again: its text and the model."""
     return hashlib.sha256(f"{model}\n{text}".encode("utf-8", errors="surrogatepass")).hexdigest()[:32]
-
-
-Settled = list[tuple[int, Outcome]]  # (offset, outcome) of each event of a run on one items partition
 
 
 @dataclass
@@ -67,9 +66,6 @@ def account(base: PartitionCounts, events: Settled) -> PartitionCounts:
         return base
     counts: dict[str, int] = {o: getattr(base, o) + sum(1 for _, f in fresh if f == o) for o in OUTCOMES}
     return base.model_copy(update={**counts, "next_offset": max(offset for offset, _ in fresh) + 1})
-
-
-OUTCOMES: tuple[Outcome, ...] = ("upserted", "skipped", "deleted", "dead_lettered")
 
 
 @dataclass(frozen=True)
