@@ -181,7 +181,9 @@ class App:
                 await embedder.prepare()
                 pruner = Pruner(store, ledger, publisher, self.topics)
                 consumers = [self._items_consumer() for _ in range(count)]
-                completion = RunCompletion(ledger, publisher, self.topics, consumers[0].committed)
+                completion = RunCompletion(
+                    ledger, publisher, self.topics, consumers[0].committed, self.settings.run_max_dead_letter_share
+                )
                 upkeep = [pruner.run(stop), completion.run(stop)]
                 if embedder.migrating:
                     upkeep.append(ModelMigration(self.settings, store, ledger, publisher, self.topics).run(stop))

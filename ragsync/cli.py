@@ -313,6 +313,8 @@ def status(
     runs = _run(read())
     if as_json:
         print(json.dumps([r.summary() for r in runs]))
+    elif not runs:
+        out.print(f"no runs {'with that id' if run_id else 'yet'} on {app_.topics.sync_runs}")
     else:
         out.print(runs_table(runs))
 
@@ -336,6 +338,8 @@ def dead_letters_list(
     letters = _run(list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage))
     if as_json:
         print(json.dumps([{"ref": s.ref, **s.letter.model_dump(mode="json")} for s in letters]))
+    elif not letters:
+        out.print(f"no dead letters on {app_.topics.dead_letters}")
     else:
         out.print(letters_table(letters))
 

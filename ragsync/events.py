@@ -118,6 +118,8 @@ class FetchProgress(RunRecord):
     pages: int = Field(0, ge=0, description="The checkpoint: pages done, in order from page 1.")
     produced: int = Field(0, ge=0, description="Item events produced for the run.")
     dead_lettered: int = Field(0, ge=0, description="Records the fetcher dead-lettered (no usable id).")
+    dead_reasons: dict[str, int] = Field(default_factory=dict, description="Those records by kind of reason.")
+    dead_examples: dict[str, str] = Field(default_factory=dict, description="The first reason of each kind, in full.")
     marks: dict[int, int] = Field(default_factory=dict)
     started_at: datetime = Field(default_factory=utc_now)
     error: str | None = None
@@ -169,10 +171,12 @@ class WatchdogNotice(RunRecord):
 
 
 class RunEnded(RunRecord):
-    """Every item event the run produced was committed by the embedder group after Qdrant acknowledged it."""
+    """Every item event the run produced was committed by the embedder group after Qdrant acknowledged it: the run
+    succeeded, or failed because too many of its records were dead-lettered (RUN_MAX_DEAD_LETTER_SHARE)."""
 
     kind: Literal["end"] = "end"
-    status: Literal["succeeded"] = "succeeded"
+    status: Literal["succeeded", "failed"] = "succeeded"
+    error: str | None = None
 
 
 class RunPruned(RunRecord):

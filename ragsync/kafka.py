@@ -93,9 +93,12 @@ class Publisher:
 
 
 async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: bool = True) -> list[TopicPartition]:
-    """Assign every partition of `topic` to a started consumer without a group, at its start or its end."""
+    """Assign every partition of `topic` to a started consumer without a group, at its start or its end. A topic
+    that does not exist yet (a fresh broker) has no partitions: nothing is assigned, and nothing is read."""
     partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
     consumer.assign(partitions)
+    if not partitions:
+        return partitions  # seeking nothing would fail; there is nothing to read
     if from_beginning:
         await consumer.seek_to_beginning()
     else:

@@ -210,7 +210,7 @@ class RunState:
         """How the run ended: the earliest final record (the order of keys on the topic does not matter)."""
         finals = []
         if self.end is not None:
-            finals.append(Final("succeeded", self.end.at))
+            finals.append(Final(self.end.status, self.end.at, self.end.error))
         if self.fetch is not None and self.fetch.status in ("failed", "skipped"):
             finals.append(Final(self.fetch.status, self.fetch.at, self.fetch.error))
         if self.watchdog is not None and self.watchdog.status == "failed":

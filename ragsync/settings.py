@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
     watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
     watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
+    run_max_dead_letter_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="A run fails when more of its records than this share were dead-lettered, or when records came "
+        "in and none was stored, unchanged or deleted (0: any dead letter fails it; 1: never, as before).",
+    )
     run_history_days: float = Field(
         14.0, gt=0, description="Finished runs older than this are removed from the run-state topic (cursors stay)."
     )

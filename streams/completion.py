@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
@@ -23,6 +24,7 @@ from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.topics import Topics
+from streams.items import NO_ID
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,16 @@ class RunCompletion:
     """Watches the runs whose fetch is done and whose events are all counted, and ends each once the group's
     committed offsets passed its marks."""
 
-    def __init__(self, ledger: RunLedger, publisher: Publisher, topics: Topics, committed: Committed) -> None:
+    def __init__(
+        self,
+        ledger: RunLedger,
+        publisher: Publisher,
+        topics: Topics,
+        committed: Committed,
+        max_dead_letter_share: float = 0.5,
+    ) -> None:
         self._ledger = ledger
+        self._max_dead_letter_share = max_dead_letter_share
         self._publisher = publisher
         self._topics = topics
         self._committed = committed
@@ -90,7 +100,19 @@ class RunCompletion:
         return True
 
     async def _end(self, run: RunState) -> None:
-        """Publish the run's end and move its service's cursor to it."""
+        """Publish the run's end: failed when too many of its records were dead-lettered, else succeeded, and its
+        service's cursor moves to it."""
+        error = tolerance_error(run, self._max_dead_letter_share)
+        if error is not None:
+            failed = RunEnded(
+                run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error
+            )
+            await self._publisher.send(self._topics.sync_runs, failed.key, failed)
+            await self._publisher.flush()
+            self._ledger.record(failed)
+            metrics.RUNS_FAILED.labels(run.service).inc()
+            log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
+            return
         ended = RunEnded(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service)
         assert run.request is not None and run.started_at is not None  # a fetched run has both
         mark = RunMark(
@@ -117,3 +139,38 @@ class RunCompletion:
             run.items_skipped,
             run.dead_lettered,
         )
+
+
+def tolerance_error(run: RunState, max_share: float) -> str | None:
+    """Why a run whose every record was processed fails anyway, as Kafka Connect's errors.tolerance would have it:
+    more of its records dead-lettered than `max_share` (RUN_MAX_DEAD_LETTER_SHARE), or records came in and none
+    was stored, unchanged or deleted. None when it succeeds; `max_share` 1 never fails a run."""
+    reasons = Counter(run.fetch.dead_reasons if run.fetch else {})
+    if run.embed_dead_lettered:
+        reasons[NO_TEXT] += run.embed_dead_lettered
+    records = run.items_fetched + (run.fetch.dead_lettered if run.fetch else 0)
+    dead = run.dead_lettered
+    kept = run.items_settled - run.embed_dead_lettered
+    if max_share >= 1 or records == 0 or not dead:
+        return None
+    if kept > 0 and dead / records <= max_share:
+        return None
+    kind, count = reasons.most_common(1)[0] if reasons else ("unknown", dead)
+    what = (
+        f"none of its {records} records was stored"
+        if kept == 0
+        else f"{dead} of {records} records were dead-lettered ({dead / records:.0%}, over "
+        f"RUN_MAX_DEAD_LETTER_SHARE={max_share:g})"
+    )
+    example = run.fetch.dead_examples.get(kind) if run.fetch else None
+    fix = f"for example: {example}" if example else FIXES.get(kind, FIX_ANY)
+    listing = f"ragsync dead-letters list --run-id {run.run_id}"
+    return f"{what}; most common reason: {kind} ({count}); {fix}; see `{listing}`"
+
+
+NO_TEXT = "no text to embed"
+FIX_ANY = "fix the records or the service's schema, or raise RUN_MAX_DEAD_LETTER_SHARE"
+FIXES = {
+    NO_ID: "give the service a schema, SCHEMAS_DIR/<service>.toml with id_field naming the records' id",
+    NO_TEXT: "give the service a schema whose text_fields name the fields to embed",
+}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,12 +49,16 @@ def encode_item(event: ItemEvent, max_bytes: int) -> bytes:
     except PydanticSerializationError as error:
         depth = depth_of(event.record)
         if depth > MAX_DEPTH:
-            raise ItemError(f"record nests {depth} levels deep, too deep to encode as an item event") from error
+            raise ItemError(
+                f"record nests {depth} levels deep, too deep to encode as an item event", "too deep"
+            ) from error
         repaired = event.model_copy(update={"record": repair_surrogates(event.record)})
         data = repaired.to_bytes()
         log.warning("item %s: lone surrogates in the record were replaced by U+FFFD", event.key)
     if len(data) > max_bytes:
-        raise ItemError(f"record is {len(data):,} bytes as an item event, over ITEM_MAX_BYTES={max_bytes:,}")
+        raise ItemError(
+            f"record is {len(data):,} bytes as an item event, over ITEM_MAX_BYTES={max_bytes:,}", "over ITEM_MAX_BYTES"
+        )
     return data
 
 
@@ -125,7 +130,7 @@ class SyncRunner:
                 outcome.pages, outcome.items, outcome.dead_lettered = (
                     outcome.pages + 1,
                     outcome.items + items,
-                    outcome.dead_lettered + dead,
+                    outcome.dead_lettered + len(dead),
                 )
                 metrics.PAGES.labels(request.service).inc()
                 metrics.ITEMS.labels("fetched", request.service).inc(items)
@@ -163,17 +168,20 @@ class SyncRunner:
 
     async def _emit_page(
         self, request: SyncRequest, page: int, records: list[dict[str, Any]]
-    ) -> tuple[list[asyncio.Future[RecordMetadata]], int]:
-        """Emit a page's item events: their deliveries, and how many records were dead-lettered."""
+    ) -> tuple[list[asyncio.Future[RecordMetadata]], list[ItemError]]:
+        """Emit a page's item events: their deliveries, and why each record that could not be one was
+        dead-lettered."""
         tenant = request.tenant_id or self._settings.default_tenant_id
         seen: set[str] = set()
         deliveries = []
-        dead = 0
+        dead: list[ItemError] = []
         for record in records:
             try:
                 item_id = self._rules.item_id(record, request.service)
                 if item_id in seen:
-                    raise ItemError(f"{request.service} record id {item_id!r} appears twice in page {page}")
+                    raise ItemError(
+                        f"{request.service} record id {item_id!r} appears twice in page {page}", "duplicate id"
+                    )
                 event = ItemEvent(
                     run_id=request.run_id,
                     tenant_id=self._rules.tenant(record, request.service, tenant),
@@ -187,7 +195,7 @@ class SyncRunner:
                 data = encode_item(event, self._settings.item_max_bytes)
             except ItemError as error:
                 await self._dead_letter(request, tenant, page, record, str(error))
-                dead += 1
+                dead.append(error)
                 continue
             seen.add(item_id)
             deliveries.append(await self._publisher.send_raw(self._topics.items, event.key.encode(), data))
@@ -213,8 +221,10 @@ def _changed(state: FetchProgress, **changes: Any) -> FetchProgress:
     return state.model_copy(update={**changes, "at": utc_now()})
 
 
-def _after_page(state: FetchProgress, page: int, landed: list[RecordMetadata], dead: int) -> FetchProgress:
-    """The record after `page`: the checkpoint, the counts, and each partition's highest offset so far."""
+def _after_page(state: FetchProgress, page: int, landed: list[RecordMetadata], dead: list[ItemError]) -> FetchProgress:
+    """The record after `page`: the checkpoint, the counts (dead letters by kind, with the first reason of each
+    kind), and each partition's highest offset so far."""
+    examples = {error.kind: str(error)[:500] for error in reversed(dead)} | state.dead_examples
     marks = dict(state.marks)
     for meta in landed:
         marks[meta.partition] = max(marks.get(meta.partition, -1), meta.offset)
@@ -222,7 +232,9 @@ def _after_page(state: FetchProgress, page: int, landed: list[RecordMetadata], d
         state,
         pages=page,
         produced=state.produced + len(landed),
-        dead_lettered=state.dead_lettered + dead,
+        dead_lettered=state.dead_lettered + len(dead),
+        dead_reasons=dict(Counter(state.dead_reasons) + Counter(error.kind for error in dead)),
+        dead_examples=examples,
         marks=marks,
     )
 

@@ -1,7 +1,9 @@
 """The rules that turn a service's record into an item: its id, tenant, text, payload, and whether it is a deletion.
 
 A service with a schema (`streams.schemas`) follows it; any other service follows the generic rule: the id is the
-first of `id`, `_id`, `uuid`, `item_id`, `{service}_id`; the text is a `field: value` line per non-empty leaf.
+first of `id`, `_id`, `uuid`, `item_id`, `key`, then the service's entity in snake and camel case (`payment-service`:
+`payment_id`, `paymentId`; `hidden-courses`: `hidden_courses_id`, ..., `course_id`, `courseId`, the singular of its
+last word); the text is a `field: value` line per non-empty leaf.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 from streams.schemas import Schemas, ServiceSchema, lookup
 
-ID_FIELDS = ("id", "_id", "uuid", "item_id")
+ID_FIELDS = ("id", "_id", "uuid", "item_id", "key")
+ID_LIKE = re.compile(r"(?i)(id|uuid|key|ref)$")  # field names a person would take for an id
 # Fields that are identifiers or bookkeeping, not meaning: kept in the payload, left out of the text.
 NOT_TEXT = frozenset({"tenant_id", "updated_at", "created_at", "deleted_at"})
 GENERIC_DELETED = ("deleted", "is_deleted", "_deleted")
@@ -22,14 +25,37 @@ ORIGINAL_MAX_CHARS = 65_536  # how much of a rejected record a dead letter keeps
 SURROGATE = re.compile("[\ud800-\udfff]")  # lone UTF-16 halves: valid in a Python str, invalid in UTF-8
 
 
+NO_ID = "no id field"
+
+
 class ItemError(ValueError):
-    """A record that cannot become an item; the message names the field and value."""
+    """A record that cannot become an item; the message names the field and value, `kind` the reason in a few
+    stable words (what a run's error counts by)."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def id_fields(service: str) -> tuple[str, ...]:
-    """Where a record's id may be, in order: the usual names, then `{service stem}_id` (`payment_id`...)."""
-    stem = service.removesuffix("-service").replace("-", "_")
-    return (*ID_FIELDS, f"{stem}_id")
+    """Where a record's id may be, in order: the usual names, then the service's entity in snake and camel case,
+    whole and as the singular of its last word (`hidden-courses`: `hidden_courses_id`, `hiddenCoursesId`,
+    `course_id`, `courseId`)."""
+    words = service.removesuffix("-service").replace("_", "-").split("-")
+    entities = [words, [singular(words[-1])]]
+    names = [f"{'_'.join(e)}_id" for e in entities] + [f"{e[0]}{''.join(w.title() for w in e[1:])}Id" for e in entities]
+    return tuple(dict.fromkeys((*ID_FIELDS, names[0], names[2], names[1], names[3])))
+
+
+def singular(word: str) -> str:
+    """A plain English singular, enough for entity names: courses -> course, categories -> category."""
+    if word.endswith("ies") and len(word) > 3:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
 
 
 def item_id_of(record: dict[str, Any], service: str) -> str:
@@ -37,7 +63,19 @@ def item_id_of(record: dict[str, Any], service: str) -> str:
     for name in id_fields(service):
         if name in record:
             return _check_id(record[name], service, name)
-    raise ItemError(f"{service} record has no id field (looked for {', '.join(id_fields(service))})")
+    raise ItemError(missing_id(record, service), NO_ID)
+
+
+def missing_id(record: dict[str, Any], service: str) -> str:
+    """Why a record has no id, and the schema that would give it one: the fields that look like ids, if any."""
+    looked = f"{service} record has no id field (looked for {', '.join(id_fields(service))})"
+    candidates = [key for key in record if isinstance(key, str) and ID_LIKE.search(key)]
+    if not candidates:
+        return f"{looked}; no field looks like an id: add SCHEMAS_DIR/{service}.toml with id_field naming it"
+    return (
+        f"{looked}; fields that look like ids: {', '.join(candidates[:5])}; add SCHEMAS_DIR/{service}.toml with "
+        f'id_field = "{candidates[0]}"'
+    )
 
 
 def _lines(value: Any, path: str, depth: int = 0) -> list[str]:
@@ -99,10 +137,10 @@ def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
 
 def _check_id(value: Any, service: str, name: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ItemError(f"{service} record field {name}={value!r:.60} is not a string or integer id")
+        raise ItemError(f"{service} record field {name}={value!r:.60} is not a string or integer id", "bad id")
     text = str(value).strip()
     if not text:
-        raise ItemError(f"{service} record field {name} is empty")
+        raise ItemError(f"{service} record field {name} is empty", "empty id")
     return text
 
 
@@ -131,7 +169,7 @@ class ItemRules:
             return item_id_of(record, service)
         value = lookup(record, schema.id_field)
         if value is None:
-            raise ItemError(f"{service} record has no {schema.id_field} (its schema's id_field)")
+            raise ItemError(f"{service} record has no {schema.id_field} (its schema's id_field)", NO_ID)
         return _check_id(value, service, schema.id_field)
 
     def tenant(self, record: dict[str, Any], service: str, default: str) -> str:

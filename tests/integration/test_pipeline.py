@@ -6,6 +6,7 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ragsync.app import App
@@ -26,8 +27,24 @@ def expected_ids(services: list[str], count: int, tenant: str = "default-tenant"
     return {point_id(tenant, s, item_id_of(demo_record(s, i), s)) for s in services for i in range(count)}
 
 
+async def _publish_raw(client: str, bootstrap_servers: str, topic: str, value: bytes) -> None:
+    """Publish one message as a client of another team would: aiokafka, or librdkafka (confluent-kafka)."""
+    if client == "aiokafka":
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers)
+        await producer.start()
+        await producer.send_and_wait(topic, value)
+        await producer.stop()
+        return
+    from confluent_kafka import Producer
+
+    librdkafka = Producer({"bootstrap.servers": bootstrap_servers})
+    librdkafka.produce(topic, value)
+    assert await asyncio.to_thread(librdkafka.flush, 30) == 0, "librdkafka did not deliver the request"
+
+
+@pytest.mark.parametrize("client", ["aiokafka", "librdkafka"])
 async def test_raw_json_request_from_a_plain_producer_is_synced(
-    settings: Settings, store: VectorStore, encoder: TextEncoder
+    settings: Settings, store: VectorStore, encoder: TextEncoder, client: str
 ) -> None:
     app = App(settings)
     await app.ensure_topics()
@@ -37,11 +54,8 @@ async def test_raw_json_request_from_a_plain_producer_is_synced(
         fetcher_running(app, coordinator.endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
     ):
-        producer = AIOKafkaProducer(bootstrap_servers=app.bootstrap_servers)
-        await producer.start()
         raw = b'{"service": "assessment-service", "run_id": "raw-run-1", "tenant_id": "acme"}'
-        await producer.send_and_wait(app.topics.sync_requests, raw)
-        await producer.stop()
+        await _publish_raw(client, app.bootstrap_servers, app.topics.sync_requests, raw)
         [run] = await watcher.wait(["raw-run-1"], timeout=90, guard=[fetcher, embedders])
     assert (run.status, run.service, run.tenant_id) == ("succeeded", "assessment-service", "acme")
     assert (run.pages, run.items_fetched, run.items_upserted, run.dead_lettered) == (3, 120, 120, 0)

@@ -64,7 +64,7 @@ async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_is_synced
         ]
     )
     envelope = '{"data": [' + records_json + "]}"
-    app = App(settings)
+    app = App(settings.model_copy(update={"run_max_dead_letter_share": 1.0}))  # 6 of 11 dead-lettered: kept going
     await app.ensure_topics()
     async with (
         app.ledger() as ledger,
@@ -95,6 +95,36 @@ async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_is_synced
     assert "שלום" in by_item["ok-1"]["text"] and "🎉" in by_item["ok-1"]["text"]
     assert by_item["surrogate"]["record"]["note"] == "broken \ufffd half"
     assert by_item["dup"]["record"]["title"] == "first"
+
+
+async def test_a_run_whose_records_all_lack_an_id_fails_naming_the_reason_and_the_fix(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    records = [{"course_ref": f"c{n}", "title": f"course {n}"} for n in range(40)] + [{"id": "x", "title": "one"}]
+    envelope = json.dumps({"data": records})
+    app = App(settings)
+    await app.ensure_topics()
+    failures = REGISTRY.get_sample_value("ragsync_run_failures_total", {"service": "hidden-courses"}) or 0
+    async with (
+        app.ledger() as ledger,
+        scripted_coordinator([(envelope, {"has_more": "false"})]) as (endpoint, _),
+        fetcher_running(app, endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
+        request = SyncRequest(service="hidden-courses", tenant_id="t1")
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, [request])
+        [run] = await ledger.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
+    assert run.status == "failed"
+    assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (1, 1, 40)
+    assert run.error is not None and run.error.startswith("40 of 41 records were dead-lettered (98%")
+    assert "most common reason: no id field (40)" in run.error
+    assert (
+        'fields that look like ids: course_ref; add SCHEMAS_DIR/hidden-courses.toml with id_field = "course_ref"'
+        in (run.error)
+    )
+    assert REGISTRY.get_sample_value("ragsync_run_failures_total", {"service": "hidden-courses"}) == failures + 1
+    assert ledger.book.last_success("t1", "hidden-courses") is None
 
 
 async def test_a_malformed_item_event_is_dead_lettered_and_the_batch_goes_on(

@@ -12,6 +12,34 @@ def test_item_id(record: dict[str, object], expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("service", "record", "expected"),
+    [
+        ("hidden-courses", {"course_id": "c-1", "title": "x"}, "c-1"),
+        ("hidden-courses", {"courseId": 9}, "9"),
+        ("payment-service", {"paymentId": "p-2"}, "p-2"),
+        ("knowledge-base-service", {"knowledge_base_id": "k", "base_id": "b"}, "k"),
+        ("product-categories", {"category_id": "toys"}, "toys"),
+        ("any", {"key": "k-1", "id_ish": "no"}, "k-1"),
+    ],
+)
+def test_the_generic_rule_finds_the_id_a_person_would(service: str, record: dict[str, object], expected: str) -> None:
+    assert item_id_of(record, service) == expected
+
+
+def test_a_record_without_an_id_names_the_fields_that_look_like_one_and_the_schema_to_add() -> None:
+    with pytest.raises(ItemError) as raised:
+        item_id_of({"title": "x", "courseRef": "c", "external_uuid": "u"}, "hidden-courses")
+    message = str(raised.value)
+    assert "looked for id, _id, uuid, item_id, key, hidden_courses_id, hiddenCoursesId, course_id, courseId" in message
+    assert "fields that look like ids: courseRef, external_uuid; " in message
+    assert 'add SCHEMAS_DIR/hidden-courses.toml with id_field = "courseRef"' in message
+    assert raised.value.kind == "no id field"
+    with pytest.raises(ItemError) as nothing:
+        item_id_of({"title": "x"}, "s")
+    assert "no field looks like an id: add SCHEMAS_DIR/s.toml with id_field naming it" in str(nothing.value)
+
+
+@pytest.mark.parametrize(
     ("record", "fragment"),
     [
         ({"name": "no id"}, "has no id field"),
