@@ -23,6 +23,7 @@ from ragsync.ledger import RunLedger
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
+from ragsync.supervision import Restarts, Supervisor
 from ragsync.topics import Topics, ensure_topics
 from streams.items import ItemRules
 from streams.model import TextEncoder
@@ -60,6 +61,11 @@ class App:
             s.coordinator_backoff_max,
             s.coordinator_max_message_bytes,
         )
+
+    def supervisor(self, component: str) -> Supervisor:
+        """Restarts the component's crashed stages (STAGE_MAX_CRASHES within STAGE_CRASH_WINDOW_S stop it)."""
+        restarts = Restarts(self.settings.stage_max_crashes, self.settings.stage_crash_window_s)
+        return Supervisor(component, restarts)
 
     def encoder(self) -> TextEncoder:
         """The embedding model (loads on first use)."""
@@ -145,13 +151,18 @@ class App:
         async with self.publisher() as publisher, client, self.ledger() as ledger:
             runner = SyncRunner(self.settings, client, publisher, self.topics, rules)
             agent = FetcherAgent(self.settings, runner, ledger, publisher, self.topics)
-            faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics)
+            supervisor = self.supervisor("fetcher")
+            faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics, supervisor, stop)
             await faust_app.start()
             log.info("fetcher agent consuming %s, Coordinator at %s", self.topics.sync_requests, client.endpoint)
-            checks = {"broker": _ledger_check(ledger), "coordinator": _channel_check(client)}
+            checks = {
+                "broker": _ledger_check(ledger),
+                "coordinator": _channel_check(client),
+                "stages": supervisor.check,
+            }
             try:
                 async with self.ops("fetcher", lambda: _runs_status(ledger), checks, serve_ops):
-                    await stop.wait()
+                    await supervisor.until_stopped(stop)
             finally:
                 await faust_app.stop()
 
@@ -184,9 +195,14 @@ class App:
                 completion = RunCompletion(
                     ledger, publisher, self.topics, consumers[0].committed, self.settings.run_max_dead_letter_share
                 )
-                upkeep = [pruner.run(stop), completion.run(stop)]
+                supervisor = self.supervisor("embedder")
+                upkeep = [
+                    supervisor.run("pruner", lambda: pruner.run(stop), stop),
+                    supervisor.run("completion", lambda: completion.run(stop), stop),
+                ]
                 if embedder.migrating:
-                    upkeep.append(ModelMigration(self.settings, store, ledger, publisher, self.topics).run(stop))
+                    migration = ModelMigration(self.settings, store, ledger, publisher, self.topics)
+                    upkeep.append(supervisor.run("migration", lambda: migration.run(stop), stop))
                 members = [
                     EmbeddingConsumer(
                         c,
@@ -220,10 +236,15 @@ class App:
                     "qdrant": store_check(store),
                     "model": _model_check(encoder),
                     "batches": _members_check(members),
+                    "stages": supervisor.check,
                 }
+                consuming = [
+                    supervisor.run(f"consumer {n}", lambda m=m: m.run(stop), stop)  # type: ignore[misc]
+                    for n, m in enumerate(members, 1)
+                ]
                 try:
                     async with self.ops("embedder", status, checks, serve_ops):
-                        await asyncio.gather(*(m.run(stop) for m in members), *upkeep)
+                        await asyncio.gather(*consuming, *upkeep)
                 finally:
                     await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
         finally:
@@ -260,11 +281,14 @@ class App:
                     **_runs_status(ledger),
                 }
 
+            supervisor = self.supervisor("scheduler")
             try:
-                checks = {"broker": _ledger_check(ledger)}
+                checks = {"broker": _ledger_check(ledger), "stages": supervisor.check}
                 async with self.ops("scheduler", status, checks, serve_ops, scheduler.requested_over_http):
                     await asyncio.gather(
-                        scheduler.run(stop), watchdog.run(stop), retention.run(stop, self.settings.watchdog_interval)
+                        supervisor.run("scheduler", lambda: scheduler.run(stop), stop),
+                        supervisor.run("watchdog", lambda: watchdog.run(stop), stop),
+                        supervisor.run("retention", lambda: retention.run(stop, self.settings.watchdog_interval), stop),
                     )
             finally:
                 REGISTRY.unregister(collector)

@@ -95,7 +95,14 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
             loop.add_signal_handler(sig, stop.set)
         await component(stop)
 
-    _run(run())
+    from ragsync.supervision import StageCrashLoopError
+
+    try:
+        _run(run())
+    except StageCrashLoopError as error:
+        # Each crash was logged with its traceback; this ends the process for its supervisor to restart.
+        err.print(f"[red]stopping:[/red] {error}")
+        raise typer.Exit(3) from error
 
 
 @app.command()

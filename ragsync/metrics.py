@@ -52,6 +52,11 @@ RUN_RECORDS_EXPIRED = Counter(
     "ragsync_runs_expired_total",
     "Finished runs removed from the run-state topic (past RUN_HISTORY_DAYS or _PER_SERVICE).",
 )
+STAGE_CRASHES = Counter(
+    "ragsync_stage_crashes_total",
+    "Unexpected exceptions that ended a stage, by component and stage; the stage is restarted with backoff.",
+    ["component", "stage"],
+)
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
 CONSUMER_LAG = Gauge(
     "ragsync_consumer_lag",

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
     watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
     watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
+    stage_max_crashes: int = Field(
+        5, ge=1, description="A stage that crashes this often within STAGE_CRASH_WINDOW_S stops its process."
+    )
+    stage_crash_window_s: float = Field(600.0, gt=0)
     run_max_dead_letter_share: float = Field(
         0.5,
         ge=0,

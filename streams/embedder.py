@@ -307,7 +307,9 @@ class EmbeddingConsumer:
         self.last_error: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set."""
+        """Consume until `stop` is set. A restart after a crash first goes back to the committed offsets, so a
+        batch fetched but not committed is delivered again."""
+        await self._rewind()
         while not stop.is_set():
             batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
             messages = [m for partition in batch.values() for m in partition]
@@ -318,6 +320,14 @@ class EmbeddingConsumer:
             await self._commit(batch)
             self._on_commit()
             self.items_processed += len(messages)
+
+    async def _rewind(self) -> None:
+        for tp in self._consumer.assignment():
+            committed = await self._consumer.committed(tp)
+            if committed is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, committed)
 
     def took_over(self) -> None:
         """The group gave this member partitions: catch up on the run state before the next batch."""

@@ -9,6 +9,7 @@ both are testable without faust.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.settings import Settings
+from ragsync.supervision import Supervisor
 from ragsync.topics import Topics
 from streams.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text, repair_surrogates
 
@@ -373,8 +375,17 @@ def parse_request(value: bytes) -> SyncRequest | str:
         return describe_validation_error(error)
 
 
-def build_fetcher_app(settings: Settings, bootstrap_servers: str, agent: FetcherAgent, topics: Topics) -> Any:
-    """The faust app whose agent hands each sync request to `agent`."""
+def build_fetcher_app(
+    settings: Settings,
+    bootstrap_servers: str,
+    agent: FetcherAgent,
+    topics: Topics,
+    supervisor: Supervisor,
+    stop: asyncio.Event,
+) -> Any:
+    """The faust app whose agent hands each sync request to `agent`. A request whose handling raises is handled
+    again after a backoff (supervised: logged, counted, shown on /readyz), never skipped; past STAGE_MAX_CRASHES
+    the supervisor gives up and the fetcher's process stops."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
     from streams.faust_transport import Transport
@@ -401,6 +412,6 @@ def build_fetcher_app(settings: Settings, bootstrap_servers: str, agent: Fetcher
     @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
     async def fetch(stream: Any) -> None:
         async for event in stream.events():
-            await agent.handle(event.key, event.value)
+            await supervisor.run("fetch agent", functools.partial(agent.handle, event.key, event.value), stop)
 
     return app

@@ -43,6 +43,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "DeadLettersGrowing",
         "SchedulerDown",
         "RunCompletionBlocked",
+        "StageCrashing",
     }
 
 

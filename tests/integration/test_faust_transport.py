@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from prometheus_client import REGISTRY
+
 from ragsync.app import App
 from ragsync.settings import Settings
+from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
 from streams.fetcher import build_fetcher_app
 
 
 class _Requests:
     """Stands in for the fetcher agent: it only collects the requests faust hands over."""
 
-    def __init__(self) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.failures = failures  # the first calls raise (fault injection)
 
     async def handle(self, key: bytes | None, value: bytes) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("injected: the handler crashed")
         await self.received.put(value)
 
 
@@ -24,7 +32,16 @@ async def test_the_fetcher_consumer_waits_as_long_as_the_setting_says(settings: 
     app = App(settings)
     await app.ensure_topics()
     requests = _Requests()
-    faust_app = build_fetcher_app(settings, app.bootstrap_servers, requests, app.topics)  # type: ignore[arg-type]
+    supervisor = Supervisor("fetcher", Restarts())
+    stop = asyncio.Event()
+    faust_app = build_fetcher_app(
+        settings,
+        app.bootstrap_servers,
+        requests,  # type: ignore[arg-type]
+        app.topics,
+        supervisor,
+        stop,
+    )
     await faust_app.start()
     try:
         async with app.publisher() as publisher:
@@ -34,5 +51,34 @@ async def test_the_fetcher_consumer_waits_as_long_as_the_setting_says(settings: 
         # aiokafka keeps the wait on its fetcher; there is no public way to read it back.
         fetcher = faust_app.consumer._thread._consumer._fetcher
         assert fetcher._fetch_max_wait_ms == 123
+    finally:
+        await faust_app.stop()
+
+
+async def test_a_request_whose_handler_crashes_is_handled_again_and_a_crash_loop_stops_the_fetcher(
+    settings: Settings,
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    crashes = REGISTRY.get_sample_value("ragsync_stage_crashes_total", {"component": "fetcher", "stage": "fetch agent"})
+    requests = _Requests(failures=2)
+    supervisor = Supervisor("fetcher", Restarts(max_crashes=3, backoff_initial_s=0.05))
+    stop = asyncio.Event()
+    faust_app = build_fetcher_app(settings, app.bootstrap_servers, requests, app.topics, supervisor, stop)  # type: ignore[arg-type]
+    await faust_app.start()
+    try:
+        async with app.publisher() as publisher:
+            await publisher.send_raw(app.topics.sync_requests, b"k", b"first")
+            await publisher.flush()
+            assert await asyncio.wait_for(requests.received.get(), 60) == b"first"  # after two crashes, not skipped
+            after = REGISTRY.get_sample_value(
+                "ragsync_stage_crashes_total", {"component": "fetcher", "stage": "fetch agent"}
+            )
+            assert after == (crashes or 0) + 2 and await supervisor.check() is None
+            requests.failures = 3  # the next request crashes its handler three times: a crash loop
+            await publisher.send_raw(app.topics.sync_requests, b"k", b"second")
+            await publisher.flush()
+        with pytest.raises(StageCrashLoopError, match="fetch agent stage crashed 3 times"):
+            await asyncio.wait_for(supervisor.until_stopped(stop), 60)
     finally:
         await faust_app.stop()
