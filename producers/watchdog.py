@@ -91,5 +91,4 @@ class Watchdog:
         notice = WatchdogNotice(
             run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status=status, stalls=stalls, error=reason
         )
-        await self._publisher.send(self._topics.sync_runs, notice.key, notice)
-        self._ledger.record(notice)
+        await self._ledger.publish(self._publisher, notice)

@@ -190,7 +190,7 @@ class App:
             async with self.publisher() as publisher, self.ledger(prompt=False) as ledger:
                 embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
                 await embedder.prepare()
-                pruner = Pruner(store, ledger, publisher, self.topics)
+                pruner = Pruner(store, ledger, publisher)
                 consumers = [self._items_consumer() for _ in range(count)]
                 completion = RunCompletion(
                     ledger, publisher, self.topics, consumers[0].committed, self.settings.run_max_dead_letter_share

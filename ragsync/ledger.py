@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
-from ragsync.kafka import assign_all, unread
+from ragsync.kafka import Publisher, assign_all, unread
 from ragsync.keys import parse_key
 from ragsync.runs import RunBook, RunState
 
@@ -104,6 +104,15 @@ class RunLedger:
             log.error("unreadable run-state record at %s skipped: %s", where, error)
             return
         self.record(record)
+
+    async def publish(self, publisher: Publisher, *records: RunRecord | Cursor) -> None:
+        """Publish records to the run-state topic under their keys, wait for the broker (with whatever else the
+        publisher holds), then fold them here at once."""
+        for record in records:
+            await publisher.send(self._topic, record.key, record)
+        await publisher.flush()
+        for record in records:
+            self.record(record)
 
     def record(self, record: RunRecord | Cursor) -> None:
         """Fold a record this process just published (and the broker acknowledged) without waiting to read it

@@ -107,9 +107,7 @@ class RunCompletion:
             failed = RunEnded(
                 run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error
             )
-            await self._publisher.send(self._topics.sync_runs, failed.key, failed)
-            await self._publisher.flush()
-            self._ledger.record(failed)
+            await self._ledger.publish(self._publisher, failed)
             metrics.RUNS_FAILED.labels(run.service).inc()
             log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
             return
@@ -125,11 +123,7 @@ class RunCompletion:
             last_success=mark,
             last_full=mark if run.full else (previous.last_full if previous else None),
         )
-        await self._publisher.send(self._topics.sync_runs, ended.key, ended)
-        await self._publisher.send(self._topics.sync_runs, cursor.key, cursor)
-        await self._publisher.flush()
-        self._ledger.record(ended)
-        self._ledger.record(cursor)
+        await self._ledger.publish(self._publisher, ended, cursor)
         log.info(
             "run %s (%s) succeeded: %d items, %d upserted, %d unchanged, %d dead-lettered",
             run.run_id,

@@ -272,11 +272,8 @@ class Embedder:
                 report = EmbedProgress(
                     run_id=run_id, tenant_id=tenant, service=service, member=member, partitions=counts
                 )
-                await self._publisher.send(self._topics.sync_runs, report.key, report)
                 reports.append(report)
-        await self._publisher.flush()
-        for report in reports:
-            self._ledger.record(report)  # read our own writes: the next batch counts on from them
+        await self._ledger.publish(self._publisher, *reports)  # folded here at once: the next batch counts on
 
 
 class EmbeddingConsumer:

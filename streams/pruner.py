@@ -17,7 +17,6 @@ from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.store import StoreError, VectorStore
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +24,10 @@ log = logging.getLogger(__name__)
 class Pruner:
     """Watches the ledger for succeeded full runs not pruned yet, and prunes each once."""
 
-    def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
+    def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher) -> None:
         self._store = store
         self._ledger = ledger
         self._publisher = publisher
-        self._topics = topics
         self._queue: asyncio.Queue[RunState] = asyncio.Queue()
         self._queued: set[str] = set()
         self.last_index_error: str | None = None
@@ -61,9 +59,7 @@ class Pruner:
             log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
         metrics.ITEMS.labels("pruned", run.service).inc(removed)
         record = RunPruned(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, pruned=removed)
-        await self._publisher.send(self._topics.sync_runs, record.key, record)
-        await self._publisher.flush()
-        self._ledger.record(record)
+        await self._ledger.publish(self._publisher, record)
         return removed
 
     async def _build_index(self, run: RunState) -> None:

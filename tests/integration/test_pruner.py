@@ -71,7 +71,7 @@ async def test_index_builds_are_counted_by_outcome_and_a_failure_is_reported(
     before = builds()
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
-            pruner = Pruner(store, ledger, publisher, app.topics)
+            pruner = Pruner(store, ledger, publisher)
             removed = await pruner.prune(_full_run(store, {"kept"}))
             assert removed == 1 and store.count() == 1
             assert pruner.last_index_error is not None and "index build failed (injected)" in pruner.last_index_error
