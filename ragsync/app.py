@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -94,12 +94,15 @@ class App:
             await publisher.stop()
 
     @contextlib.asynccontextmanager
-    async def ledger(self, from_beginning: bool = True, prompt: bool = True) -> AsyncIterator[RunLedger]:
+    async def ledger(
+        self, from_beginning: bool = True, prompt: bool = True, supervisor: Supervisor | None = None
+    ) -> AsyncIterator[RunLedger]:
         """A run ledger following the sync-runs topic (from its beginning: every run; from its end: new ones).
 
         A prompt ledger's fetches wait 50 ms at most: `caught_up` and `wait` return after a fetch answered later
         than the event, and a broker may hold an idle fetch for the whole wait. The others wait as long as the
         `kafka_fetch_max_wait_ms` setting says, which costs the broker and this process fewer empty fetches.
+        A component passes its `supervisor`, which restarts the follower and stops the process if the topic is lost.
         """
         wait = PROMPT_FETCH_MAX_WAIT_MS if prompt else None
         # Small fetches: the run state is small records, and a long history read at start-up must not hold
@@ -108,7 +111,7 @@ class App:
             self.settings, self.bootstrap_servers, group_id=None, fetch_max_wait_ms=wait, fetch_max_mb=1
         )
         ledger = RunLedger(consumer, self.topics.sync_runs, from_beginning)
-        await ledger.start()
+        await ledger.start(supervisor)
         try:
             yield ledger
         finally:
@@ -148,10 +151,10 @@ class App:
         rules = self.item_rules()  # a bad schema or RAG_PRIVATE_KEY fails here, before anything connects
         client = self.coordinator_client(coordinator_endpoint)
         await self.ensure_topics()
-        async with self.publisher() as publisher, client, self.ledger() as ledger:
+        supervisor = self.supervisor("fetcher")
+        async with self.publisher() as publisher, client, self.ledger(supervisor=supervisor) as ledger:
             runner = SyncRunner(self.settings, client, publisher, self.topics, rules)
             agent = FetcherAgent(self.settings, runner, ledger, publisher, self.topics)
-            supervisor = self.supervisor("fetcher")
             faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics, supervisor, stop)
             await faust_app.start()
             log.info("fetcher agent consuming %s, Coordinator at %s", self.topics.sync_requests, client.endpoint)
@@ -186,8 +189,9 @@ class App:
         store = store or open_store(self.settings)
         encoder = encoder or self.encoder()
         try:
+            supervisor = self.supervisor("embedder")
             # Nothing here waits on the ledger's promptness, and this process's cores belong to the encoder.
-            async with self.publisher() as publisher, self.ledger(prompt=False) as ledger:
+            async with self.publisher() as publisher, self.ledger(prompt=False, supervisor=supervisor) as ledger:
                 embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
                 await embedder.prepare()
                 pruner = Pruner(store, ledger, publisher)
@@ -195,14 +199,13 @@ class App:
                 completion = RunCompletion(
                     ledger, publisher, self.topics, consumers[0].committed, self.settings.run_max_dead_letter_share
                 )
-                supervisor = self.supervisor("embedder")
-                upkeep = [
-                    supervisor.run("pruner", lambda: pruner.run(stop), stop),
-                    supervisor.run("completion", lambda: completion.run(stop), stop),
-                ]
+                stages: dict[str, Callable[[], Awaitable[object]]] = {
+                    "pruner": lambda: pruner.run(stop),
+                    "completion": lambda: completion.run(stop),
+                }
                 if embedder.migrating:
                     migration = ModelMigration(self.settings, store, ledger, publisher, self.topics)
-                    upkeep.append(supervisor.run("migration", lambda: migration.run(stop), stop))
+                    stages["migration"] = lambda: migration.run(stop)
                 members = [
                     EmbeddingConsumer(
                         c,
@@ -238,13 +241,11 @@ class App:
                     "batches": _members_check(members),
                     "stages": supervisor.check,
                 }
-                consuming = [
-                    supervisor.run(f"consumer {n}", lambda m=m: m.run(stop), stop)  # type: ignore[misc]
-                    for n, m in enumerate(members, 1)
-                ]
+                for n, member in enumerate(members, 1):
+                    stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
                 try:
                     async with self.ops("embedder", status, checks, serve_ops):
-                        await asyncio.gather(*consuming, *upkeep)
+                        await supervisor.run_stages(stages, stop)
                 finally:
                     await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
         finally:
@@ -267,7 +268,8 @@ class App:
         from ragsync import metrics
 
         await self.ensure_topics()
-        async with self.publisher() as publisher, self.ledger() as ledger:
+        supervisor = self.supervisor("scheduler")
+        async with self.publisher() as publisher, self.ledger(supervisor=supervisor) as ledger:
             scheduler = Scheduler(self.settings, publisher, self.topics)
             watchdog = Watchdog(self.settings, ledger, publisher, self.topics)
             history = History(self.settings.run_history_days, self.settings.run_history_per_service)
@@ -281,15 +283,15 @@ class App:
                     **_runs_status(ledger),
                 }
 
-            supervisor = self.supervisor("scheduler")
+            stages: dict[str, Callable[[], Awaitable[object]]] = {
+                "scheduler": lambda: scheduler.run(stop),
+                "watchdog": lambda: watchdog.run(stop),
+                "retention": lambda: retention.run(stop, self.settings.watchdog_interval),
+            }
             try:
                 checks = {"broker": _ledger_check(ledger), "stages": supervisor.check}
                 async with self.ops("scheduler", status, checks, serve_ops, scheduler.requested_over_http):
-                    await asyncio.gather(
-                        supervisor.run("scheduler", lambda: scheduler.run(stop), stop),
-                        supervisor.run("watchdog", lambda: watchdog.run(stop), stop),
-                        supervisor.run("retention", lambda: retention.run(stop, self.settings.watchdog_interval), stop),
-                    )
+                    await supervisor.run_stages(stages, stop)
             finally:
                 REGISTRY.unregister(collector)
 

@@ -106,6 +106,15 @@ async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: boo
     return partitions
 
 
+async def fresh_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    """The partitions of `topic` by a metadata request made now (None: no such topic). `partitions_for_topic`
+    answers from the consumer's cache, which can hold a deleted topic for minutes, and aiokafka's public
+    `topics()` gives names only, so this asks its client directly."""
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(topic)
+    return None if partitions is None else set(partitions)
+
+
 async def unread(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int | None:
     """Messages published but not read yet: high-water mark minus position; None before every partition fetched.
 

@@ -17,16 +17,19 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
-from ragsync.kafka import Publisher, assign_all, unread
+from ragsync.kafka import Publisher, assign_all, fresh_partitions, unread
 from ragsync.keys import parse_key
 from ragsync.runs import RunBook, RunState
+from ragsync.supervision import Supervisor, UnrecoverableStageError
 
 log = logging.getLogger(__name__)
 ROUND_RECORDS = 500  # records folded per round: bounds the decoded records held at once
+TOPIC_CHECK_S = 5.0  # how often the follower checks that the run-state topic is still the one it read
 
 
 class RunTimeoutError(TimeoutError):
@@ -49,6 +52,18 @@ class ComponentStoppedError(RuntimeError):
         super().__init__(f"the {task.get_name()} stopped while runs were in progress: {cause!r}")
 
 
+class RunStateLostError(UnrecoverableStageError):
+    """The run-state topic was deleted or recreated under a running process: what it folded no longer matches
+    the topic, and only a fresh start (which creates the topic again, compacted) reads it right."""
+
+    def __init__(self, topic: str, what: str) -> None:
+        super().__init__(
+            f"the run-state topic {topic} {what}: the run state this process holds is gone from the broker. "
+            "Restart the component: it creates the topic again (compacted) and starts from what is kept. "
+            "Never delete this topic under running components"
+        )
+
+
 class RunLedger:
     """Reads every progress event and keeps the `RunBook` up to date."""
 
@@ -58,24 +73,34 @@ class RunLedger:
         self._from_beginning = from_beginning
         self._partitions: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._round_done = asyncio.Condition()
         self.book = RunBook()
         self.listeners: list[Callable[[RunState], None]] = []
         self.older_records = 0  # records of an older event version, skipped
         self._older_reported = 0
+        self._read_to: dict[int, int] = {}  # partition -> the offset after the last record folded
+        self._checked_at = time.monotonic()
 
-    async def start(self) -> None:
-        """Attach to every partition (at its start, or its end) and follow in the background."""
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Attach to every partition (at its start, or its end) and follow in the background: under the
+        component's `supervisor` when given (a crash is restarted where it stood; a lost topic stops the
+        process), else as a plain task whose end `caught_up` and `wait` report."""
         await self._consumer.start()
         self._partitions = await assign_all(self._consumer, self._topic, self._from_beginning)
-        self._task = asyncio.create_task(self._follow(), name="run ledger")
+        if supervisor is None:
+            self._task = asyncio.create_task(self._follow(), name="run ledger")
+        else:
+            following = supervisor.run("run ledger", self._follow, self._stopping)
+            self._task = asyncio.create_task(following, name="run ledger")
 
     async def stop(self) -> None:
         """Stop following and disconnect."""
         if self._task is not None:
+            self._stopping.set()
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A follower that ended with an error was reported by its supervisor (or by `caught_up`/`wait`).
+            await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
 
     async def _follow(self) -> None:
@@ -84,10 +109,38 @@ class RunLedger:
             batch = await self._consumer.getmany(timeout_ms=50, max_records=ROUND_RECORDS)
             for message in (m for records in batch.values() for m in records):
                 self._apply(message.key, message.value, message.partition, message.offset)
+                self._read_to[message.partition] = message.offset + 1
             if not batch:
                 self._report_older()
+            if time.monotonic() - self._checked_at > TOPIC_CHECK_S:
+                await self._check_topic()
             async with self._round_done:
                 self._round_done.notify_all()
+
+    async def _check_topic(self) -> None:
+        """Raise `RunStateLostError` when the topic is gone, has other partitions, or ends before what was read;
+        attach to it if it appeared since the start. An unreachable broker is not a loss: the readiness check
+        reports it."""
+        self._checked_at = time.monotonic()
+        try:
+            async with asyncio.timeout(TOPIC_CHECK_S):
+                partitions = await fresh_partitions(self._consumer, self._topic)
+        except (KafkaError, TimeoutError):
+            return
+        if not self._partitions:
+            if partitions:  # created after this ledger started (a fresh broker): read it from its start
+                self._partitions = await assign_all(self._consumer, self._topic)
+            return
+        if partitions is None:
+            raise RunStateLostError(self._topic, "was deleted")
+        if partitions != {tp.partition for tp in self._partitions}:
+            raise RunStateLostError(self._topic, f"now has {len(partitions)} partitions, not {len(self._partitions)}")
+        for partition, read_to in self._read_to.items():
+            highwater = self._consumer.highwater(TopicPartition(self._topic, partition))
+            if highwater is not None and highwater < read_to:
+                raise RunStateLostError(
+                    self._topic, f"was recreated (partition {partition} ends at {highwater}, {read_to} were read)"
+                )
 
     def _apply(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
         where = f"{self._topic}[{partition}]@{offset}"
@@ -143,8 +196,10 @@ class RunLedger:
             self._older_reported = self.older_records
 
     async def _next_round(self) -> None:
+        # Bounded: a follower that died notifies no one, and the callers check for that between rounds.
         async with self._round_done:
-            await self._round_done.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._round_done.wait(), timeout=1.0)
 
     async def lag(self) -> int | None:
         """Events published but not read yet; None before the first fetch."""

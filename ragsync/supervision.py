@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from ragsync import metrics
@@ -32,6 +32,11 @@ class StageCrashLoopError(RuntimeError):
     """A stage crashed `max_crashes` times within `window_s`: the process must stop and be restarted."""
 
 
+class UnrecoverableStageError(RuntimeError):
+    """A fault that restarting the stage cannot mend (its state is gone from under it): the process stops at once,
+    and starts again from what is kept."""
+
+
 class Supervisor:
     """Runs one component's stages, restarting each that crashes."""
 
@@ -50,6 +55,8 @@ class Supervisor:
             try:
                 await start()
                 return
+            except UnrecoverableStageError as error:
+                self._crashed(stage, error, crashes, fatal=True)
             except Exception as error:  # noqa: BLE001 - any crash of a stage is supervised: logged, counted, restarted
                 self._crashed(stage, error, crashes)
             with contextlib.suppress(TimeoutError):
@@ -59,7 +66,7 @@ class Supervisor:
             if not stop.is_set():
                 log.warning("%s: restarting the %s stage", self.component, stage)
 
-    def _crashed(self, stage: str, error: Exception, crashes: deque[float]) -> None:
+    def _crashed(self, stage: str, error: Exception, crashes: deque[float], fatal: bool = False) -> None:
         now = time.monotonic()
         crashes.append(now)
         while crashes and crashes[0] < now - self._restarts.window_s:
@@ -69,13 +76,29 @@ class Supervisor:
         metrics.STAGE_CRASHES.labels(self.component, stage).inc()
         count, window = len(crashes), self._restarts.window_s
         log.error("%s: the %s stage crashed (%d in %.0f s)", self.component, stage, count, window, exc_info=error)
-        if count >= self._restarts.max_crashes:
+        if fatal:
+            self.gave_up = StageCrashLoopError(f"the {self.component}'s {stage} stage cannot go on: {error}")
+        elif count >= self._restarts.max_crashes:
             self.gave_up = StageCrashLoopError(
                 f"the {self.component}'s {stage} stage crashed {count} times within {window:.0f} s "
                 f"(STAGE_MAX_CRASHES={self._restarts.max_crashes}); last: {reason}"
             )
+        if self.gave_up is not None:
             self.gave_up_event.set()
             raise self.gave_up from error
+
+    async def run_stages(self, stages: Mapping[str, Callable[[], Awaitable[object]]], stop: asyncio.Event) -> None:
+        """Run each stage under supervision until `stop` is set. Once any stage of this supervisor (these, or
+        one started elsewhere, such as the run ledger's follower) gives up, cancel the rest and raise
+        `StageCrashLoopError`."""
+        tasks = [asyncio.ensure_future(self.run(name, start, stop)) for name, start in stages.items()]
+        try:
+            await self.until_stopped(stop)
+        finally:
+            if self.gave_up is not None:
+                for task in tasks:
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def until_stopped(self, stop: asyncio.Event) -> None:
         """Wait until `stop` is set; raise `StageCrashLoopError` at once if a stage crashed too often meanwhile

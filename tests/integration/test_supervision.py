@@ -7,16 +7,20 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
 from producers.watchdog import Watchdog
 from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.ledger import RunLedger
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
+from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
 from streams.completion import RunCompletion
 from streams.model import TextEncoder
 from streams.pruner import Pruner
+from tests.integration.conftest import request_sync
 from tests.integration.test_correctness import pipeline
 
 
@@ -68,3 +72,53 @@ async def test_the_schedulers_watchdog_is_restarted(settings: Settings, monkeypa
     stop.set()
     await scheduler
     assert _crashes("scheduler", "watchdog") == before + 1
+
+
+async def test_a_run_state_topic_deleted_under_running_components_stops_them_loudly_and_a_restart_recovers(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings)
+    before = {c: _crashes(c, "run ledger") for c in ("fetcher", "embedder")}
+    async with CoordinatorServer(DemoCoordinator(40)) as coordinator:
+        stop = asyncio.Event()
+        components = [
+            asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint)),
+            asyncio.create_task(app.run_embedders(stop, 1, store, encoder)),
+        ]
+        async with app.ledger() as ledger:
+            request = await request_sync(app, "payment-service")
+            [run] = await ledger.wait([request.run_id], 120, guard=components)
+            assert (run.status, run.items_upserted) == ("succeeded", 40)
+            admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+            await admin.start()
+            try:
+                await admin.delete_topics([app.topics.sync_runs])
+            finally:
+                await admin.close()
+            done, _ = await asyncio.wait(components, timeout=30)
+        stop.set()
+        assert len(done) == 2, "a component kept running on a deleted run-state topic"
+        for task in components:
+            with pytest.raises(StageCrashLoopError, match=f"run-state topic {app.topics.sync_runs} was deleted"):
+                task.result()
+        assert {c: _crashes(c, "run ledger") - before[c] for c in before} == {"fetcher": 1, "embedder": 1}
+
+        # Restarted, the components create the topic again and sync; the store kept every item.
+        async with pipeline(app, coordinator.endpoint, store, encoder) as running:
+            again = await running.sync("payment-service")
+    assert (again.status, again.items_skipped) == ("succeeded", 40)
+
+
+async def test_a_crashed_run_ledger_follower_is_restarted_and_reads_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    calls = _crash_once(monkeypatch, RunLedger, "_follow")
+    supervisor = Supervisor("test", Restarts(backoff_initial_s=0.05))
+    before = _crashes("test", "run ledger")
+    async with app.ledger(supervisor=supervisor) as ledger:
+        request = await request_sync(app, "payment-service")
+        await ledger.caught_up()
+        assert ledger.book.get(request.run_id) is not None
+    assert len(calls) == 2 and _crashes("test", "run ledger") == before + 1

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
+from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor, UnrecoverableStageError
 
 FAST = Restarts(max_crashes=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.05)
 
@@ -59,3 +59,36 @@ async def test_stop_ends_the_backoff_and_a_stage_that_returns_is_done() -> None:
 
     await asyncio.wait_for(supervisor.run("once", once, stop), 5)  # no 30 s wait, no restart
     await asyncio.wait_for(supervisor.until_stopped(stop), 1)
+
+
+async def test_an_unrecoverable_fault_gives_up_at_once_and_run_stages_cancels_the_other_stages() -> None:
+    supervisor = Supervisor("test", FAST)
+    stop, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def healthy() -> None:
+        try:
+            await stop.wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async def state_lost() -> None:
+        raise UnrecoverableStageError("its topic was deleted")
+
+    before = _crashes("lost")
+    background = asyncio.ensure_future(supervisor.run("lost", state_lost, stop))  # as the run ledger's follower
+    with pytest.raises(StageCrashLoopError, match="the test's lost stage cannot go on: its topic was deleted"):
+        await asyncio.wait_for(supervisor.run_stages({"healthy": healthy}, stop), 5)
+    assert cancelled.is_set() and _crashes("lost") == before + 1  # once: no restart
+    with pytest.raises(StageCrashLoopError):
+        await background
+
+
+async def test_run_stages_returns_when_stopped() -> None:
+    supervisor, stop = Supervisor("test", FAST), asyncio.Event()
+
+    async def stops_the_component() -> None:
+        stop.set()
+
+    await asyncio.wait_for(supervisor.run_stages({"a": stops_the_component, "b": stop.wait}, stop), 5)
+    assert supervisor.gave_up is None
