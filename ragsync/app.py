@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.errors import SetupError
-from ragsync.kafka import Publisher, make_consumer
+from ragsync.kafka import Publisher, make_consumer, start_consumer
 from ragsync.ledger import RunLedger
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.settings import Settings
@@ -217,7 +217,7 @@ class App:
                     )
                     for c in consumers
                 ]
-                await asyncio.gather(*(c.start() for c in consumers))
+                await asyncio.gather(*(start_consumer(c) for c in consumers))
                 log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
 
                 def status() -> dict[str, Any]:

@@ -54,29 +54,60 @@ def main(
         # A component that runs for days says what it does; one-shot commands keep the terminal for progress bars.
         for name in OWN_LOGGERS:
             logging.getLogger(name).setLevel(logging.INFO)
+    elif ctx.invoked_subcommand not in LONG_RUNNING:
+        logging.getLogger("aiokafka").addFilter(_said_by_the_command)
+
+
+def _said_by_the_command(record: logging.LogRecord) -> bool:
+    """Drop aiokafka's own line about an unreachable broker: a one-shot command says it once, with the fix."""
+    return not str(record.msg).startswith("Unable connect to")
 
 
 def _settings() -> Settings:
+    from pydantic import ValidationError
+
+    from ragsync.settings import describe_invalid
+
     try:
         return Settings()
-    except ValueError as error:
-        err.print(f"[red]bad setting:[/red] {error}")
+    except ValidationError as error:
+        err.print(f"[red]bad setting:[/red] {describe_invalid(error)}", soft_wrap=True)
+        raise typer.Exit(2) from error
+    except SetupError as error:
+        err.print(f"[red]bad setting:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from error
 
 
 @contextlib.contextmanager
-def _setup_errors_reported() -> Iterator[None]:
-    """A start-up problem is one red line and exit code 2, not a traceback."""
+def _setup_errors_reported(settings: Settings | None = None) -> Iterator[None]:
+    """A start-up problem (a bad setting, an unreachable broker or store) is one red line and exit code 2, not a
+    traceback."""
+    from aiokafka.errors import KafkaConnectionError
+
     try:
         yield
     except SetupError as error:
-        err.print(f"[red]cannot start:[/red] {error}")
+        err.print(f"[red]cannot start:[/red] {error}", soft_wrap=True)
+        raise typer.Exit(2) from error
+    except KafkaConnectionError as error:
+        where = settings.bootstrap_servers if settings else "KAFKA_BOOTSTRAP_SERVERS"
+        err.print(
+            f"[red]cannot reach Kafka[/red] at {where}: {_connection_reason(error)}. Start the broker "
+            "(`ragsync broker` runs one here) or fix KAFKA_BOOTSTRAP_SERVERS (unset, `demo` and `sync` start "
+            "their own)",
+            soft_wrap=True,
+        )
         raise typer.Exit(2) from error
 
 
-def _run(main: Coroutine[Any, Any, T]) -> T:
+def _connection_reason(error: Exception) -> str:
+    text = str(error).removeprefix("KafkaConnectionError: ")
+    return "no broker answered" if text.startswith("Unable to bootstrap") else text
+
+
+def _run(main: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
     """Run `main` to completion, reporting start-up problems."""
-    with _setup_errors_reported():
+    with _setup_errors_reported(settings):
         return asyncio.run(main)
 
 
@@ -85,7 +116,7 @@ def _check_sync_type(value: str) -> None:
         raise typer.BadParameter(f"--type {value!r}: use {', '.join(get_args(SyncType))}")
 
 
-def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Settings | None = None) -> None:
     """Run a long-running component until SIGINT or SIGTERM."""
 
     async def run() -> None:
@@ -98,7 +129,7 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     from ragsync.supervision import StageCrashLoopError
 
     try:
-        _run(run())
+        _run(run(), settings)
     except StageCrashLoopError as error:
         # Each crash was logged with its traceback; this ends the process for its supervisor to restart.
         err.print(f"[red]stopping:[/red] {error}")
@@ -121,7 +152,7 @@ def demo(
         async with CoordinatorServer(DemoCoordinator(items_per_service)) as server:
             return await _one_shot(settings, server.endpoint, None, "batch", embedders, as_json, query, 3600)
 
-    _finish(_run(run()), as_json)
+    _finish(_run(run(), settings), as_json)
 
 
 @app.command()
@@ -135,7 +166,7 @@ def sync(
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
     _check_sync_type(sync_type)
-    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout))
+    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout), settings)
     _finish(report, as_json)
 
 
@@ -164,10 +195,10 @@ async def _one_shot(
                     app_, store, encoder, services, sync_type, embedders, endpoint, timeout, on_change=bars.update
                 )
         if not as_json:
-            out.print(summary_table(report))
+            out.print(summary_table(report, out.width))
             if query:
                 vector = (await encoder.encode_async([query]))[0]
-                out.print(hits_table(query, await asyncio.to_thread(store.search, vector, 5)))
+                out.print(hits_table(query, await asyncio.to_thread(store.search, vector, 5), out.width))
         return report.as_json()
     finally:
         store.close()
@@ -214,7 +245,7 @@ def trigger(
         async with app_.publisher() as publisher:
             await publish_requests(publisher, app_.topics, requests)
 
-    _run(run())
+    _run(run(), settings)
     for request in requests:
         out.print(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}")
 
@@ -233,17 +264,20 @@ def search(
     from ragsync.store import open_store
 
     settings = _settings()
-    with _setup_errors_reported():
-        encoder = App(settings).encoder()
+    with _setup_errors_reported(settings):
         store = open_store(settings)
         try:
-            hits = store.search(encoder.encode([text])[0], k, tenant, service)
+            if store.count() == 0:
+                err.print(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first")
+                hits = []
+            else:
+                hits = store.search(App(settings).encoder().encode([text])[0], k, tenant, service)
         finally:
             store.close()
     if as_json:
         print(json.dumps([{"score": h.score, **h.payload} for h in hits], default=str))
     else:
-        out.print(hits_table(text, hits))
+        out.print(hits_table(text, hits, out.width))
 
 
 @app.command()
@@ -276,7 +310,7 @@ def fetcher() -> None:
     from ragsync.app import App
 
     app_ = App(_settings())
-    _serve(lambda stop: app_.run_fetcher(stop, serve_ops=True))
+    _serve(lambda stop: app_.run_fetcher(stop, serve_ops=True), app_.settings)
 
 
 @app.command()
@@ -285,7 +319,7 @@ def embedder(consumers: Annotated[int, typer.Option(min=1, help="Consumers in th
     from ragsync.app import App
 
     app_ = App(_settings())
-    _serve(lambda stop: app_.run_embedders(stop, consumers, serve_ops=True))
+    _serve(lambda stop: app_.run_embedders(stop, consumers, serve_ops=True), app_.settings)
 
 
 @app.command()
@@ -294,7 +328,7 @@ def scheduler() -> None:
     from ragsync.app import App
 
     app_ = App(_settings())
-    _serve(lambda stop: app_.run_scheduler(stop, serve_ops=True))
+    _serve(lambda stop: app_.run_scheduler(stop, serve_ops=True), app_.settings)
 
 
 @app.command()
@@ -313,17 +347,22 @@ def status(
         async with app_.ledger() as ledger:
             await ledger.caught_up()
             if run_id is not None:
-                run = ledger.book.get(run_id)
-                return [run] if run else []
+                return ledger.book.starting_with(run_id)
             return ledger.book.recent(limit)
 
-    runs = _run(read())
+    runs = _run(read(), app_.settings)
     if as_json:
         print(json.dumps([r.summary() for r in runs]))
+    elif not runs and run_id:
+        s = app_.settings
+        out.print(
+            f"no run {run_id} on {app_.topics.sync_runs}: finished runs are kept {s.run_history_days:g} days and "
+            f"{s.run_history_per_service} per service; `ragsync status` lists the kept ones"
+        )
     elif not runs:
-        out.print(f"no runs {'with that id' if run_id else 'yet'} on {app_.topics.sync_runs}")
+        out.print(f"no runs yet on {app_.topics.sync_runs}: `ragsync trigger` or `ragsync sync` starts one")
     else:
-        out.print(runs_table(runs))
+        out.print(runs_table(runs, out.width))
 
 
 dead_letters_app = typer.Typer(help="What a stage could not do: list it, replay it.", no_args_is_help=True)
@@ -342,13 +381,17 @@ def dead_letters_list(
     from ragsync.dead_letters import list_dead_letters
 
     app_ = App(_settings())
-    letters = _run(list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage))
+    letters = _run(list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage), app_.settings)
     if as_json:
         print(json.dumps([{"ref": s.ref, **s.letter.model_dump(mode="json")} for s in letters]))
     elif not letters:
-        out.print(f"no dead letters on {app_.topics.dead_letters}")
+        out.print(f"no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}")
     else:
         out.print(letters_table(letters))
+
+
+def _of_run(run_id: str | None, stage: str | None) -> str:
+    return (f" of run {run_id}" if run_id else "") + (f" from the {stage}" if stage else "")
 
 
 @dead_letters_app.command("replay")
@@ -367,7 +410,10 @@ def dead_letters_replay(
         async with app_.publisher() as publisher:
             return await replay(publisher, app_.topics, letters)
 
-    sent, skipped = _run(run())
+    sent, skipped = _run(run(), app_.settings)
+    if not sent and not skipped:
+        out.print(f"nothing to replay: no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}")
+        return
     out.print(f"replayed {sent} dead letter(s)")
     if skipped:
         err.print(

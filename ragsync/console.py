@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from types import TracebackType
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, JustifyMethod
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ragsync.dead_letters import StoredLetter
 from ragsync.oneshot import SyncReport
@@ -48,24 +50,41 @@ class RunProgressBars:
         self._progress.update(task, total=total, completed=run.items_settled, status=run.status, pages=run.pages)
 
 
-SUMMARY_COLUMNS = (
-    "service",
-    "status",
-    "pages",
-    "fetched",
-    "upserted",
-    "skipped",
-    "deleted",
-    "dead-lettered",
-    "seconds",
-    "items/s",
-)
+# Tables fit the width they are printed at (80 columns in a pipe): short headers, one-space gaps, every column
+# as wide as its content except one (service, text) that gives way, and long text (errors, reasons) on lines of
+# its own. `--json` is the form for machines.
+SUMMARY_COLUMNS = ("service", "status", "fetched", "stored", "unchanged", "deleted", "dead", "s", "items/s")
+RUN_COLUMNS = ("run", "service", "status", "fetched", "stored", "dead", "pending", "started")
+TEXT_COLUMNS = ("run", "tenant", "service", "status", "started", "item", "text")
+
+
+def fitted_table(title: str, columns: tuple[str, ...], rows: list[list[str]], flex: str, width: int) -> Table:
+    """A table `width` columns wide at most: each column as wide as its widest cell, `flex` cut with an
+    ellipsis to the room left."""
+    natural = [max([len(c)] + [Text.from_markup(row[i]).cell_len for row in rows]) for i, c in enumerate(columns)]
+    at = columns.index(flex)
+    room = width - (sum(natural) - natural[at]) - (len(columns) - 1)
+    table = Table(
+        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, show_edge=False
+    )
+    for i, column in enumerate(columns):
+        justify: JustifyMethod = "left" if column in TEXT_COLUMNS else "right"
+        if i == at:
+            table.add_column(column, justify=justify, no_wrap=True, overflow="ellipsis", max_width=max(room, 6))
+        else:
+            table.add_column(column, justify=justify, no_wrap=True, width=natural[i])
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _lines(lines: list[str]) -> Group:
+    return Group(*(Text(line) for line in lines))
 
 
 def _summary_row(label: str, status: str, runs: list[RunState], seconds: float) -> list[str]:
     fetched = sum(r.items_fetched for r in runs)
     counts = [
-        sum(r.pages for r in runs),
         fetched,
         sum(r.items_upserted for r in runs),
         sum(r.items_skipped for r in runs),
@@ -76,87 +95,76 @@ def _summary_row(label: str, status: str, runs: list[RunState], seconds: float) 
     return [label, status, *map(str, counts), f"{seconds:.1f}", f"{rate:.0f}"]
 
 
-def summary_table(report: SyncReport) -> Table:
-    """Per service: pages, items fetched / upserted / skipped as unchanged / deleted / dead-lettered, time, rate."""
-    table = Table(title=f"sync finished in {report.seconds:.1f}s; {report.points_in_collection} points in Qdrant")
-    for column in SUMMARY_COLUMNS:
-        table.add_column(column, justify="left" if column in ("service", "status") else "right")
-    for run in report.runs:
-        status = run.status if run.status != "failed" else f"[red]failed[/red]: {run.error}"
-        table.add_row(*_summary_row(run.service, status, [run], run.seconds))
-    table.add_row(*_summary_row("[bold]all", "", report.runs, report.seconds))
-    return table
+def summary_table(report: SyncReport, width: int = 80) -> Group:
+    """Per service: items fetched / stored / found unchanged / deleted / dead-lettered, seconds, rate; then
+    the error of each failed run."""
+    rows = [
+        _summary_row(run.service, run.status if run.status != "failed" else "[red]failed[/red]", [run], run.seconds)
+        for run in report.runs
+    ]
+    rows.append(_summary_row("[bold]all", "", report.runs, report.seconds))
+    title = f"sync finished in {report.seconds:.1f}s; {report.points_in_collection} points in Qdrant"
+    failed = [f"{run.service} failed: {run.error}" for run in report.runs if run.status == "failed"]
+    return Group(fitted_table(title, SUMMARY_COLUMNS, rows, "service", width), _lines(failed))
 
 
-def runs_table(runs: list[RunState]) -> Table:
-    """The runs, newest first: status, progress, errors."""
-    table = Table(title=f"{len(runs)} sync runs")
-    for column in (
-        "run",
-        "tenant",
-        "service",
-        "type",
-        "status",
-        "pages",
-        "fetched",
-        "upserted",
-        "dead",
-        "pending",
-        "started",
-        "error",
-    ):
-        table.add_column(column, overflow="fold")
+def runs_table(runs: list[RunState], width: int = 80) -> Group:
+    """The runs, newest first: status, progress, start (the tenant's column only when there are several);
+    then each run's error under the table."""
+    tenants = sorted({run.tenant_id for run in runs})
     colours = {"succeeded": "green", "failed": "red", "stalled": "yellow", "skipped": "magenta"}
+    rows = []
     for run in runs:
         colour = colours.get(run.status, "cyan")
-        table.add_row(
-            run.run_id[:12],
-            run.tenant_id,
-            run.service,
-            run.request.sync_type if run.request else "",
-            f"[{colour}]{run.status}[/{colour}]",
-            str(run.pages),
-            str(run.items_fetched),
-            str(run.items_upserted),
-            str(run.dead_lettered),
-            str(run.items_pending),
-            run.started_at.strftime("%Y-%m-%d %H:%M:%S") if run.started_at else "",
-            run.error or "",
+        rows.append(
+            [
+                run.run_id[:8],
+                *([] if len(tenants) == 1 else [run.tenant_id]),
+                run.service,
+                f"[{colour}]{run.status}[/{colour}]",
+                str(run.items_fetched),
+                str(run.items_upserted),
+                str(run.dead_lettered),
+                str(run.items_pending),
+                run.started_at.strftime("%m-%d %H:%M") if run.started_at else "",
+            ]
         )
-    return table
+    columns: tuple[str, ...] = RUN_COLUMNS
+    title = f"{len(runs)} sync runs of tenant {tenants[0]}"
+    if len(tenants) > 1:
+        title, columns = f"{len(runs)} sync runs", ("run", "tenant", *RUN_COLUMNS[1:])
+    errors = [f"{run.run_id[:8]} {run.service}: {run.error}" for run in runs if run.error]
+    return Group(fitted_table(title, columns, rows, "service", width), _lines(errors))
 
 
-def letters_table(letters: list[StoredLetter]) -> Table:
-    """Dead letters: where, which run and item, why."""
-    table = Table(title=f"{len(letters)} dead letters")
-    for column in ("ref", "at", "stage", "service", "run", "item", "reason"):
-        table.add_column(column, overflow="fold")
+def letters_table(letters: list[StoredLetter]) -> Group:
+    """Dead letters, two lines each: where, when, which stage, run and item; then the reason."""
+    lines: list[Text] = [Text(f"{len(letters)} dead letters", style="italic")]
     for stored in letters:
         letter = stored.letter
-        table.add_row(
+        parts = (
             stored.ref,
-            letter.at.strftime("%Y-%m-%d %H:%M:%S"),
+            letter.at.strftime("%m-%d %H:%M:%S"),
             letter.stage,
             letter.service or "",
-            (letter.run_id or "")[:12],
-            letter.item_id or "",
-            letter.reason,
+            f"run {letter.run_id[:8]}" if letter.run_id else "",
+            f"item {letter.item_id}" if letter.item_id else "",
         )
-    return table
+        lines += [Text(" ".join(part for part in parts if part), style="bold"), Text(f"  {letter.reason}")]
+    return Group(*lines)
 
 
-def hits_table(query: str, hits: list[Hit]) -> Table:
-    """Search results: score, service, item id, the start of the text."""
-    table = Table(title=f"top {len(hits)} for {query!r}")
-    for column in ("score", "service", "tenant", "item", "text"):
-        table.add_column(column)
-    for hit in hits:
-        text = str(hit.payload.get("text", "")).replace("\n", " | ")
-        table.add_row(
+def hits_table(query: str, hits: list[Hit], width: int = 80) -> Table:
+    """Search results: score, service, tenant, item id, the start of the text (cut to the width)."""
+    rows = [
+        [
             f"{hit.score:.3f}",
             str(hit.payload.get("service")),
             str(hit.payload.get("tenant_id")),
             str(hit.payload.get("item_id")),
-            text[:90],
-        )
-    return table
+            str(hit.payload.get("text", "")).replace("\n", " | ")[:300],
+        ]
+        for hit in hits
+    ]
+    columns = ("score", "service", "tenant", "item", "text")
+    return fitted_table(f"top {len(hits)} for {query!r}", columns, rows, "text", width)

@@ -32,7 +32,7 @@ class StoredLetter:
 async def list_dead_letters(
     settings: Settings, bootstrap_servers: str, run_id: str | None = None, stage: str | None = None
 ) -> list[StoredLetter]:
-    """Every dead letter (optionally of one run or stage), oldest first."""
+    """Every dead letter (optionally of one run, by its id or the start of it, or of one stage), oldest first."""
     from ragsync.kafka import make_consumer
 
     topics = Topics.from_settings(settings)
@@ -44,7 +44,8 @@ async def list_dead_letters(
         except ValidationError as error:
             log.error("unreadable dead letter at %d/%d: %s", message.partition, message.offset, error)
             continue
-        if (run_id is None or letter.run_id == run_id) and (stage is None or letter.stage == stage):
+        of_run = run_id is None or (letter.run_id or "").startswith(run_id)  # tables show 12 characters of an id
+        if of_run and (stage is None or letter.stage == stage):
             letters.append(StoredLetter(message.partition, message.offset, letter))
     return letters
 

@@ -48,6 +48,16 @@ def make_consumer(
     )
 
 
+async def start_consumer(consumer: AIOKafkaConsumer) -> None:
+    """Start a consumer. One that cannot reach the broker is closed before the error goes on, so that the person
+    reads one error, not also a warning about an unclosed consumer."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+
+
 class Publisher:
     """Sends events to topics. Sends are buffered; `flush` waits until the broker has every one."""
 
@@ -61,8 +71,12 @@ class Publisher:
         return cls(AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **producer_options(settings)))
 
     async def start(self) -> None:
-        """Connect to the broker."""
-        await self._producer.start()
+        """Connect to the broker (closing the producer again when that fails)."""
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
 
     async def stop(self) -> None:
         """Flush and disconnect."""
@@ -131,7 +145,7 @@ async def unread(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -
 
 async def read_to_end(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[ConsumerRecord[Any, Any]]:
     """Every message of `topic` from its beginning up to its end as of now (`consumer` must not be started)."""
-    await consumer.start()
+    await start_consumer(consumer)
     try:
         partitions = await assign_all(consumer, topic)
         messages: list[ConsumerRecord[Any, Any]] = []

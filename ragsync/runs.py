@@ -329,6 +329,10 @@ class RunBook:
         """The run, if kept."""
         return self.runs.get(run_id)
 
+    def starting_with(self, prefix: str) -> list[RunState]:
+        """The kept runs whose id starts with `prefix` (tables show the first 12 characters), newest first."""
+        return _by_start((r for r in self.runs.values() if r.run_id.startswith(prefix)), newest_first=True)
+
     def active(self) -> list[RunState]:
         """Runs not finished, oldest first."""
         return _by_start((r for r in self.runs.values() if not r.finished), newest_first=False)

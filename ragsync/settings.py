@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ragsync.errors import SetupError
@@ -166,3 +166,14 @@ def check_variant(backend: str, precision: str) -> None:
         raise SetupError(
             f"EMBEDDING_PRECISION={precision!r} is not offered with EMBEDDING_BACKEND={backend!r} (offered: {offered})"
         )
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """A settings error as one line per bad setting: its environment name, the value given, what is wrong."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        given = problem.get("input")
+        value = f"={given!r}" if isinstance(given, str | int | float) else ""
+        lines.append(f"{name}{value}: {problem['msg']}")
+    return "; ".join(lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ragsync.store.base import (
     PAYLOAD_FLOATS,
@@ -32,8 +33,22 @@ class ClientStore(VectorStore):
 
     @classmethod
     def server(cls, url: str, collection: str, api_key: str | None = None) -> ClientStore:
-        """A Qdrant server; filters by tenant and service use payload indexes."""
-        return cls(QdrantClient(url=url, api_key=api_key), collection)
+        """A Qdrant server; filters by tenant and service use payload indexes. Raises `StoreError` with what to
+        change when the server cannot be reached or refuses the key."""
+        client = QdrantClient(url=url, api_key=api_key, timeout=10)
+        try:
+            client.get_collections()
+        except UnexpectedResponse as error:
+            client.close()
+            fix = "check QDRANT_API_KEY" if error.status_code in (401, 403) else "check QDRANT_URL"
+            raise StoreError(f"Qdrant at {url} answered {error.status_code} {error.reason_phrase}: {fix}") from error
+        except ResponseHandlingException as error:
+            client.close()
+            raise StoreError(
+                f"cannot reach Qdrant at {url}: {error.source}. Start the Qdrant server, or fix QDRANT_URL "
+                "(unset, ragsync keeps an embedded store at QDRANT_PATH)"
+            ) from error
+        return cls(client, collection)
 
     @classmethod
     def memory(cls, collection: str) -> ClientStore:

@@ -158,9 +158,15 @@ async def test_status_and_dead_letters_commands_read_the_topics(
         1,
         2,
     )
-    table = await asyncio.to_thread(_run, ["status"], tmp_path, 60, COLUMNS="200", **env)
-    assert "demo-service" in table.stdout and "succeeded" in table.stdout
+    # Piped at 80 columns, as the table's copyable 8-character run id: whole headers, the run on one line.
+    table = await asyncio.to_thread(_run, ["status", "--run-id", request.run_id[:8]], tmp_path, 60, COLUMNS="80", **env)
+    lines = table.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, table.stdout
+    assert lines[1].split() == ["run", "service", "status", "fetched", "stored", "dead", "pending", "started"]
+    assert lines[3].split()[:6] == [request.run_id[:8], "demo-service", "succeeded", "2", "1", "2"], table.stdout
 
+    readable = await asyncio.to_thread(_run, ["dead-letters", "list"], tmp_path, 60, COLUMNS="80", **env)
+    assert max(map(len, readable.stdout.splitlines())) <= 80 and "has no id field" in readable.stdout
     listed = await asyncio.to_thread(_run, ["dead-letters", "list", "--json"], tmp_path, 60, **env)
     letters = json.loads(listed.stdout)
     assert sorted(letter["stage"] for letter in letters) == ["embedder", "fetcher"]
