@@ -23,6 +23,7 @@ from ragsync.ledger import RunLedger
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
+from ragsync.store.space import MB, StoreSpace
 from ragsync.supervision import Restarts, Supervisor
 from ragsync.topics import Topics, ensure_topics
 from streams.items import ItemRules
@@ -196,6 +197,7 @@ class App:
                 await embedder.prepare()
                 pruner = Pruner(store, ledger, publisher)
                 consumers = [self._items_consumer() for _ in range(count)]
+                space = self.store_space()
                 completion = RunCompletion(
                     ledger, publisher, self.topics, consumers[0].committed, self.settings.run_max_dead_letter_share
                 )
@@ -214,6 +216,7 @@ class App:
                         self.settings.embedder_poll_timeout_ms,
                         keepalive_seconds=self.settings.kafka_max_poll_interval_ms / 1000 / 3,
                         on_commit=completion.wake,
+                        space=space,
                     )
                     for c in consumers
                 ]
@@ -231,6 +234,7 @@ class App:
                             }
                             for m, c in zip(members, consumers, strict=True)
                         ],
+                        "store_free_mb": round(space.free_bytes(space.path) / MB) if space else None,
                         "last_index_error": pruner.last_index_error,
                         "last_completion_error": completion.last_error,
                     }
@@ -239,6 +243,7 @@ class App:
                     "qdrant": store_check(store),
                     "model": _model_check(encoder),
                     "batches": _members_check(members),
+                    "disk": _space_check(space),
                     "stages": supervisor.check,
                 }
                 for n, member in enumerate(members, 1):
@@ -251,6 +256,13 @@ class App:
         finally:
             if own_store:
                 store.close()
+
+    def store_space(self) -> StoreSpace | None:
+        """The watch on the embedded store's disk (None for a Qdrant server, or with STORE_MIN_FREE_MB=0)."""
+        s = self.settings
+        if s.qdrant_url or not s.store_min_free_mb:
+            return None
+        return StoreSpace(s.qdrant_path, int(s.store_min_free_mb * MB))
 
     @property
     def embedder_group(self) -> str:
@@ -324,6 +336,13 @@ def store_check(store: VectorStore) -> Check:
             return f"{store.busy}; writes and searches wait until it ends"
         await asyncio.to_thread(store.count)
         return None
+
+    return check
+
+
+def _space_check(space: StoreSpace | None) -> Check:
+    async def check() -> str | None:
+        return None if space is None else space.shortage()
 
     return check
 

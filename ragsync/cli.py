@@ -195,7 +195,7 @@ async def _one_shot(
                     app_, store, encoder, services, sync_type, embedders, endpoint, timeout, on_change=bars.update
                 )
         if not as_json:
-            out.print(summary_table(report, out.width))
+            out.print(summary_table(report, out.width), "")
             if query:
                 vector = (await encoder.encode_async([query]))[0]
                 out.print(hits_table(query, await asyncio.to_thread(store.search, vector, 5), out.width))

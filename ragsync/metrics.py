@@ -57,6 +57,13 @@ STAGE_CRASHES = Counter(
     "Unexpected exceptions that ended a stage, by component and stage; the stage is restarted with backoff.",
     ["component", "stage"],
 )
+STORE_FREE_BYTES = Gauge("ragsync_store_free_bytes", "Free space of the embedded store's filesystem.")
+STORE_MIN_FREE_BYTES = Gauge(
+    "ragsync_store_min_free_bytes", "Free space under which the embedder takes no batches (STORE_MIN_FREE_MB)."
+)
+STORE_SPACE_PAUSES = Counter(
+    "ragsync_store_space_pauses_total", "Times the embedder stopped taking batches for want of disk space."
+)
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
 CONSUMER_LAG = Gauge(
     "ragsync_consumer_lag",

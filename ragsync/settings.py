@@ -122,6 +122,12 @@ class Settings(BaseSettings):
         "edge", description="Embedded store without QDRANT_URL: qdrant-edge, or qdrant-client's local mode."
     )
     qdrant_collection: str = "ragsync"
+    store_min_free_mb: float = Field(
+        512,
+        ge=0,
+        description="The embedded store's filesystem needs this much free space, or the embedder takes no batches "
+        "until it is back (its files are memory-mapped: a full disk kills the process). 0: no watch.",
+    )
 
     # --- operations endpoints (/metrics, /healthz, /readyz, /status) ---
     ops_host: str = Field("127.0.0.1", description="Address the ops endpoints listen on (0.0.0.0 in containers).")

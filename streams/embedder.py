@@ -25,12 +25,14 @@ from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.store import Point, VectorStore, point_id
+from ragsync.store.space import StoreSpace
 from ragsync.topics import Topics
 from streams.chunks import Chunker
 from streams.items import ItemRules
 from streams.model import TextEncoder
 
 log = logging.getLogger(__name__)
+SPACE_CHECK_S = 1.0  # how often a member waiting for disk space looks again (and polls, to stay in the group)
 
 
 RunKey = tuple[str, str, str]  # run id, tenant, service
@@ -288,8 +290,10 @@ class EmbeddingConsumer:
         retry_max_seconds: float = 15.0,
         keepalive_seconds: float = 10.0,
         on_commit: Callable[[], None] = lambda: None,
+        space: StoreSpace | None = None,
     ) -> None:
         self._consumer = consumer
+        self._space = space
         self._on_commit = on_commit
         self.member = uuid.uuid4().hex[:12]  # names this member's counts on the run-state topic
         self._assigned = True  # partitions arrived whose counts this member must continue from the run state
@@ -308,6 +312,8 @@ class EmbeddingConsumer:
         batch fetched but not committed is delivered again."""
         await self._rewind()
         while not stop.is_set():
+            if not await self._room_for_a_batch(stop):
+                return
             batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
             messages = [m for partition in batch.values() for m in partition]
             if not messages:
@@ -317,6 +323,24 @@ class EmbeddingConsumer:
             await self._commit(batch)
             self._on_commit()
             self.items_processed += len(messages)
+
+    async def _room_for_a_batch(self, stop: asyncio.Event) -> bool:
+        """Wait while the store's disk is short of space, polling paused to stay in the group; False if stopped
+        first. Nothing is taken meanwhile, so nothing is committed that the store could not hold."""
+        if self._space is None or (shortage := self._space.shortage()) is None:
+            return True
+        metrics.STORE_SPACE_PAUSES.inc()
+        log.error("%s", shortage)
+        while shortage is not None:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=SPACE_CHECK_S)
+                return False
+            except TimeoutError:
+                await self._poll_paused()
+            shortage = self._space.shortage()
+        log.warning("the store's disk has room again; taking batches")
+        self._consumer.resume(*self._consumer.assignment())
+        return True
 
     async def _rewind(self) -> None:
         for tp in self._consumer.assignment():
