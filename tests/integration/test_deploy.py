@@ -44,6 +44,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "SchedulerDown",
         "RunCompletionBlocked",
         "StageCrashing",
+        "StoreDiskLow",
     }
 
 
