@@ -15,8 +15,10 @@ from typing import Any
 import grpc
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
+from pydantic import SecretStr
 
 from ragsync.coordinator import CoordinatorClient, Signer
+from ragsync.coordinator.tls import ChannelTls
 from ragsync.errors import SetupError
 from ragsync.kafka import Publisher, make_consumer, start_consumer
 from ragsync.ledger import RunLedger
@@ -49,7 +51,7 @@ class App:
     def signer(self) -> Signer | None:
         """The call signer from RAG_PRIVATE_KEY; a malformed key raises `SigningKeyError` here, at start-up."""
         key = self.settings.rag_private_key
-        return Signer.from_env_value(key) if key else None
+        return Signer.from_env_value(key.get_secret_value()) if key else None
 
     def coordinator_client(self, endpoint: str | None = None) -> CoordinatorClient:
         """A client for COORDINATOR_GRPC_ENDPOINT (or `endpoint`)."""
@@ -61,6 +63,9 @@ class App:
             s.coordinator_backoff_initial,
             s.coordinator_backoff_max,
             s.coordinator_max_message_bytes,
+            ChannelTls(s.coordinator_tls_ca, s.coordinator_tls_cert, s.coordinator_tls_key)
+            if s.coordinator_tls_ca
+            else None,
         )
 
     def supervisor(self, component: str) -> Supervisor:
@@ -133,7 +138,7 @@ class App:
             return
         port = self.settings.ops_port if self.settings.ops_port is not None else DEFAULT_PORTS[component]
         server = OpsServer(
-            component, self.settings.ops_host, port, status, checks, admin_sync, self.settings.admin_token
+            component, self.settings.ops_host, port, status, checks, admin_sync, _secret(self.settings.admin_token)
         )
         await server.start()
         try:
@@ -360,3 +365,7 @@ def _members_check(members: list[Any]) -> Check:
         return f"batches failing, nothing committed: {failing[0]}" if failing else None
 
     return check
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -31,8 +31,9 @@ def tansu_binary() -> Path:
 class LocalBroker:
     """A memory-only broker on 127.0.0.1, for the demo, one-shot syncs and tests. Data is gone when it stops."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, advertised: str | None = None) -> None:
         self.port = port or free_port()
+        self._advertised = advertised  # host:port clients are told to use (a TLS proxy in front); default: port
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +50,7 @@ class LocalBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self._advertised}" if self._advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -90,19 +90,16 @@ def _setup_errors_reported(settings: Settings | None = None) -> Iterator[None]:
         err.print(f"[red]cannot start:[/red] {error}", soft_wrap=True)
         raise typer.Exit(2) from error
     except KafkaConnectionError as error:
-        where = settings.bootstrap_servers if settings else "KAFKA_BOOTSTRAP_SERVERS"
-        err.print(
-            f"[red]cannot reach Kafka[/red] at {where}: {_connection_reason(error)}. Start the broker "
-            "(`ragsync broker` runs one here) or fix KAFKA_BOOTSTRAP_SERVERS (unset, `demo` and `sync` start "
-            "their own)",
-            soft_wrap=True,
-        )
+        err.print(f"[red]cannot reach[/red] {_kafka_problem(settings)}", soft_wrap=True)
         raise typer.Exit(2) from error
 
 
-def _connection_reason(error: Exception) -> str:
-    text = str(error).removeprefix("KafkaConnectionError: ")
-    return "no broker answered" if text.startswith("Unable to bootstrap") else text
+def _kafka_problem(settings: Settings | None) -> str:
+    from ragsync.reachability import kafka_problem
+
+    if settings is None:
+        return "Kafka: no broker answered; check KAFKA_BOOTSTRAP_SERVERS"
+    return asyncio.run(kafka_problem(settings, settings.bootstrap_servers))
 
 
 def _run(main: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
@@ -288,17 +285,25 @@ def coordinator(
     latency_ms: Annotated[float, typer.Option(min=0, help="Added to every call.")] = 0.0,
     error_rate: Annotated[float, typer.Option(min=0, max=1, help="Share of calls failing UNAVAILABLE.")] = 0.0,
     public_key: Annotated[Path | None, typer.Option(help="PEM public key: verify signatures.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve TLS (with --tls-key).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[Path | None, typer.Option(help="PEM CA: require client certificates it signed.")] = None,
 ) -> None:
     """The demo Coordinator: a real gRPC server with synthetic records for the demo services."""
     from ragsync.coordinator.signing import Verifier
+    from ragsync.coordinator.tls import ChannelTls
     from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 
+    if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together; --tls-client-ca needs both")
+    tls = ChannelTls(tls_client_ca, tls_cert, tls_key) if tls_cert else None
     verifier = Verifier.from_pem(public_key.read_bytes()) if public_key else None
     servicer = DemoCoordinator(items_per_service, Faults(latency_s=latency_ms / 1000, error_rate=error_rate), verifier)
 
     async def component(stop: asyncio.Event) -> None:
-        async with CoordinatorServer(servicer, f"{host}:{port}") as server:
-            err.print(f"demo Coordinator listening on {server.endpoint}")
+        async with CoordinatorServer(servicer, f"{host}:{port}", tls) as server:
+            mode = "plaintext" if tls is None else "TLS" if tls.ca is None else "mutual TLS"
+            err.print(f"demo Coordinator listening on {server.endpoint} ({mode})")
             await stop.wait()
 
     _serve(component)

@@ -3,18 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import RecordMetadata
 
 from ragsync.events import Event
 from ragsync.settings import Settings
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL: the system's CAs, or KAFKA_SSL_CAFILE, and the
+    client certificate when given; host names are checked. None for plaintext."""
+    if not settings.kafka_security_protocol.endswith("SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )
+    return context
+
+
+def security_options(settings: Settings) -> dict[str, Any]:
+    """The options that reach every aiokafka client: protocol, TLS context, SASL login."""
+    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    context = tls_context(settings)
+    if context is not None:
+        options["ssl_context"] = context
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        options |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": password.get_secret_value() if password else None,
+        }
+    return options
+
+
 def producer_options(settings: Settings) -> dict[str, Any]:
     """Producer options shared by every component (idempotence is a setting: the local broker lacks it)."""
     return {
+        **security_options(settings),
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": 5,
@@ -45,6 +77,7 @@ def make_consumer(
         max_partition_fetch_bytes=fetch_max_mb * 1024 * 1024 // 2,
         fetch_max_bytes=fetch_max_mb * 1024 * 1024,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
+        **security_options(settings),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ragsync.errors import SetupError
@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     batch_sync_timeout: float = Field(300.0, gt=0, description="Deadline of one page call, seconds.")
     coordinator_enabled: bool = True
     coordinator_grpc_endpoint: str = "localhost:50051"
-    rag_private_key: str | None = Field(None, description="base64 of a PEM EC P-256 private key; signs calls.")
+    rag_private_key: SecretStr | None = Field(None, description="base64 of a PEM EC P-256 private key; signs calls.")
     default_tenant_id: str = "default-tenant"
 
     # --- Coordinator calls ---
@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         256 * 1024 * 1024, ge=4 * 1024 * 1024, description="Largest page the client accepts (gRPC's default is 4 MB)."
     )
     coordinator_max_pages: int = Field(100_000, ge=1, description="A run past this many pages stops with an error.")
+    coordinator_tls_ca: Path | None = Field(None, description="PEM CA of the Coordinator's certificate; turns TLS on.")
+    coordinator_tls_cert: Path | None = Field(None, description="PEM client certificate, for mutual TLS.")
+    coordinator_tls_key: Path | None = Field(None, description="PEM key of COORDINATOR_TLS_CERT.")
 
     # --- Kafka ---
     kafka_bootstrap_servers: str | None = Field(
@@ -69,6 +72,15 @@ class Settings(BaseSettings):
         description="Longest a consumer's fetch waits at the broker for new events. Kafka answers as soon as events "
         "arrive; the local broker looks again at intervals within the wait, so a short wait picks events up sooner.",
     )
+
+    # --- Kafka security: every client ragsync makes (producers, consumers, admin, run ledger, faust agent) ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_ssl_cafile: Path | None = Field(None, description="PEM of the CA that signed the brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate, for brokers that ask for one.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM key of KAFKA_SSL_CERTFILE.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
 
     # --- fetcher ---
     fetcher_concurrency: int = Field(4, ge=1, description="Sync requests one fetcher works on at once.")
@@ -116,7 +128,7 @@ class Settings(BaseSettings):
 
     # --- Qdrant ---
     qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: embedded on disk at QDRANT_PATH.")
-    qdrant_api_key: str | None = None
+    qdrant_api_key: SecretStr | None = None
     qdrant_path: Path = Path("data/qdrant")
     qdrant_embedded: Literal["edge", "local"] = Field(
         "edge", description="Embedded store without QDRANT_URL: qdrant-edge, or qdrant-client's local mode."
@@ -132,10 +144,31 @@ class Settings(BaseSettings):
     # --- operations endpoints (/metrics, /healthz, /readyz, /status) ---
     ops_host: str = Field("127.0.0.1", description="Address the ops endpoints listen on (0.0.0.0 in containers).")
     ops_port: int | None = Field(None, ge=0, le=65535, description="Port; unset: each component's default.")
-    admin_token: str | None = Field(None, description="Bearer token of POST /admin/sync on the scheduler; unset: off.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of POST /admin/sync on the scheduler; unset: off."
+    )
 
     # --- local files ---
     data_dir: Path = Path("data")
+
+    @field_validator(
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "coordinator_tls_ca",
+        "coordinator_tls_cert",
+        "coordinator_tls_key",
+        "qdrant_api_key",
+        "rag_private_key",
+        "admin_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # A Secret or compose file lists every key, empty where unused: an empty value means "not set".
+        return None if value == "" else value
 
     @field_validator("batch_sync_services", mode="before")
     @classmethod
@@ -159,6 +192,41 @@ class Settings(BaseSettings):
             raise ValueError(str(error)) from error
         return self
 
+    @model_validator(mode="after")
+    def _security_complete(self) -> Settings:
+        problems = []
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            problems.append(
+                f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        pairs = (
+            ("KAFKA_SSL_CERTFILE", self.kafka_ssl_certfile, "KAFKA_SSL_KEYFILE", self.kafka_ssl_keyfile),
+            ("COORDINATOR_TLS_CERT", self.coordinator_tls_cert, "COORDINATOR_TLS_KEY", self.coordinator_tls_key),
+        )
+        for name, value, other, other_value in pairs:
+            if (value is None) != (other_value is None):
+                given, missing = (name, other) if value is not None else (other, name)
+                problems.append(f"{given} is set but {missing} is not: a client certificate needs both")
+        if self.coordinator_tls_cert is not None and self.coordinator_tls_ca is None:
+            problems.append("COORDINATOR_TLS_CERT needs COORDINATOR_TLS_CA (TLS is on only with a CA)")
+        for name in (
+            "kafka_ssl_cafile",
+            "kafka_ssl_certfile",
+            "kafka_ssl_keyfile",
+            "coordinator_tls_ca",
+            "coordinator_tls_cert",
+            "coordinator_tls_key",
+        ):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                problems.append(f"{name.upper()}={str(path)!r}: no such file")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
     @property
     def bootstrap_servers(self) -> str:
         """The broker list the long-running components connect to."""
@@ -178,8 +246,15 @@ def describe_invalid(error: ValidationError) -> str:
     """A settings error as one line per bad setting: its environment name, the value given, what is wrong."""
     lines = []
     for problem in error.errors(include_url=False):
-        name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+        name = "_".join(str(part) for part in problem["loc"]).upper()
+        if not name:  # a rule over several settings: its message names them
+            lines.append(str(problem["msg"]).removeprefix("Value error, "))
+            continue
         given = problem.get("input")
-        value = f"={given!r}" if isinstance(given, str | int | float) else ""
+        value = f"={given!r}" if isinstance(given, str | int | float) and not _secret(name) else ""
         lines.append(f"{name}{value}: {problem['msg']}")
     return "; ".join(lines)
+
+
+def _secret(name: str) -> bool:
+    return any(word in name for word in ("PASSWORD", "KEY", "TOKEN"))

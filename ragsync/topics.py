@@ -10,6 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from ragsync.errors import SetupError
+from ragsync.kafka import security_options
 from ragsync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,9 @@ async def ensure_topics(settings: Settings, bootstrap_servers: str) -> Topics:
     """Create the topics that do not exist yet (the run-state topic compacted), and refuse a run-state topic that
     deletes old records. Existing topics are otherwise left as they are."""
     topics = Topics.from_settings(settings)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="ragsync-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, client_id="ragsync-admin", **security_options(settings)
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

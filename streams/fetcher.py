@@ -33,7 +33,7 @@ from ragsync.events import (
     describe_validation_error,
     utc_now,
 )
-from ragsync.kafka import Publisher
+from ragsync.kafka import Publisher, tls_context
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.settings import Settings
@@ -404,6 +404,7 @@ def build_fetcher_app(
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
         producer_acks=-1,
         datadir=str(datadir),
+        broker_credentials=faust_credentials(settings),
     )
     # Set before the first topic is declared: declaring one creates the transport.
     app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
@@ -415,3 +416,20 @@ def build_fetcher_app(
             await supervisor.run("fetch agent", functools.partial(agent.handle, event.key, event.value), stop)
 
     return app
+
+
+def faust_credentials(settings: Settings) -> Any:
+    """The faust form of the Kafka security settings (the same protocol, TLS context and login as every other
+    client), or None for plaintext."""
+    import faust
+
+    context = tls_context(settings)
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_sasl_password
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=password.get_secret_value() if password else None,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context) if context is not None else None

@@ -11,6 +11,7 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_a
 from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync import metrics
 from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
+from ragsync.coordinator.tls import ChannelTls
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,27 @@ class CoordinatorError(RuntimeError):
         super().__init__(f"{service} page {page}: Coordinator answered {code_name}{retry_note}: {detail}")
 
 
+# A certificate refused stays refused: failing at once names the setting sooner than five attempts would.
+TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification")
+
+
 def _is_retryable(error: BaseException) -> bool:
-    return isinstance(error, grpc.aio.AioRpcError) and error.code() in RETRYABLE_CODES
+    if not isinstance(error, grpc.aio.AioRpcError) or error.code() not in RETRYABLE_CODES:
+        return False
+    return not any(refusal in (error.details() or "") for refusal in TLS_REFUSALS)
+
+
+def tls_hint(detail: str, tls: ChannelTls | None) -> str:
+    """What to change when a call failed on the channel's TLS (empty when it did not)."""
+    if "CERTIFICATE_VERIFY_FAILED" in detail:
+        return "the Coordinator's certificate was refused: set COORDINATOR_TLS_CA to the CA that signed it"
+    if "Hostname Verification" in detail:
+        return "the Coordinator's certificate is not for this host: use a name it holds in COORDINATOR_GRPC_ENDPOINT"
+    if "Socket closed" in detail and tls is None:
+        return "if the Coordinator serves TLS, set COORDINATOR_TLS_CA"
+    if "Socket closed" in detail and tls is not None and tls.cert is None:
+        return "if the Coordinator requires client certificates, set COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY"
+    return ""
 
 
 class CoordinatorClient:
@@ -49,16 +69,20 @@ class CoordinatorClient:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         max_message_bytes: int = 256 * 1024 * 1024,
+        tls: ChannelTls | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.tls = tls
         self._signer = signer
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         # A page of 1000 records easily passes gRPC's 4 MB default; such a page must not fail for its size.
-        self._channel = grpc.aio.insecure_channel(
-            endpoint, options=[("grpc.max_receive_message_length", max_message_bytes)]
-        )
+        options = [("grpc.max_receive_message_length", max_message_bytes)]
+        if tls is None:
+            self._channel = grpc.aio.insecure_channel(endpoint, options=options)
+        else:
+            self._channel = grpc.aio.secure_channel(endpoint, tls.client_credentials(), options=options)
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
 
     async def __aenter__(self) -> CoordinatorClient:
@@ -134,8 +158,9 @@ class CoordinatorClient:
             metrics.COORDINATOR_CALLS.labels(service, code).inc()
         return response
 
-    @staticmethod
-    def _error(error: BaseException | None, service: str, page: int, attempts: int) -> CoordinatorError:
+    def _error(self, error: BaseException | None, service: str, page: int, attempts: int) -> CoordinatorError:
         if isinstance(error, grpc.aio.AioRpcError):
-            return CoordinatorError(service, page, error.code(), error.details() or "", attempts)
+            detail = error.details() or ""
+            hint = tls_hint(detail, self.tls)
+            return CoordinatorError(service, page, error.code(), f"{detail} ({hint})" if hint else detail, attempts)
         return CoordinatorError(service, page, None, repr(error), attempts)

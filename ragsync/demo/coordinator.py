@@ -19,6 +19,7 @@ import grpc
 
 from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.coordinator.signing import SERVICE_NAME, Verifier, signed_message
+from ragsync.coordinator.tls import ChannelTls
 from ragsync.demo.records import GENERATORS, demo_record, demo_updated_at
 
 log = logging.getLogger(__name__)
@@ -185,9 +186,10 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
 class CoordinatorServer:
     """Runs a `DemoCoordinator` on a port. Use as an async context manager."""
 
-    def __init__(self, servicer: DemoCoordinator, address: str = "127.0.0.1:0") -> None:
+    def __init__(self, servicer: DemoCoordinator, address: str = "127.0.0.1:0", tls: ChannelTls | None = None) -> None:
         self.servicer = servicer
         self._address = address
+        self._tls = tls
         self._server = grpc.aio.server()
         coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, self._server)
         self.port = 0
@@ -200,9 +202,13 @@ class CoordinatorServer:
 
     async def start(self) -> None:
         """Bind and serve."""
-        self.port = self._server.add_insecure_port(self._address)
+        if self._tls is None:
+            self.port = self._server.add_insecure_port(self._address)
+        else:
+            self.port = self._server.add_secure_port(self._address, self._tls.server_credentials())
         await self._server.start()
-        log.info("demo Coordinator listening on %s", self.endpoint)
+        mode = "plaintext" if self._tls is None else "TLS" if self._tls.ca is None else "mutual TLS"
+        log.info("demo Coordinator listening on %s (%s)", self.endpoint, mode)
 
     async def stop(self) -> None:
         """Stop serving (in-flight calls get a second to finish)."""

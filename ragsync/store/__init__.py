@@ -18,7 +18,8 @@ def open_store(settings: Settings) -> VectorStore:
     from ragsync.store.client import ClientStore
 
     if settings.qdrant_url:
-        return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, settings.qdrant_api_key)
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, key)
     if settings.qdrant_embedded == "local":
         return ClientStore.local(settings.qdrant_path, settings.qdrant_collection)
     from ragsync.store.edge import EdgeStore

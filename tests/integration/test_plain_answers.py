@@ -27,7 +27,7 @@ COMMANDS = {
     "embedder": ["embedder"],
     "scheduler": ["scheduler"],
 }
-UNREACHABLE_BROKER = "cannot reach Kafka at 127.0.0.1:{port}: no broker answered"
+UNREACHABLE_BROKER = "cannot reach Kafka at 127.0.0.1:{port}: connection refused; start the broker"
 
 # (condition, command, extra arguments, exit code, what the answer says)
 CASES = [

@@ -1,0 +1,74 @@
+"""Why a broker cannot be reached, in words a person can act on: one connection to the first bootstrap server,
+made with the same protocol, TLS context and login as every client, and its failure named with the setting to
+change. aiokafka's own bootstrap error only says that no server answered."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError
+
+from ragsync.kafka import security_options
+from ragsync.settings import Settings
+
+PROBE_TIMEOUT_S = 10.0
+
+
+async def kafka_problem(settings: Settings, bootstrap_servers: str) -> str:
+    """What keeps clients from the broker at `bootstrap_servers`, and what to change."""
+    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+    where = f"Kafka at {host}:{port}"
+    protocol = settings.kafka_security_protocol
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            connection = await create_conn(host, int(port), **security_options(settings))
+    except ssl.SSLCertVerificationError as error:
+        if "mismatch" in str(error.verify_message).lower():
+            return (
+                f"{where}: its TLS certificate is not for {host!r} ({error.verify_message}); connect by a name "
+                "the certificate holds (KAFKA_BOOTSTRAP_SERVERS)"
+            )
+        return (
+            f"{where}: its TLS certificate was refused ({error.verify_message}); set KAFKA_SSL_CAFILE to the CA "
+            "that signed it"
+        )
+    except ssl.SSLError as error:
+        return f"{where}: the TLS handshake failed ({error.reason}); is the listener TLS? check KAFKA_SECURITY_PROTOCOL"
+    except TimeoutError:
+        return f"{where}: no answer within {PROBE_TIMEOUT_S:.0f} s; check KAFKA_BOOTSTRAP_SERVERS and the network"
+    except ConnectionRefusedError:
+        return (
+            f"{where}: connection refused; start the broker (`ragsync broker` runs one here) or fix "
+            "KAFKA_BOOTSTRAP_SERVERS (unset, `demo` and `sync` start their own)"
+        )
+    except OSError as error:
+        return f"{where}: {error.strerror or error}; check KAFKA_BOOTSTRAP_SERVERS and the network"
+    except (KafkaError, KeyError, ValueError) as error:  # aiokafka's SCRAM raises KeyError/ValueError on refusal
+        if protocol.startswith("SASL"):
+            return (
+                f"{where}: the broker refused the {settings.kafka_sasl_mechanism} login of "
+                f"{settings.kafka_sasl_username!r} ({type(error).__name__}); check KAFKA_SASL_USERNAME, "
+                "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+            )
+        if not protocol.endswith("SSL") and await _speaks_tls(host, int(port)):
+            return (
+                f"{where}: the listener speaks TLS; set KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL) and KAFKA_SSL_CAFILE"
+            )
+        return f"{where}: the connection was closed ({error}); check KAFKA_SECURITY_PROTOCOL"
+    connection.close()
+    return f"{where}: one connection works, but the clients could not bootstrap; check KAFKA_BOOTSTRAP_SERVERS"
+
+
+async def _speaks_tls(host: str, port: int) -> bool:
+    """Whether a TLS handshake succeeds at host:port (the certificate is not checked: this only names the problem)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            _, writer = await asyncio.open_connection(host, port, ssl=context)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
