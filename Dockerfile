@@ -3,6 +3,7 @@ FROM python:3.11-slim
 WORKDIR /app
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
+# streams/, producers/ and proto/ install as ragsync.streams, ragsync.producers and ragsync.proto (links in ragsync/)
 COPY ragsync ragsync
 COPY producers producers
 COPY streams streams

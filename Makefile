@@ -42,10 +42,10 @@ test-integration: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ragsync producers streams tests benchmarks
+	$(VENV)/bin/mypy ragsync tests benchmarks
 
 proto: install
-	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. proto/coordinator.proto
+	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. ragsync/proto/coordinator.proto
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache deploy/checks/node_modules

@@ -15,12 +15,12 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from benchmarks.sampling import MemoryPeaks
-from producers.trigger import publish_requests, sync_requests
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.ledger import RunLedger
 from ragsync.processes import Components, wait_for_status
+from ragsync.requests import publish_requests, sync_requests
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 

@@ -17,7 +17,7 @@ def build(folder: Path) -> Path:
     from sentence_transformers.models import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from streams.model import model_path
+    from ragsync.model import model_path
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path("all-MiniLM-L6-v2"))

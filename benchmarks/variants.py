@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.report import Row
-from streams.model import Backend, Precision, TextEncoder
+from ragsync.model import Backend, Precision, TextEncoder
 
 VARIANTS: list[tuple[Backend, Precision]] = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
 

@@ -1,1 +1,1 @@
-"""What only publishes: the scheduler (cron, start-up) and the manual trigger."""
+"""What publishes on a clock: the scheduler (cron, start-up) and run retention (tombstones for expired runs)."""

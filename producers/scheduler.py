@@ -12,11 +12,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import ValidationError
 
-from producers.trigger import publish_requests, sync_requests
 from ragsync import metrics
 from ragsync.errors import SetupError
 from ragsync.events import SyncType, Trigger, describe_validation_error
 from ragsync.kafka import Publisher
+from ragsync.requests import publish_requests, sync_requests
 from ragsync.settings import Settings
 from ragsync.topics import Topics
 

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from proto import coordinator_pb2 as proto_dot_coordinator__pb2
+from ragsync.proto import coordinator_pb2 as ragsync_dot_proto_dot_coordinator__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in proto/coordinator_pb2_grpc.py depends on'
+        + ' but the generated code in ragsync/proto/coordinator_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class CoordinatorServiceStub:
         """
         self.Route = channel.unary_unary(
                 '/rag.v1.CoordinatorService/Route',
-                request_serializer=proto_dot_coordinator__pb2.RouteRequest.SerializeToString,
-                response_deserializer=proto_dot_coordinator__pb2.RouteResponse.FromString,
+                request_serializer=ragsync_dot_proto_dot_coordinator__pb2.RouteRequest.SerializeToString,
+                response_deserializer=ragsync_dot_proto_dot_coordinator__pb2.RouteResponse.FromString,
                 _registered_method=True)
 
 
@@ -55,8 +55,8 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Route': grpc.unary_unary_rpc_method_handler(
                     servicer.Route,
-                    request_deserializer=proto_dot_coordinator__pb2.RouteRequest.FromString,
-                    response_serializer=proto_dot_coordinator__pb2.RouteResponse.SerializeToString,
+                    request_deserializer=ragsync_dot_proto_dot_coordinator__pb2.RouteRequest.FromString,
+                    response_serializer=ragsync_dot_proto_dot_coordinator__pb2.RouteResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +84,8 @@ class CoordinatorService:
             request,
             target,
             '/rag.v1.CoordinatorService/Route',
-            proto_dot_coordinator__pb2.RouteRequest.SerializeToString,
-            proto_dot_coordinator__pb2.RouteResponse.FromString,
+            ragsync_dot_proto_dot_coordinator__pb2.RouteRequest.SerializeToString,
+            ragsync_dot_proto_dot_coordinator__pb2.RouteResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -20,17 +20,17 @@ from pydantic import SecretStr
 from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.errors import SetupError
+from ragsync.items import ItemRules
 from ragsync.kafka import Publisher, make_consumer, start_consumer
 from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
+from ragsync.schemas import Schemas
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
 from ragsync.store.space import MB, StoreSpace
 from ragsync.supervision import Restarts, Supervisor
 from ragsync.topics import Topics, ensure_topics
-from streams.items import ItemRules
-from streams.model import TextEncoder
-from streams.schemas import Schemas
 
 log = logging.getLogger(__name__)
 PROMPT_FETCH_MAX_WAIT_MS = 50  # the fetch wait of a ledger that `caught_up` and `wait` are called on
@@ -150,7 +150,7 @@ class App:
         self, stop: asyncio.Event, coordinator_endpoint: str | None = None, serve_ops: bool = False
     ) -> None:
         """The fetcher agent: sync requests in, item events out."""
-        from streams.fetcher import FetcherAgent, SyncRunner, build_fetcher_app
+        from ragsync.streams.fetcher import FetcherAgent, SyncRunner, build_fetcher_app
 
         if not self.settings.coordinator_enabled:
             raise SetupError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
@@ -184,10 +184,10 @@ class App:
         serve_ops: bool = False,
     ) -> None:
         """`count` members of the embedding consumer group, sharing one model and one store."""
-        from streams.completion import RunCompletion
-        from streams.embedder import Embedder, EmbeddingConsumer
-        from streams.migration import ModelMigration
-        from streams.pruner import Pruner
+        from ragsync.streams.completion import RunCompletion
+        from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+        from ragsync.streams.migration import ModelMigration
+        from ragsync.streams.pruner import Pruner
 
         rules = self.item_rules()
         await self.ensure_topics()
@@ -279,10 +279,10 @@ class App:
 
     async def run_scheduler(self, stop: asyncio.Event, serve_ops: bool = False) -> None:
         """The scheduler (cron and start-up sync requests) and the stall watchdog."""
-        from producers.retention import History, RunRetention
-        from producers.scheduler import Scheduler
-        from producers.watchdog import Watchdog
         from ragsync import metrics
+        from ragsync.producers.retention import History, RunRetention
+        from ragsync.producers.scheduler import Scheduler
+        from ragsync.streams.watchdog import Watchdog
 
         await self.ensure_topics()
         supervisor = self.supervisor("scheduler")

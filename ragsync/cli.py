@@ -33,7 +33,7 @@ out = Console()
 SAMPLE_QUERY = "refund after the learner withdrew from the course"
 
 
-OWN_LOGGERS = ("ragsync", "producers", "streams")
+OWN_LOGGERS = ("ragsync",)
 LONG_RUNNING = frozenset({"scheduler", "fetcher", "embedder", "coordinator", "broker"})
 
 
@@ -229,8 +229,8 @@ def trigger(
     tenant: Annotated[str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.")] = None,
 ) -> None:
     """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
-    from producers.trigger import publish_requests, sync_requests
     from ragsync.app import App
+    from ragsync.requests import publish_requests, sync_requests
 
     settings = _settings()
     _check_sync_type(sync_type)

@@ -11,8 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragsync.dead_letters import StoredLetter
-from ragsync.oneshot import SyncReport
-from ragsync.runs import RunState
+from ragsync.runs import RunState, SyncReport
 from ragsync.store import Hit
 
 

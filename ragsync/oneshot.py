@@ -6,57 +6,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
 
-from producers.trigger import publish_requests, sync_requests
 from ragsync.app import App
 from ragsync.broker import LocalBroker
 from ragsync.events import SyncType
-from ragsync.runs import RunState
+from ragsync.model import TextEncoder
+from ragsync.requests import publish_requests, sync_requests
+from ragsync.runs import RunState, SyncReport
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from streams.model import TextEncoder
-
-
-@dataclass
-class SyncReport:
-    """The outcome of a one-shot sync."""
-
-    runs: list[RunState]
-    points_in_collection: int
-    seconds: float
-
-    @property
-    def ok(self) -> bool:
-        """Whether every run succeeded."""
-        return all(r.status == "succeeded" for r in self.runs)
-
-    def as_json(self) -> dict[str, Any]:
-        """The `--json` form."""
-        return {
-            "runs": [
-                {
-                    "service": r.service,
-                    "run_id": r.run_id,
-                    "status": r.status,
-                    "pages": r.pages,
-                    "items_fetched": r.items_fetched,
-                    "items_upserted": r.items_upserted,
-                    "items_skipped": r.items_skipped,
-                    "deleted": r.deleted,
-                    "dead_lettered": r.dead_lettered,
-                    "seconds": round(r.seconds, 3),
-                    "error": r.error,
-                }
-                for r in self.runs
-            ],
-            "items_fetched": sum(r.items_fetched for r in self.runs),
-            "items_upserted": sum(r.items_upserted for r in self.runs),
-            "items_skipped": sum(r.items_skipped for r in self.runs),
-            "points_in_collection": self.points_in_collection,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 @contextlib.asynccontextmanager

@@ -364,3 +364,43 @@ class RunBook:
 
 def _by_start(runs: Iterable[RunState], newest_first: bool) -> list[RunState]:
     return sorted(runs, key=lambda r: r.started_at or EPOCH, reverse=newest_first)
+
+
+@dataclass
+class SyncReport:
+    """The outcome of a one-shot sync."""
+
+    runs: list[RunState]
+    points_in_collection: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether every run succeeded."""
+        return all(r.status == "succeeded" for r in self.runs)
+
+    def as_json(self) -> dict[str, Any]:
+        """The `--json` form."""
+        return {
+            "runs": [
+                {
+                    "service": r.service,
+                    "run_id": r.run_id,
+                    "status": r.status,
+                    "pages": r.pages,
+                    "items_fetched": r.items_fetched,
+                    "items_upserted": r.items_upserted,
+                    "items_skipped": r.items_skipped,
+                    "deleted": r.deleted,
+                    "dead_lettered": r.dead_lettered,
+                    "seconds": round(r.seconds, 3),
+                    "error": r.error,
+                }
+                for r in self.runs
+            ],
+            "items_fetched": sum(r.items_fetched for r in self.runs),
+            "items_upserted": sum(r.items_upserted for r in self.runs),
+            "items_skipped": sum(r.items_skipped for r in self.runs),
+            "points_in_collection": self.points_in_collection,
+            "seconds": round(self.seconds, 3),
+        }

@@ -1,1 +1,2 @@
-"""The consumers of the data path: the fetcher agent and the embedding consumer group, and what they share."""
+"""What consumes: the fetcher agent, the embedding consumer group and the stages that follow run state (the
+pruner, the completion check, the model migration, the stall watchdog)."""

@@ -20,11 +20,11 @@ from aiokafka.errors import KafkaError
 
 from ragsync import metrics
 from ragsync.events import Cursor, RunEnded, RunMark
+from ragsync.items import NO_ID
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.topics import Topics
-from streams.items import NO_ID
 
 log = logging.getLogger(__name__)
 

@@ -21,15 +21,15 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
 from ragsync import metrics
+from ragsync.chunks import Chunker
 from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts, describe_validation_error
+from ragsync.items import ItemRules
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.space import StoreSpace
 from ragsync.topics import Topics
-from streams.chunks import Chunker
-from streams.items import ItemRules
-from streams.model import TextEncoder
 
 log = logging.getLogger(__name__)
 SPACE_CHECK_S = 1.0  # how often a member waiting for disk space looks again (and polls, to stay in the group)

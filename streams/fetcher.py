@@ -33,13 +33,13 @@ from ragsync.events import (
     describe_validation_error,
     utc_now,
 )
+from ragsync.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text, repair_surrogates
 from ragsync.kafka import Publisher, tls_context
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.supervision import Supervisor
 from ragsync.topics import Topics
-from streams.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text, repair_surrogates
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ def build_fetcher_app(
     the supervisor gives up and the fetcher's process stops."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
-    from streams.faust_transport import Transport
+    from ragsync.streams.faust_transport import Transport
 
     datadir = Path(settings.data_dir) / "fetcher"
     datadir.mkdir(parents=True, exist_ok=True)

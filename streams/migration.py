@@ -10,9 +10,9 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from producers.trigger import publish_requests, sync_requests
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
+from ragsync.requests import publish_requests, sync_requests
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.topics import Topics

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ragsync.broker import LocalBroker
+from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
-from streams.model import TextEncoder
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,10 +8,10 @@ import time
 import grpc
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync import metrics
 from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
 from ragsync.coordinator.tls import ChannelTls
+from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 

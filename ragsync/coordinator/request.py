@@ -7,8 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from proto import coordinator_pb2
 from ragsync.coordinator.signing import SERVICE_NAME
+from ragsync.proto import coordinator_pb2
 
 REQUEST_SOURCE = "rag-batch-sync"
 

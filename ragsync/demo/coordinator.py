@@ -17,10 +17,10 @@ from typing import Any
 
 import grpc
 
-from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.coordinator.signing import SERVICE_NAME, Verifier, signed_message
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.demo.records import GENERATORS, demo_record, demo_updated_at
+from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
 QUERY_TEXT = re.compile(r"^sync_(?P<service>.+)_(?P<sync_type>batch|daily|incremental)_page_(?P<page>\d+)$")

@@ -10,14 +10,14 @@ from typing import Any
 import grpc
 from aiokafka import AIOKafkaConsumer
 
-from producers.trigger import publish_requests
-from proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.app import App
 from ragsync.events import SyncRequest
 from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
+from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
+from ragsync.requests import publish_requests
 from ragsync.runs import RunState
 from ragsync.store import VectorStore
-from streams.model import TextEncoder
 
 
 @contextlib.asynccontextmanager

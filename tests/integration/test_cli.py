@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from producers.trigger import publish_requests
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.events import SyncRequest
+from ragsync.model import TextEncoder
+from ragsync.requests import publish_requests
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from streams.model import TextEncoder
 from tests.integration.conftest import embedders_running, fetcher_running, read_all, scripted_coordinator
 
 RAGSYNC = [sys.executable, "-m", "ragsync"]

@@ -14,10 +14,10 @@ from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.demo.records import demo_record
 from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
-from streams.model import TextEncoder
 from tests.integration.conftest import (
     embedders_running,
     fetcher_running,

@@ -14,9 +14,9 @@ import pytest
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from streams.model import TextEncoder
 from tests.integration.conftest import request_sync
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,9 @@ from prometheus_client import REGISTRY
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import open_store
-from streams.model import TextEncoder
 from tests.integration.conftest import fetcher_running, request_sync
 
 MB = 1024 * 1024

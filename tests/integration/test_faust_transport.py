@@ -9,8 +9,8 @@ from prometheus_client import REGISTRY
 
 from ragsync.app import App
 from ragsync.settings import Settings
+from ragsync.streams.fetcher import build_fetcher_app
 from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
-from streams.fetcher import build_fetcher_app
 
 
 class _Requests:

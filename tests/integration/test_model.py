@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ragsync.errors import SetupError
-from streams.model import TextEncoder
+from ragsync.model import TextEncoder
 
 TEXTS = [
     "refund",
@@ -80,7 +80,7 @@ def test_the_onnx_backend_chunks_like_torch_and_runs_without_torch(encoder: Text
     assert onnx.token_offsets(long_text) == encoder.token_offsets(long_text)
     # With the export cached, a new process encodes without importing torch or sentence-transformers.
     script = (
-        "import sys; from pathlib import Path; from streams.model import TextEncoder; "
+        "import sys; from pathlib import Path; from ragsync.model import TextEncoder; "
         f"e = TextEncoder(backend='onnx', precision='fp32', cache=Path({str(onnx_cache)!r})); "
         "assert len(e.encode(['refund'])[0]) == 384; "
         "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"

@@ -9,10 +9,10 @@ from typing import Any
 
 import aiohttp
 
-from producers.scheduler import Scheduler
 from ragsync.app import App
 from ragsync.events import SyncRequest
 from ragsync.ops import OpsServer
+from ragsync.producers.scheduler import Scheduler
 from ragsync.settings import Settings
 from tests.integration.conftest import read_all
 

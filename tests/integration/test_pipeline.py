@@ -13,13 +13,13 @@ from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.events import DeadLetter, SyncRequest
+from ragsync.items import item_id_of
 from ragsync.kafka import make_consumer
+from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
-from streams.completion import RunCompletion
-from streams.embedder import Embedder, EmbeddingConsumer
-from streams.items import item_id_of
-from streams.model import TextEncoder
+from ragsync.streams.completion import RunCompletion
+from ragsync.streams.embedder import Embedder, EmbeddingConsumer
 from tests.integration.conftest import embedders_running, fetcher_running, read_all
 
 
@@ -177,7 +177,7 @@ async def test_a_malformed_request_is_dead_lettered_with_the_field_named(setting
 
 async def _run_scheduler(settings: Settings, requests_expected: int) -> tuple[Any, list[SyncRequest]]:
     """Run a scheduler until it published `requests_expected` requests (or for half a second if none)."""
-    from producers.scheduler import Scheduler
+    from ragsync.producers.scheduler import Scheduler
 
     app = App(settings)
     await app.ensure_topics()

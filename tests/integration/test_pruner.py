@@ -17,7 +17,7 @@ from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.edge import EdgeStore
-from streams.pruner import Pruner
+from ragsync.streams.pruner import Pruner
 
 RUN_NUMBERS = itertools.count(1)
 

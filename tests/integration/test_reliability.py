@@ -14,20 +14,20 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
-from producers.trigger import publish_requests
-from producers.watchdog import Watchdog
 from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.events import DeadLetter, ItemEvent, SyncRequest
 from ragsync.kafka import Publisher, make_consumer
 from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
+from ragsync.requests import publish_requests
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
 from ragsync.store.edge import EdgeStore
-from streams.completion import RunCompletion
-from streams.embedder import Embedder, EmbeddingConsumer
-from streams.model import TextEncoder
+from ragsync.streams.completion import RunCompletion
+from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+from ragsync.streams.watchdog import Watchdog
 from tests.integration.conftest import (
     embedders_running,
     fetcher_running,

@@ -15,7 +15,6 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from producers.retention import History, RunRetention
 from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.events import (
@@ -29,10 +28,11 @@ from ragsync.events import (
     SyncRequest,
 )
 from ragsync.kafka import make_consumer, read_to_end
+from ragsync.model import TextEncoder
+from ragsync.producers.retention import History, RunRetention
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.topics import StateTopicPolicyError, cleanup_policy, ensure_topics
-from streams.model import TextEncoder
 from tests.integration.test_correctness import pipeline
 from tests.integration.test_pipeline import expected_ids
 

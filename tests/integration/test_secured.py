@@ -30,9 +30,9 @@ from ragsync.coordinator.request import CallerIdentity, page_request
 from ragsync.coordinator.signing import Verifier
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from streams.model import TextEncoder
 from tests.certificates import TestCa
 from tests.integration.test_correctness import pipeline
 

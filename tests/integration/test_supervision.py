@@ -10,16 +10,16 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
-from producers.watchdog import Watchdog
 from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
+from ragsync.streams.completion import RunCompletion
+from ragsync.streams.pruner import Pruner
+from ragsync.streams.watchdog import Watchdog
 from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
-from streams.completion import RunCompletion
-from streams.model import TextEncoder
-from streams.pruner import Pruner
 from tests.integration.conftest import request_sync
 from tests.integration.test_correctness import pipeline
 

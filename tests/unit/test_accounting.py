@@ -1,7 +1,7 @@
 """The embedder's counts per run and items partition: exact under redelivery, without holding item ids."""
 
 from ragsync.events import PartitionCounts
-from streams.embedder import account
+from ragsync.streams.embedder import account
 
 BASE = PartitionCounts(next_offset=0)
 

@@ -11,8 +11,8 @@ from ragsync.events import Cursor, EmbedProgress, Event, FetchProgress, Partitio
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
+from ragsync.streams.completion import RunCompletion, tolerance_error
 from ragsync.topics import Topics
-from streams.completion import RunCompletion, tolerance_error
 
 TOPICS = Topics("requests", "items", "runs", "dead")
 RUN = {"run_id": "r1", "tenant_id": "t", "service": "s"}

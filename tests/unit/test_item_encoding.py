@@ -4,8 +4,8 @@ import pytest
 
 from ragsync.coordinator.envelope import BadPageError, records_from_envelope
 from ragsync.events import ItemEvent
-from streams.fetcher import encode_item
-from streams.items import ItemError, depth_of, item_text, record_text, repair_surrogates
+from ragsync.items import ItemError, depth_of, item_text, record_text, repair_surrogates
+from ragsync.streams.fetcher import encode_item
 
 
 def _item(record: dict[str, object]) -> ItemEvent:

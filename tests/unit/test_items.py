@@ -1,6 +1,6 @@
 import pytest
 
-from streams.items import ItemError, item_id_of, item_text
+from ragsync.items import ItemError, item_id_of, item_text
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ STUBS = ["coordinator_pb2.py", "coordinator_pb2.pyi", "coordinator_pb2_grpc.py"]
 
 
 def test_stubs_match_the_proto(tmp_path: Path) -> None:
-    (tmp_path / "proto").mkdir()
-    shutil.copy(ROOT / "proto" / "coordinator.proto", tmp_path / "proto")
+    (tmp_path / "ragsync" / "proto").mkdir(parents=True)
+    shutil.copy(ROOT / "proto" / "coordinator.proto", tmp_path / "ragsync" / "proto")
     subprocess.run(
         [
             sys.executable,
@@ -21,19 +21,19 @@ def test_stubs_match_the_proto(tmp_path: Path) -> None:
             "--python_out=.",
             "--pyi_out=.",
             "--grpc_python_out=.",
-            "proto/coordinator.proto",
+            "ragsync/proto/coordinator.proto",
         ],
         cwd=tmp_path,
         check=True,
     )
     for name in STUBS:
-        assert (tmp_path / "proto" / name).read_text() == (ROOT / "proto" / name).read_text(), (
+        assert (tmp_path / "ragsync" / "proto" / name).read_text() == (ROOT / "proto" / name).read_text(), (
             f"proto/{name} is stale: run `make proto`"
         )
 
 
 def test_wire_field_numbers() -> None:
-    from proto import coordinator_pb2
+    from ragsync.proto import coordinator_pb2
 
     def numbers(message: object) -> dict[str, int]:
         return {f.name: f.number for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]

@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from producers.scheduler import Schedule, ScheduleError
+from ragsync.producers.scheduler import Schedule, ScheduleError
 
 
 def test_next_run_daily_at_two_utc() -> None:

@@ -4,8 +4,8 @@ import pytest
 
 from ragsync.demo.records import GENERATORS, demo_record
 from ragsync.errors import SetupError
-from streams.items import ItemError, ItemRules
-from streams.schemas import Schemas, load_schema, lookup
+from ragsync.items import ItemError, ItemRules
+from ragsync.schemas import Schemas, load_schema, lookup
 
 
 def test_every_demo_service_ships_a_valid_schema() -> None:

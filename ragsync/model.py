@@ -20,7 +20,7 @@ from ragsync.errors import SetupError
 from ragsync.settings import check_variant
 
 if TYPE_CHECKING:
-    from streams.onnx_model import OnnxRunner
+    from ragsync.onnx_model import OnnxRunner
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -92,7 +92,7 @@ class TextEncoder:
     def _runner(self) -> OnnxRunner:
         with self._lock:
             if self._onnx is None:
-                from streams.onnx_model import OnnxRunner, exported
+                from ragsync.onnx_model import OnnxRunner, exported
 
                 onnx_file = exported(self._path, self.name, self.precision, self._cache)
                 self._onnx = OnnxRunner(self._path, onnx_file, self._threads)

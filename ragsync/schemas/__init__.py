@@ -2,7 +2,7 @@
 
 One TOML file per service, `<service>.toml`, in SCHEMAS_DIR (the demo services' schemas ship with ragsync and
 a file in SCHEMAS_DIR replaces the built-in one). Every file is validated at start-up; a service without a
-schema uses the generic rule (`streams.items`).
+schema uses the generic rule (`ragsync.items`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The rules that turn a service's record into an item: its id, tenant, text, payload, and whether it is a deletion.
 
-A service with a schema (`streams.schemas`) follows it; any other service follows the generic rule: the id is the
+A service with a schema (`ragsync.schemas`) follows it; any other service follows the generic rule: the id is the
 first of `id`, `_id`, `uuid`, `item_id`, `key`, then the service's entity in snake and camel case (`payment-service`:
 `payment_id`, `paymentId`; `hidden-courses`: `hidden_courses_id`, ..., `course_id`, `courseId`, the singular of its
 last word); the text is a `field: value` line per non-empty leaf.
@@ -13,7 +13,7 @@ import re
 import reprlib
 from typing import Any
 
-from streams.schemas import Schemas, ServiceSchema, lookup
+from ragsync.schemas import Schemas, ServiceSchema, lookup
 
 ID_FIELDS = ("id", "_id", "uuid", "item_id", "key")
 ID_LIKE = re.compile(r"(?i)(id|uuid|key|ref)$")  # field names a person would take for an id

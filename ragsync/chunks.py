@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.model import TextEncoder
+from ragsync.model import TextEncoder
 
 
 class Chunker:

@@ -1,0 +1,75 @@
+"""The shape of the code, checked: one installed namespace, and layers that point one way."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = ("ragsync.streams", "ragsync.producers")
+# Only these may import a stage: they build and run the stages.
+WIRING = {"ragsync.app", "ragsync.oneshot", "ragsync.cli", "ragsync.__main__"}
+
+
+def test_ragsync_installs_beside_proto_plus_without_a_collision(tmp_path: Path) -> None:
+    # Run away from the checkout, so that only what is installed is importable.
+    check = (
+        "import proto, ragsync.proto.coordinator_pb2 as pb; "
+        "assert hasattr(proto, 'Message'), f'proto is not proto-plus but {proto.__file__}'; "
+        "assert pb.DESCRIPTOR.services_by_name['CoordinatorService']; "
+        "import importlib.util as u; "
+        "assert all(u.find_spec(name) is None for name in ('streams', 'producers')), 'a top-level stage package'"
+    )
+    result = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _module(path: Path) -> str:
+    relative = path.relative_to(ROOT).with_suffix("")
+    parts = list(relative.parts)
+    if parts[0] in ("streams", "producers", "proto"):  # installed under ragsync
+        parts.insert(0, "ragsync")
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _sources() -> list[Path]:
+    folders = [ROOT / "ragsync", ROOT / "streams", ROOT / "producers"]
+    links = {ROOT / "ragsync" / name for name in ("streams", "producers", "proto")}
+    return [
+        path
+        for folder in folders
+        for path in folder.rglob("*.py")
+        if not any(link in path.parents for link in links) and not path.name.endswith(("_pb2.py", "_pb2_grpc.py"))
+    ]
+
+
+def test_layers_point_one_way() -> None:
+    """The core imports no stage; streams and producers share only the core; only the app, the one-shot
+    runner and the CLI import stages, and nothing imports them."""
+    wrong = []
+    for path in _sources():
+        module = _module(path)
+        in_stage = module.startswith(STAGES)
+        for name in _imports(path):
+            if name.startswith(STAGES) and not in_stage and module not in WIRING:
+                wrong.append(f"{module} (core) imports the stage {name}")
+            stage = next((s for s in STAGES if module.startswith(s)), None)
+            if stage and name.startswith(STAGES) and not name.startswith(stage):
+                wrong.append(f"{module} imports {name}: stages share only the core")
+            if name in WIRING and module not in WIRING:
+                wrong.append(f"{module} imports {name}, which wires the stages")
+    assert not wrong, "imports that run back up:\n" + "\n".join(sorted(wrong))
