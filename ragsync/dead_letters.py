@@ -1,4 +1,5 @@
-"""Dead letters: listing what a stage could not do, and re-submitting it once the cause is fixed."""
+"""Dead letters: the one place that writes what a stage could not do, lists it, and re-submits it once the cause
+is fixed."""
 
 from __future__ import annotations
 
@@ -7,12 +8,22 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from ragsync import metrics
 from ragsync.events import DeadLetter
 from ragsync.kafka import Publisher, read_to_end
+from ragsync.keys import item_key
 from ragsync.settings import Settings
 from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
+REJECTED = "rejected"  # the key of letters that name no run (a message that could not be read at all)
+
+
+async def send_dead_letter(publisher: Publisher, topics: Topics, letter: DeadLetter) -> None:
+    """Queue a dead letter, keyed by its run so that a run's letters stay in order, and count it by stage. The
+    caller logs it with what it knows; the publisher's next flush delivers it."""
+    metrics.DEAD_LETTERS.labels(letter.stage).inc()
+    await publisher.send(topics.dead_letters, letter.run_id or REJECTED, letter)
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,7 @@ async def replay(publisher: Publisher, topics: Topics, letters: list[StoredLette
             continue
         key = None
         if target == topics.items and letter.tenant_id and letter.service and letter.item_id:
-            key = f"{letter.tenant_id}/{letter.service}/{letter.item_id}".encode()
+            key = item_key(letter.tenant_id, letter.service, letter.item_id).encode()
         headers = [("ragsync-replay-of", f"{topics.dead_letters}/{stored.ref}".encode())]
         await publisher.send_raw(target, key, letter.original.encode("utf-8"), headers)
         sent += 1

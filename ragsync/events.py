@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ragsync.keys import cursor_key, run_key
+from ragsync.keys import cursor_key, item_key, run_key
 
 SyncType = Literal["batch", "daily", "incremental"]
 Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay", "model-change"]
@@ -53,6 +53,16 @@ class SyncRequest(Event):
     trigger: Trigger = "manual"
     requested_at: datetime = Field(default_factory=utc_now)
 
+    def for_tenant(self, default_tenant: str) -> TenantRequest:
+        """This request with its tenant decided: its own, or `default_tenant` (DEFAULT_TENANT_ID)."""
+        return TenantRequest.model_validate({**dict(self), "tenant_id": self.tenant_id or default_tenant})
+
+
+class TenantRequest(SyncRequest):
+    """A sync request whose tenant is decided, at the edge where requests come in: what stages work with."""
+
+    tenant_id: str = Field(min_length=1, max_length=200)
+
 
 class ItemEvent(Event):
     """One record of one service, as the fetcher got it from the Coordinator."""
@@ -71,7 +81,7 @@ class ItemEvent(Event):
     @property
     def key(self) -> str:
         """The Kafka key: items of one record always land in one partition, in order."""
-        return f"{self.tenant_id}/{self.service}/{self.item_id}"
+        return item_key(self.tenant_id, self.service, self.item_id)
 
 
 FetchStatus = Literal["fetching", "fetched", "failed", "skipped"]

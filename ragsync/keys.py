@@ -1,4 +1,11 @@
-"""Every key of the run-state topic (sync-runs), built and parsed in one place.
+"""Every key ragsync writes to Kafka, built (and for the run state, parsed) in one place.
+
+Sync requests are keyed `<tenant>/<service>` and item events `<tenant>/<service>/<item_id>`, as they always were
+on the wire: one tenant and service's requests share a partition (one fetcher sees them in order), and one item's
+events share a partition (its updates arrive in order). The fetcher re-keys a request whose key differs, so a
+second spelling of these keys would publish every request twice.
+
+Every key of the run-state topic (sync-runs):
 
 A run's state is a handful of keyed parts, each with one writer, so that on a compacted topic the latest record
 of each key is the part's whole truth:
@@ -22,6 +29,16 @@ from urllib.parse import quote, unquote
 RUN = "run"
 CURSOR = "cursor"
 EMBED = "embed"
+
+
+def request_key(tenant_id: str, service: str) -> str:
+    """The key of a sync request (sync-requests topic)."""
+    return f"{tenant_id}/{service}"
+
+
+def item_key(tenant_id: str, service: str, item_id: str) -> str:
+    """The key of an item event (items topic), and of its replay from the dead letters."""
+    return f"{tenant_id}/{service}/{item_id}"
 
 
 def _name(value: str) -> str:

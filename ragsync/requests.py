@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 
 from ragsync import metrics
-from ragsync.events import RunQueued, SyncRequest, SyncType, Trigger
+from ragsync.events import RunQueued, SyncType, TenantRequest, Trigger
 from ragsync.kafka import Publisher
+from ragsync.keys import request_key
 from ragsync.settings import Settings
 from ragsync.topics import Topics
 
@@ -21,10 +23,10 @@ def sync_requests(
     sync_type: SyncType = "batch",
     since: datetime | None = None,
     tenant_id: str | None = None,
-) -> list[SyncRequest]:
+) -> list[TenantRequest]:
     """One request per service (BATCH_SYNC_SERVICES when none are named)."""
     return [
-        SyncRequest(
+        TenantRequest(
             tenant_id=tenant_id or settings.default_tenant_id,
             service=service,
             sync_type=sync_type,
@@ -36,14 +38,13 @@ def sync_requests(
     ]
 
 
-async def publish_requests(publisher: Publisher, topics: Topics, requests: list[SyncRequest]) -> None:
+async def publish_requests(publisher: Publisher, topics: Topics, requests: Sequence[TenantRequest]) -> None:
     """Publish, with a "queued" notice per run, and wait until the broker has every one.
 
     The notice makes a request that never reaches a fetcher visible (and the watchdog re-requests it).
     """
     for request in requests:
-        assert request.tenant_id is not None, "requests are published with their tenant"
-        await publisher.send(topics.sync_requests, f"{request.tenant_id}/{request.service}", request)
+        await publisher.send(topics.sync_requests, request_key(request.tenant_id, request.service), request)
         queued = RunQueued(run_id=request.run_id, tenant_id=request.tenant_id, service=request.service, request=request)
         await publisher.send(topics.sync_runs, queued.key, queued)
         metrics.SYNC_REQUESTS.labels(request.trigger).inc()

@@ -382,22 +382,7 @@ class SyncReport:
     def as_json(self) -> dict[str, Any]:
         """The `--json` form."""
         return {
-            "runs": [
-                {
-                    "service": r.service,
-                    "run_id": r.run_id,
-                    "status": r.status,
-                    "pages": r.pages,
-                    "items_fetched": r.items_fetched,
-                    "items_upserted": r.items_upserted,
-                    "items_skipped": r.items_skipped,
-                    "deleted": r.deleted,
-                    "dead_lettered": r.dead_lettered,
-                    "seconds": round(r.seconds, 3),
-                    "error": r.error,
-                }
-                for r in self.runs
-            ],
+            "runs": [run.summary() for run in self.runs],
             "items_fetched": sum(r.items_fetched for r in self.runs),
             "items_upserted": sum(r.items_upserted for r in self.runs),
             "items_skipped": sum(r.items_skipped for r in self.runs),

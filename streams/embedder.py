@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.chunks import Chunker
+from ragsync.dead_letters import send_dead_letter
 from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts, describe_validation_error
 from ragsync.items import ItemRules
 from ragsync.kafka import Publisher
@@ -242,7 +243,6 @@ class Embedder:
     async def _dead_letter(self, item: Rejected) -> None:
         event, message = item.event, item.message
         log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, item.reason)
-        metrics.DEAD_LETTERS.labels("embedder").inc()
         if event is None:
             metrics.UNREADABLE_EVENTS.labels(topic="items").inc()
         letter = DeadLetter(
@@ -257,7 +257,7 @@ class Embedder:
             source_offset=message.offset,
             original=bytes(message.value or b"").decode("utf-8", errors="replace"),
         )
-        await self._publisher.send(self._topics.dead_letters, event.run_id if event else "rejected", letter)
+        await send_dead_letter(self._publisher, self._topics, letter)
 
     async def _report(self, outcome: BatchOutcome, member: str) -> None:
         """Publish `member`'s new counts of each run and wait for the broker: before the batch is committed, so a

@@ -21,15 +21,17 @@ from aiokafka.structs import RecordMetadata
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from ragsync import metrics
+from ragsync import keys, metrics
 from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import CallerIdentity
+from ragsync.dead_letters import send_dead_letter
 from ragsync.events import (
     DeadLetter,
     FetchProgress,
     ItemEvent,
     SyncRequest,
+    TenantRequest,
     describe_validation_error,
     utc_now,
 )
@@ -64,9 +66,9 @@ def encode_item(event: ItemEvent, max_bytes: int) -> bytes:
     return data
 
 
-def request_key(request: SyncRequest, default_tenant: str) -> bytes:
+def request_key(request: TenantRequest) -> bytes:
     """Requests of one tenant and service share a key, so one fetcher replica sees them in order."""
-    return f"{request.tenant_id or default_tenant}/{request.service}".encode()
+    return keys.request_key(request.tenant_id, request.service).encode()
 
 
 @dataclass
@@ -99,7 +101,7 @@ class SyncRunner:
         self._rules = rules or ItemRules()
         self._identity = CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id)
 
-    async def run(self, request: SyncRequest, resume: FetchProgress | None = None) -> FetchOutcome:
+    async def run(self, request: TenantRequest, resume: FetchProgress | None = None) -> FetchOutcome:
         """Fetch every page after `resume`'s checkpoint (all of them without one). Errors fail the run loudly;
         they do not raise."""
         outcome = FetchOutcome(run_id=request.run_id, service=request.service)
@@ -153,12 +155,12 @@ class SyncRunner:
             )
         return outcome
 
-    def _record(self, request: SyncRequest, resume: FetchProgress | None) -> FetchProgress:
+    def _record(self, request: TenantRequest, resume: FetchProgress | None) -> FetchProgress:
         if resume is not None:
             return _changed(resume, status="fetching", error=None)  # the request as first recorded
         return FetchProgress(
             run_id=request.run_id,
-            tenant_id=request.tenant_id or self._settings.default_tenant_id,
+            tenant_id=request.tenant_id,
             service=request.service,
             request=request,
             status="fetching",
@@ -169,11 +171,11 @@ class SyncRunner:
         await self._publisher.flush()
 
     async def _emit_page(
-        self, request: SyncRequest, page: int, records: list[dict[str, Any]]
+        self, request: TenantRequest, page: int, records: list[dict[str, Any]]
     ) -> tuple[list[asyncio.Future[RecordMetadata]], list[ItemError]]:
         """Emit a page's item events: their deliveries, and why each record that could not be one was
         dead-lettered."""
-        tenant = request.tenant_id or self._settings.default_tenant_id
+        tenant = request.tenant_id
         seen: set[str] = set()
         deliveries = []
         dead: list[ItemError] = []
@@ -203,9 +205,8 @@ class SyncRunner:
             deliveries.append(await self._publisher.send_raw(self._topics.items, event.key.encode(), data))
         return deliveries, dead
 
-    async def _dead_letter(self, request: SyncRequest, tenant: str, page: int, record: Any, reason: str) -> None:
+    async def _dead_letter(self, request: TenantRequest, tenant: str, page: int, record: Any, reason: str) -> None:
         log.warning("run %s page %d: dead-lettered a record: %s", request.run_id, page, reason)
-        metrics.DEAD_LETTERS.labels("fetcher").inc()
         letter = DeadLetter(
             run_id=request.run_id,
             tenant_id=tenant,
@@ -215,7 +216,7 @@ class SyncRunner:
             source_topic=f"coordinator:{request.service}",
             original=record_text(record),
         )
-        await self._publisher.send(self._topics.dead_letters, request.run_id, letter)
+        await send_dead_letter(self._publisher, self._topics, letter)
 
 
 def _changed(state: FetchProgress, **changes: Any) -> FetchProgress:
@@ -260,8 +261,8 @@ class FetcherAgent:
         if isinstance(parsed, str):
             await reject_request(self._publisher, self._topics, value, parsed)
             return None
-        request = parsed.model_copy(update={"tenant_id": parsed.tenant_id or self._settings.default_tenant_id})
-        wanted_key = request_key(request, self._settings.default_tenant_id)
+        request = parsed.for_tenant(self._settings.default_tenant_id)
+        wanted_key = request_key(request)
         if key != wanted_key:
             # Re-key, so that every request of a tenant/service reaches the one replica owning its partition.
             await self._publisher.send(self._topics.sync_requests, wanted_key.decode(), request)
@@ -270,8 +271,7 @@ class FetcherAgent:
         await self._ledger.caught_up()
         return await self._dispatch(request)
 
-    async def _dispatch(self, request: SyncRequest) -> FetchOutcome | None:
-        assert request.tenant_id is not None
+    async def _dispatch(self, request: TenantRequest) -> FetchOutcome | None:
         run = self._ledger.book.get(request.run_id)
         if run is not None and run.finished:
             log.info("run %s is already %s; redelivered request ignored", request.run_id, run.status)
@@ -296,11 +296,11 @@ class FetcherAgent:
         finally:
             self._fetching.pop(slot, None)
 
-    def _with_since(self, request: SyncRequest) -> SyncRequest:
+    def _with_since(self, request: TenantRequest) -> TenantRequest:
         """An incremental request without `since` starts where the last successful run started."""
         if request.sync_type != "incremental" or request.since is not None:
             return request
-        last = self._ledger.book.last_success(request.tenant_id or "", request.service)
+        last = self._ledger.book.last_success(request.tenant_id, request.service)
         if last is None or last.started_at is None:
             log.warning("incremental sync of %s: no successful run yet, so every record is fetched", request.service)
             return request
@@ -312,9 +312,9 @@ class FetcherAgent:
         )
         return request.model_copy(update={"since": last.started_at})
 
-    def _blocking_run(self, request: SyncRequest) -> str | None:
+    def _blocking_run(self, request: TenantRequest) -> str | None:
         """Another run of the same tenant and service that is live (here, or anywhere with recent progress)."""
-        here = self._fetching.get((request.tenant_id or "", request.service))
+        here = self._fetching.get((request.tenant_id, request.service))
         if here is not None:
             return here
         now = datetime.now(UTC)
@@ -333,13 +333,13 @@ class FetcherAgent:
             return False
         return (now - run.last_progress_at).total_seconds() < self._settings.run_stall_timeout
 
-    async def _skip(self, request: SyncRequest, blocker: str) -> None:
+    async def _skip(self, request: TenantRequest, blocker: str) -> None:
         reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"
         log.warning("request %s skipped: %s", request.run_id, reason)
         metrics.RUNS_SKIPPED.labels(request.service).inc()
         record = FetchProgress(
             run_id=request.run_id,
-            tenant_id=request.tenant_id or "",
+            tenant_id=request.tenant_id,
             service=request.service,
             request=request,
             status="skipped",
@@ -352,7 +352,6 @@ class FetcherAgent:
 async def reject_request(publisher: Publisher, topics: Topics, value: bytes, reason: str) -> None:
     """Dead-letter a sync request that is not valid: it is kept with the reason, never silently dropped."""
     log.error("rejected a sync request: %s", reason)
-    metrics.DEAD_LETTERS.labels("fetcher").inc()
     metrics.UNREADABLE_EVENTS.labels(topic="sync-requests").inc()
     letter = DeadLetter(
         run_id=None,
@@ -363,7 +362,7 @@ async def reject_request(publisher: Publisher, topics: Topics, value: bytes, rea
         source_topic=topics.sync_requests,
         original=value.decode("utf-8", errors="replace"),
     )
-    await publisher.send(topics.dead_letters, "rejected", letter)
+    await send_dead_letter(publisher, topics, letter)
     await publisher.flush()
 
 

@@ -16,6 +16,7 @@ from typing import Literal
 from ragsync import metrics
 from ragsync.events import WatchdogNotice
 from ragsync.kafka import Publisher
+from ragsync.keys import request_key
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.settings import Settings
@@ -75,7 +76,7 @@ class Watchdog:
             return
         await self._stalled(run, f"{reason}; re-requested to resume from page {run.last_page + 1}", "resumed")
         request = run.request.model_copy(update={"trigger": "watchdog"})
-        await self._publisher.send(self._topics.sync_requests, f"{run.tenant_id}/{run.service}", request)
+        await self._publisher.send(self._topics.sync_requests, request_key(run.tenant_id, run.service), request)
 
     async def _stalled(self, run: RunState, reason: str, action: str) -> None:
         log.error("run %s (%s) stalled: %s", run.run_id, run.service, reason)

@@ -11,7 +11,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer
 
 from ragsync.app import App
-from ragsync.events import SyncRequest
+from ragsync.events import TenantRequest
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
@@ -94,9 +94,9 @@ async def scripted_coordinator(
         await server.stop(None)
 
 
-async def request_sync(app: App, service: str, **fields: Any) -> SyncRequest:
+async def request_sync(app: App, service: str, **fields: Any) -> TenantRequest:
     """Publish one sync request (and its queued notice) for `service`; the request."""
-    request = SyncRequest(service=service, tenant_id=fields.pop("tenant_id", "default-tenant"), **fields)
+    request = TenantRequest(service=service, tenant_id=fields.pop("tenant_id", "default-tenant"), **fields)
     async with app.publisher() as publisher:
         await publish_requests(publisher, app.topics, [request])
     return request

@@ -16,7 +16,7 @@ import pytest
 
 from ragsync.app import App
 from ragsync.broker import free_port
-from ragsync.events import SyncRequest
+from ragsync.events import TenantRequest
 from ragsync.model import TextEncoder
 from ragsync.requests import publish_requests
 from ragsync.settings import Settings
@@ -142,7 +142,7 @@ async def test_status_and_dead_letters_commands_read_the_topics(
         fetcher_running(app, endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
     ):
-        request = SyncRequest(service="demo-service", tenant_id="default-tenant")
+        request = TenantRequest(service="demo-service", tenant_id="default-tenant")
         async with app.publisher() as publisher:
             await publish_requests(publisher, app.topics, [request])
         await ledger.wait([request.run_id], 60, guard=[fetcher, embedders])

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from ragsync.app import App
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
-from ragsync.events import DeadLetter, ItemEvent, SyncRequest
+from ragsync.events import DeadLetter, ItemEvent, SyncRequest, TenantRequest
 from ragsync.kafka import Publisher, make_consumer
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
@@ -54,7 +54,7 @@ async def _scripted_sync(app: App, store: VectorStore, encoder: TextEncoder, env
         fetcher_running(app, endpoint) as fetcher,
         embedders_running(app, store, encoder) as embedders,
     ):
-        request = SyncRequest(service=service, tenant_id="t1")
+        request = TenantRequest(service=service, tenant_id="t1")
         async with app.publisher() as publisher:
             await publish_requests(publisher, app.topics, [request])
         [run] = await ledger.wait([request.run_id], timeout=90, guard=[fetcher, embedders])
@@ -174,7 +174,7 @@ async def test_the_watchdog_re_requests_a_run_that_no_fetcher_picked_up(
     settings = settings.model_copy(update={"run_stall_timeout": 1.0, "watchdog_interval": 0.3})
     app = App(settings)
     await app.ensure_topics()
-    request = SyncRequest(service="devlab-service", tenant_id="default-tenant")
+    request = TenantRequest(service="devlab-service", tenant_id="default-tenant")
     async with app.ledger() as ledger, app.publisher() as publisher:
         await publish_requests(publisher, app.topics, [request])
         stop = asyncio.Event()
@@ -217,7 +217,7 @@ async def test_the_watchdog_fails_a_run_whose_items_no_embedder_takes(
         CoordinatorServer(DemoCoordinator(15)) as coordinator,
         fetcher_running(app, coordinator.endpoint) as fetcher,
     ):
-        request = SyncRequest(service="analytics-service", tenant_id="default-tenant")
+        request = TenantRequest(service="analytics-service", tenant_id="default-tenant")
         await publish_requests(publisher, app.topics, [request])
         async with asyncio.timeout(60):  # the watchdog starts once the fetch is done: only the embedder is missing
             while (run := ledger.book.get(request.run_id)) is None or not run.fetch_done:
@@ -260,7 +260,7 @@ class Member:
 
     async def sync(self) -> RunState:
         """Request a payment-service sync; its run once finished."""
-        request = SyncRequest(service="payment-service", tenant_id="default-tenant")
+        request = TenantRequest(service="payment-service", tenant_id="default-tenant")
         await publish_requests(self.publisher, self.app.topics, [request])
         [run] = await self.ledger.wait([request.run_id], 60, guard=self.stages)
         return run
