@@ -18,12 +18,12 @@ from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.chunks import Chunker
 from ragsync.dead_letters import send_dead_letter
-from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts, describe_validation_error
+from ragsync.delivery import Delivered, Position, Unreadable, decode
+from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts
 from ragsync.items import ItemRules
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
@@ -53,10 +53,10 @@ class BatchOutcome:
 
     settled: dict[RunKey, dict[int, Settled]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
 
-    def count(self, message: ConsumerRecord[Any, Any], event: ItemEvent, outcome: Outcome) -> None:
+    def count(self, at: Position, event: ItemEvent, outcome: Outcome) -> None:
         """Record what became of one event."""
         run = (event.run_id, event.tenant_id, event.service)
-        self.settled[run][message.partition].append((message.offset, outcome))
+        self.settled[run][at.partition].append((at.offset, outcome))
         if outcome != "dead_lettered":  # counted by ragsync_dead_letters_total
             metrics.ITEMS.labels(outcome, event.service).inc()
 
@@ -73,10 +73,11 @@ def account(base: PartitionCounts, events: Settled) -> PartitionCounts:
 
 @dataclass(frozen=True)
 class Rejected:
-    """An event that cannot be embedded, and why."""
+    """An event that cannot be embedded (or a record that is no event), and why."""
 
-    message: ConsumerRecord[Any, Any]
+    at: Position
     reason: str
+    original: str
     event: ItemEvent | None = None
 
 
@@ -84,7 +85,7 @@ class Rejected:
 class Item:
     """An item event to store, with its text and the hash of what would be embedded."""
 
-    message: ConsumerRecord[Any, Any]
+    at: Position
     event: ItemEvent
     text: str
     hash: str
@@ -100,9 +101,9 @@ class Triage:
     later event of the same item in the batch."""
 
     items: list[Item] = field(default_factory=list)
-    deletions: list[tuple[ConsumerRecord[Any, Any], ItemEvent]] = field(default_factory=list)
+    deletions: list[Delivered[ItemEvent]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    superseded: list[tuple[ConsumerRecord[Any, Any], ItemEvent]] = field(default_factory=list)
+    superseded: list[Delivered[ItemEvent]] = field(default_factory=list)
 
 
 class Embedder:
@@ -137,13 +138,17 @@ class Embedder:
         previous owner reported (always before it committed)."""
         await self._ledger.caught_up()
 
-    async def process(self, messages: Sequence[ConsumerRecord[Any, Any]], member: str) -> BatchOutcome:
-        """Store one batch; returns once Qdrant acknowledged it and `member`'s counts are published."""
-        batch = self._triage(messages)
+    async def process(
+        self, events: Sequence[Delivered[ItemEvent]], member: str, unreadable: Sequence[Unreadable] = ()
+    ) -> BatchOutcome:
+        """Store one batch (and dead-letter its unreadable records); returns once Qdrant acknowledged it and
+        `member`'s counts are published."""
+        batch = self._triage(events, unreadable)
         outcome = BatchOutcome()
-        for message, event in batch.deletions:
+        for deletion in batch.deletions:
+            event = deletion.event
             await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id)
-            outcome.count(message, event, "deleted")
+            outcome.count(deletion.at, event, "deleted")
         stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in batch.items])
         changed: list[Item] = []
         unchanged: list[Item] = []
@@ -152,12 +157,12 @@ class Embedder:
             (unchanged if same else changed).append(item)
         await self._write(changed, stored, outcome)
         await self._touch(unchanged, stored, outcome)
-        for message, event in batch.superseded:
-            outcome.count(message, event, "skipped")
+        for older in batch.superseded:
+            outcome.count(older.at, older.event, "skipped")
         for reject in batch.rejected:
             await self._dead_letter(reject)
             if reject.event is not None:
-                outcome.count(reject.message, reject.event, "dead_lettered")
+                outcome.count(reject.at, reject.event, "dead_lettered")
         await self._report(outcome, member)
         return outcome
 
@@ -182,7 +187,7 @@ class Embedder:
                 await asyncio.to_thread(
                     self._store.delete_item, event.tenant_id, event.service, event.item_id, len(chunks)
                 )
-            outcome.count(item.message, item.event, "upserted")
+            outcome.count(item.at, item.event, "upserted")
 
     async def _touch(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
         """Mark the points of unchanged items with their run: the sweep after a full run keeps what it touched."""
@@ -191,34 +196,31 @@ class Embedder:
             event = item.event
             chunks = int(stored.get(item.first_point, {}).get("chunks", 1))
             by_run[event.run_id] += [point_id(event.tenant_id, event.service, event.item_id, c) for c in range(chunks)]
-            outcome.count(item.message, event, "skipped")
+            outcome.count(item.at, event, "skipped")
         touched_at = time.time()
         for run_id, ids in by_run.items():
             await asyncio.to_thread(self._store.touch, ids, run_id, touched_at)
 
-    def _triage(self, messages: Sequence[ConsumerRecord[Any, Any]]) -> Triage:
+    def _triage(self, events: Sequence[Delivered[ItemEvent]], unreadable: Sequence[Unreadable]) -> Triage:
         """Sort a batch. When one item appears several times in a batch only its latest version is stored."""
-        latest: dict[str, tuple[ConsumerRecord[Any, Any], ItemEvent]] = {}
-        batch = Triage()
-        for message in messages:
-            try:
-                event = ItemEvent.model_validate_json(message.value or b"")
-            except ValidationError as error:
-                batch.rejected.append(Rejected(message, describe_validation_error(error)))
-                continue
-            if event.key in latest:
-                batch.superseded.append(latest[event.key])
-            latest[event.key] = (message, event)
-        for message, event in latest.values():
+        batch = Triage(rejected=[Rejected(bad.at, bad.reason, bad.original) for bad in unreadable])
+        latest: dict[str, Delivered[ItemEvent]] = {}
+        for delivered in events:
+            key = delivered.event.key
+            if key in latest:
+                batch.superseded.append(latest[key])
+            latest[key] = delivered
+        for delivered in latest.values():
+            event = delivered.event
             if event.op == "delete":
-                batch.deletions.append((message, event))
+                batch.deletions.append(delivered)
                 continue
             text = self._rules.text(event.record, event.service)
             if text.strip():
-                batch.items.append(Item(message, event, text, content_hash(self._encoder.name, text)))
+                batch.items.append(Item(delivered.at, event, text, content_hash(self._encoder.name, text)))
             else:
                 reason = "the record has no text to embed (every field is empty or an id)"
-                batch.rejected.append(Rejected(message, reason, event))
+                batch.rejected.append(Rejected(delivered.at, reason, event.to_bytes().decode(), event))
         return batch
 
     def _point(self, item: Item, chunk: int, chunks: int, text: str, vector: list[float], touched_at: float) -> Point:
@@ -241,8 +243,8 @@ class Embedder:
         return Point(id=point_id(event.tenant_id, event.service, event.item_id, chunk), vector=vector, payload=payload)
 
     async def _dead_letter(self, item: Rejected) -> None:
-        event, message = item.event, item.message
-        log.warning("dead-lettered %s[%d]@%d: %s", message.topic, message.partition, message.offset, item.reason)
+        event, at = item.event, item.at
+        log.warning("dead-lettered %s[%d]@%d: %s", at.topic, at.partition, at.offset, item.reason)
         if event is None:
             metrics.UNREADABLE_EVENTS.labels(topic="items").inc()
         letter = DeadLetter(
@@ -252,10 +254,10 @@ class Embedder:
             item_id=event.item_id if event else None,
             stage="embedder",
             reason=item.reason,
-            source_topic=message.topic,
-            source_partition=message.partition,
-            source_offset=message.offset,
-            original=bytes(message.value or b"").decode("utf-8", errors="replace"),
+            source_topic=at.topic,
+            source_partition=at.partition,
+            source_offset=at.offset,
+            original=item.original,
         )
         await send_dead_letter(self._publisher, self._topics, letter)
 
@@ -356,13 +358,15 @@ class EmbeddingConsumer:
 
     async def _process_until_done(self, messages: list[ConsumerRecord[Any, Any]], stop: asyncio.Event) -> bool:
         """Process the batch, retrying for as long as it takes; False if stopped first (nothing committed)."""
+        events, unreadable = decode(ItemEvent, messages)  # the edge: the embedder takes typed events
         delay = 0.5
         while True:
             if self._assigned:
                 self._assigned = False
                 await self._embedder.catch_up()
             try:
-                await self._staying_in_group(self._embedder.process(messages, self.member), len(messages))
+                work = self._embedder.process(events, self.member, unreadable)
+                await self._staying_in_group(work, len(messages))
             except Exception as error:  # noqa: BLE001 - Qdrant or the broker away: keep the batch, retry
                 self._not_ready(error, len(messages))
             else:

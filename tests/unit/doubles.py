@@ -1,0 +1,86 @@
+"""Test doubles for stage unit tests: a real (if tiny) encoder, a publisher that keeps what it is given instead
+of sending it, and a run ledger fed only by what the stage publishes. No broker, no model download, no server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import RecordMetadata
+
+from ragsync.events import Event
+from ragsync.kafka import Publisher
+from ragsync.ledger import RunLedger
+from ragsync.model import TextEncoder
+
+WORD = re.compile(r"\S+")
+
+
+class HashingEncoder(TextEncoder):
+    """Hashes each word into one of 16 dimensions: texts sharing words point the same way. It counts its
+    encodes, so a test sees what was embedded again."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder))  # a local folder name: nothing is loaded
+        self.encoded: list[str] = []
+
+    @property
+    def dimension(self) -> int:
+        return 16
+
+    @property
+    def max_tokens(self) -> int:
+        return 64
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return [match.span() for match in WORD.finditer(text)]
+
+    async def encode_async(self, texts: list[str]) -> list[list[float]]:
+        return self.encode(texts)
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        self.encoded += texts
+        return [_unit(text) for text in texts]
+
+
+def _unit(text: str) -> list[float]:
+    vector = [0.0] * 16
+    for word in WORD.findall(text.lower()):
+        vector[hashlib.sha256(word.encode()).digest()[0] % 16] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+class KeptPublisher(Publisher):
+    """Keeps every event it is given, by topic, instead of sending it."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str | None, Any]] = []
+
+    async def send(self, topic: str, key: str, event: Event) -> None:
+        self.sent.append((topic, key, event))
+
+    async def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
+    ) -> asyncio.Future[RecordMetadata]:
+        self.sent.append((topic, key.decode() if key else None, value))
+        done: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+        done.set_result(RecordMetadata(topic, 0, TopicPartition(topic, 0), len(self.sent) - 1, -1, 0, 0))
+        return done
+
+    async def flush(self) -> None:
+        return None
+
+    def on(self, topic: str) -> list[Any]:
+        """What was sent to `topic`."""
+        return [event for sent_to, _, event in self.sent if sent_to == topic]
+
+
+def unfed_ledger(topic: str = "t.sync-runs") -> RunLedger:
+    """A ledger that reads nothing: it knows what the stage under test published through it."""
+    return RunLedger(AIOKafkaConsumer(), topic)
