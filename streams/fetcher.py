@@ -66,11 +66,6 @@ def encode_item(event: ItemEvent, max_bytes: int) -> bytes:
     return data
 
 
-def request_key(request: TenantRequest) -> bytes:
-    """Requests of one tenant and service share a key, so one fetcher replica sees them in order."""
-    return keys.request_key(request.tenant_id, request.service).encode()
-
-
 @dataclass
 class FetchOutcome:
     """What one run's fetch did."""
@@ -255,17 +250,22 @@ class FetcherAgent:
         self._topics = topics
         self._fetching: dict[tuple[str, str], str] = {}  # (tenant, service) -> run id fetched by this process
 
-    async def handle(self, key: bytes | None, value: bytes) -> FetchOutcome | None:
-        """Handle one message of the sync-requests topic; the outcome when a fetch ran."""
+    async def receive(self, key: bytes | None, value: bytes) -> FetchOutcome | None:
+        """The edge: one message of the sync-requests topic, decoded and handled (or dead-lettered with the bad
+        fields named); the outcome when a fetch ran."""
         parsed = parse_request(value)
         if isinstance(parsed, str):
             await reject_request(self._publisher, self._topics, value, parsed)
             return None
-        request = parsed.for_tenant(self._settings.default_tenant_id)
-        wanted_key = request_key(request)
+        return await self.handle(parsed, key.decode("utf-8", errors="replace") if key is not None else None)
+
+    async def handle(self, received: SyncRequest, key: str | None) -> FetchOutcome | None:
+        """Handle one sync request that arrived under `key`; the outcome when a fetch ran."""
+        request = received.for_tenant(self._settings.default_tenant_id)
+        wanted_key = keys.request_key(request.tenant_id, request.service)
         if key != wanted_key:
             # Re-key, so that every request of a tenant/service reaches the one replica owning its partition.
-            await self._publisher.send(self._topics.sync_requests, wanted_key.decode(), request)
+            await self._publisher.send(self._topics.sync_requests, wanted_key, request)
             await self._publisher.flush()
             return None
         await self._ledger.caught_up()
@@ -412,7 +412,7 @@ def build_fetcher_app(
     @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
     async def fetch(stream: Any) -> None:
         async for event in stream.events():
-            await supervisor.run("fetch agent", functools.partial(agent.handle, event.key, event.value), stop)
+            await supervisor.run("fetch agent", functools.partial(agent.receive, event.key, event.value), stop)
 
     return app
 

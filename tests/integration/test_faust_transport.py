@@ -20,7 +20,7 @@ class _Requests:
         self.received: asyncio.Queue[bytes] = asyncio.Queue()
         self.failures = failures  # the first calls raise (fault injection)
 
-    async def handle(self, key: bytes | None, value: bytes) -> None:
+    async def receive(self, key: bytes | None, value: bytes) -> None:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("injected: the handler crashed")
