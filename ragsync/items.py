@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import reprlib
+from dataclasses import dataclass
 from typing import Any
 
 from ragsync.schemas import Schemas, ServiceSchema, lookup
@@ -152,6 +153,37 @@ def _render(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class RecordItem:
+    """What a record is as an item: its id, its tenant, and whether it was deleted upstream."""
+
+    item_id: str
+    tenant_id: str
+    deleted: bool
+
+
+def _id_by(schema: ServiceSchema | None, record: dict[str, Any], service: str) -> str:
+    if schema is None:
+        return item_id_of(record, service)
+    value = lookup(record, schema.id_field)
+    if value is None:
+        raise ItemError(f"{service} record has no {schema.id_field} (its schema's id_field)", NO_ID)
+    return _check_id(value, service, schema.id_field)
+
+
+def _tenant_by(schema: ServiceSchema | None, record: dict[str, Any], default: str) -> str:
+    if schema is None or schema.tenant_field is None:
+        return default
+    value = lookup(record, schema.tenant_field)
+    return str(value) if isinstance(value, (str, int)) and str(value).strip() else default
+
+
+def _deleted_by(schema: ServiceSchema | None, record: dict[str, Any]) -> bool:
+    if schema is not None and schema.deleted_field is not None:
+        return bool(lookup(record, schema.deleted_field))
+    return any(record.get(name) is True for name in GENERIC_DELETED) or bool(record.get("deleted_at"))
+
+
 class ItemRules:
     """Id, tenant, text, payload and deletion of a record, by its service's schema or the generic rule."""
 
@@ -162,30 +194,25 @@ class ItemRules:
         """The service's schema, if any."""
         return self._schemas.get(service) if self._schemas else None
 
+    def read(self, record: dict[str, Any], service: str, default_tenant: str) -> RecordItem:
+        """A record as an item, in one pass over its service's schema: its id, its tenant and whether it was
+        deleted upstream. `ItemError` naming the field and value when it has no usable id."""
+        schema = self.schema(service)
+        return RecordItem(
+            _id_by(schema, record, service), _tenant_by(schema, record, default_tenant), _deleted_by(schema, record)
+        )
+
     def item_id(self, record: dict[str, Any], service: str) -> str:
         """The record's id as text; `ItemError` naming the field and value when it has none usable."""
-        schema = self.schema(service)
-        if schema is None:
-            return item_id_of(record, service)
-        value = lookup(record, schema.id_field)
-        if value is None:
-            raise ItemError(f"{service} record has no {schema.id_field} (its schema's id_field)", NO_ID)
-        return _check_id(value, service, schema.id_field)
+        return _id_by(self.schema(service), record, service)
 
     def tenant(self, record: dict[str, Any], service: str, default: str) -> str:
         """The record's own tenant when its schema names a tenant field and it is set, else `default`."""
-        schema = self.schema(service)
-        if schema is None or schema.tenant_field is None:
-            return default
-        value = lookup(record, schema.tenant_field)
-        return str(value) if isinstance(value, (str, int)) and str(value).strip() else default
+        return _tenant_by(self.schema(service), record, default)
 
     def is_deleted(self, record: dict[str, Any], service: str) -> bool:
         """Whether the record says the item was deleted upstream."""
-        schema = self.schema(service)
-        if schema is not None and schema.deleted_field is not None:
-            return bool(lookup(record, schema.deleted_field))
-        return any(record.get(name) is True for name in GENERIC_DELETED) or bool(record.get("deleted_at"))
+        return _deleted_by(self.schema(service), record)
 
     def text(self, record: dict[str, Any], service: str) -> str:
         """The text to embed."""

@@ -176,17 +176,18 @@ class SyncRunner:
         dead: list[ItemError] = []
         for record in records:
             try:
-                item_id = self._rules.item_id(record, request.service)
+                item = self._rules.read(record, request.service, tenant)
+                item_id = item.item_id
                 if item_id in seen:
                     raise ItemError(
                         f"{request.service} record id {item_id!r} appears twice in page {page}", "duplicate id"
                     )
                 event = ItemEvent(
                     run_id=request.run_id,
-                    tenant_id=self._rules.tenant(record, request.service, tenant),
+                    tenant_id=item.tenant_id,
                     service=request.service,
                     item_id=item_id,
-                    op="delete" if self._rules.is_deleted(record, request.service) else "upsert",
+                    op="delete" if item.deleted else "upsert",
                     page=page,
                     sync_type=request.sync_type,
                     record=record,
