@@ -150,7 +150,7 @@ class App:
         self, stop: asyncio.Event, coordinator_endpoint: str | None = None, serve_ops: bool = False
     ) -> None:
         """The fetcher agent: sync requests in, item events out."""
-        from ragsync.streams.fetcher import FetcherAgent, SyncRunner, build_fetcher_app
+        from ragsync.streams.fetcher import FetcherAgent, FetchLimits, SyncRunner, build_fetcher_app
 
         if not self.settings.coordinator_enabled:
             raise SetupError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
@@ -159,8 +159,16 @@ class App:
         await self.ensure_topics()
         supervisor = self.supervisor("fetcher")
         async with self.publisher() as publisher, client, self.ledger(supervisor=supervisor) as ledger:
-            runner = SyncRunner(self.settings, client, publisher, self.topics, rules)
-            agent = FetcherAgent(self.settings, runner, ledger, publisher, self.topics)
+            s = self.settings
+            runner = SyncRunner(FetchLimits.from_settings(s), client, publisher, self.topics, rules)
+            agent = FetcherAgent(
+                runner,
+                ledger,
+                publisher,
+                self.topics,
+                default_tenant=s.default_tenant_id,
+                stall_timeout_s=s.run_stall_timeout,
+            )
             faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics, supervisor, stop)
             await faust_app.start()
             log.info("fetcher agent consuming %s, Coordinator at %s", self.topics.sync_requests, client.endpoint)
@@ -282,13 +290,13 @@ class App:
         from ragsync import metrics
         from ragsync.producers.retention import History, RunRetention
         from ragsync.producers.scheduler import Scheduler
-        from ragsync.streams.watchdog import Watchdog
+        from ragsync.streams.watchdog import StallRules, Watchdog
 
         await self.ensure_topics()
         supervisor = self.supervisor("scheduler")
         async with self.publisher() as publisher, self.ledger(supervisor=supervisor) as ledger:
             scheduler = Scheduler(self.settings, publisher, self.topics)
-            watchdog = Watchdog(self.settings, ledger, publisher, self.topics)
+            watchdog = Watchdog(StallRules.from_settings(self.settings), ledger, publisher, self.topics)
             history = History(self.settings.run_history_days, self.settings.run_history_per_service)
             retention = RunRetention(history, ledger, publisher, self.topics)
             collector = metrics.register_run_gauges(lambda: ledger.book)

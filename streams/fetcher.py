@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,23 +78,46 @@ class FetchOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class FetchLimits:
+    """How the fetcher calls the Coordinator and sizes item events."""
+
+    identity: CallerIdentity = field(default_factory=CallerIdentity)
+    page_limit: int = 1000
+    call_timeout_s: float = 300.0
+    max_pages: int = 100_000
+    item_max_bytes: int = 1_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FetchLimits:
+        """COORDINATOR_TENANT_ID / _USER_ID, BATCH_SYNC_LIMIT, BATCH_SYNC_TIMEOUT, COORDINATOR_MAX_PAGES and
+        ITEM_MAX_BYTES."""
+        return cls(
+            CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id),
+            settings.batch_sync_limit,
+            settings.batch_sync_timeout,
+            settings.coordinator_max_pages,
+            settings.item_max_bytes,
+        )
+
+
 class SyncRunner:
     """Runs the fetch of one sync request: pages in, item events and run progress out."""
 
     def __init__(
         self,
-        settings: Settings,
+        limits: FetchLimits,
         client: CoordinatorClient,
         publisher: Publisher,
         topics: Topics,
         rules: ItemRules | None = None,
     ) -> None:
-        self._settings = settings
+        self._limits = limits
         self._client = client
         self._publisher = publisher
         self._topics = topics
         self._rules = rules or ItemRules()
-        self._identity = CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id)
+        self._identity = limits.identity
 
     async def run(self, request: TenantRequest, resume: FetchProgress | None = None) -> FetchOutcome:
         """Fetch every page after `resume`'s checkpoint (all of them without one). Errors fail the run loudly;
@@ -106,7 +129,7 @@ class SyncRunner:
         query = PageQuery(
             service=request.service,
             sync_type=request.sync_type,
-            limit=request.limit or self._settings.batch_sync_limit,
+            limit=request.limit or self._limits.page_limit,
             since=request.since,
             first_page=first_page,
         )
@@ -115,8 +138,8 @@ class SyncRunner:
                 self._client,
                 self._identity,
                 query,
-                self._settings.batch_sync_timeout,
-                self._settings.coordinator_max_pages,
+                self._limits.call_timeout_s,
+                self._limits.max_pages,
             ):
                 deliveries, dead = await self._emit_page(request, page.number, page.records)
                 # Items of a page are durable before the page counts as done (the checkpoint); their offsets
@@ -192,7 +215,7 @@ class SyncRunner:
                     sync_type=request.sync_type,
                     record=record,
                 )
-                data = encode_item(event, self._settings.item_max_bytes)
+                data = encode_item(event, self._limits.item_max_bytes)
             except ItemError as error:
                 await self._dead_letter(request, tenant, page, record, str(error))
                 dead.append(error)
@@ -242,9 +265,17 @@ class FetcherAgent:
     """Decides, for each sync request, whether to run it, resume it or skip it; then runs it."""
 
     def __init__(
-        self, settings: Settings, runner: SyncRunner, ledger: RunLedger, publisher: Publisher, topics: Topics
+        self,
+        runner: SyncRunner,
+        ledger: RunLedger,
+        publisher: Publisher,
+        topics: Topics,
+        *,
+        default_tenant: str,
+        stall_timeout_s: float,
     ) -> None:
-        self._settings = settings
+        self._default_tenant = default_tenant
+        self._stall_timeout_s = stall_timeout_s  # a run with progress this recent is live, and blocks another
         self._runner = runner
         self._ledger = ledger
         self._publisher = publisher
@@ -262,7 +293,7 @@ class FetcherAgent:
 
     async def handle(self, received: SyncRequest, key: str | None) -> FetchOutcome | None:
         """Handle one sync request that arrived under `key`; the outcome when a fetch ran."""
-        request = received.for_tenant(self._settings.default_tenant_id)
+        request = received.for_tenant(self._default_tenant)
         wanted_key = keys.request_key(request.tenant_id, request.service)
         if key != wanted_key:
             # Re-key, so that every request of a tenant/service reaches the one replica owning its partition.
@@ -332,7 +363,7 @@ class FetcherAgent:
     def _is_live(self, run: RunState, now: datetime) -> bool:
         if run.status == "queued" or run.last_progress_at is None:
             return False
-        return (now - run.last_progress_at).total_seconds() < self._settings.run_stall_timeout
+        return (now - run.last_progress_at).total_seconds() < self._stall_timeout_s
 
     async def _skip(self, request: TenantRequest, blocker: str) -> None:
         reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -25,11 +26,25 @@ from ragsync.topics import Topics
 log = logging.getLogger(__name__)
 
 
-class Watchdog:
-    """Checks the ledger's active runs every WATCHDOG_INTERVAL seconds."""
+@dataclass(frozen=True)
+class StallRules:
+    """When a run counts as stalled, how often to look, and how many re-requests before it is failed."""
 
-    def __init__(self, settings: Settings, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
-        self._settings = settings
+    stall_timeout_s: float = 600.0
+    interval_s: float = 30.0
+    max_resumes: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StallRules:
+        """RUN_STALL_TIMEOUT, WATCHDOG_INTERVAL and WATCHDOG_MAX_RESUMES."""
+        return cls(settings.run_stall_timeout, settings.watchdog_interval, settings.watchdog_max_resumes)
+
+
+class Watchdog:
+    """Checks the ledger's active runs every `interval_s` seconds."""
+
+    def __init__(self, rules: StallRules, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
+        self._rules = rules
         self._ledger = ledger
         self._publisher = publisher
         self._topics = topics
@@ -40,7 +55,7 @@ class Watchdog:
         while not stop.is_set():
             await self.check(datetime.now(UTC))
             try:
-                await asyncio.wait_for(stop.wait(), timeout=self._settings.watchdog_interval)
+                await asyncio.wait_for(stop.wait(), timeout=self._rules.interval_s)
             except TimeoutError:
                 continue
 
@@ -49,7 +64,7 @@ class Watchdog:
         await self._ledger.caught_up()
         self.checks += 1
         for run in self._ledger.book.active():
-            if run.idle_seconds(now) >= self._settings.run_stall_timeout:
+            if run.idle_seconds(now) >= self._rules.stall_timeout_s:
                 last = run.last_progress_at or run.started_at or now
                 await self._act(run, (now - last).total_seconds())
         await self._publisher.flush()
@@ -63,14 +78,14 @@ class Watchdog:
                 else f"every item is stored, but for {idle:.0f}s no embedder confirmed that its group committed "
                 "past the run's offsets (is an embedder running? see its /status, last_completion_error)"
             )
-            if run.stalls >= self._settings.watchdog_max_resumes:
+            if run.stalls >= self._rules.max_resumes:
                 await self._fail(run, reason)
             else:
                 await self._stalled(run, reason, "waiting")
             return
         where = f"after page {run.last_page}" if run.pages else "before its first page"
         reason = f"no progress for {idle:.0f}s {where}"
-        if run.stalls >= self._settings.watchdog_max_resumes or run.request is None:
+        if run.stalls >= self._rules.max_resumes or run.request is None:
             why = "" if run.request else " (its request is unknown, so it cannot be re-requested)"
             await self._fail(run, f"{reason}; gave up after {run.stalls} re-requests{why}")
             return

@@ -27,7 +27,7 @@ from ragsync.store import Point, VectorStore
 from ragsync.store.edge import EdgeStore
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.embedder import Embedder, EmbeddingConsumer
-from ragsync.streams.watchdog import Watchdog
+from ragsync.streams.watchdog import StallRules, Watchdog
 from tests.integration.conftest import (
     embedders_running,
     fetcher_running,
@@ -178,7 +178,9 @@ async def test_the_watchdog_re_requests_a_run_that_no_fetcher_picked_up(
     async with app.ledger() as ledger, app.publisher() as publisher:
         await publish_requests(publisher, app.topics, [request])
         stop = asyncio.Event()
-        watching = asyncio.create_task(Watchdog(settings, ledger, publisher, app.topics).run(stop))
+        watching = asyncio.create_task(
+            Watchdog(StallRules.from_settings(settings), ledger, publisher, app.topics).run(stop)
+        )
         async with asyncio.timeout(30):
             while (run := ledger.book.get(request.run_id)) is None or run.status != "stalled":
                 await asyncio.sleep(0.05)
@@ -223,7 +225,9 @@ async def test_the_watchdog_fails_a_run_whose_items_no_embedder_takes(
             while (run := ledger.book.get(request.run_id)) is None or not run.fetch_done:
                 await asyncio.sleep(0.05)
         stop = asyncio.Event()
-        watching = asyncio.create_task(Watchdog(settings, ledger, publisher, app.topics).run(stop))
+        watching = asyncio.create_task(
+            Watchdog(StallRules.from_settings(settings), ledger, publisher, app.topics).run(stop)
+        )
         started = time.monotonic()
         [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, watching])
         stop.set()

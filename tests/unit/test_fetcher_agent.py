@@ -16,7 +16,6 @@ from ragsync.events import (
     TenantRequest,
 )
 from ragsync.ledger import RunLedger
-from ragsync.settings import Settings
 from ragsync.streams.fetcher import FetcherAgent, FetchOutcome, SyncRunner
 from ragsync.topics import Topics
 from tests.unit.doubles import KeptPublisher, unfed_ledger
@@ -38,7 +37,8 @@ class RecordingRunner(SyncRunner):
 
 def _agent() -> tuple[FetcherAgent, RecordingRunner, KeptPublisher, RunLedger]:
     runner, publisher, ledger = RecordingRunner(), KeptPublisher(), unfed_ledger(TOPICS.sync_runs)
-    return FetcherAgent(Settings(_env_file=None), runner, ledger, publisher, TOPICS), runner, publisher, ledger
+    agent = FetcherAgent(runner, ledger, publisher, TOPICS, default_tenant="default-tenant", stall_timeout_s=600)
+    return agent, runner, publisher, ledger
 
 
 async def test_a_request_naming_no_tenant_runs_for_the_default_tenant() -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from ragsync.events import FetchProgress, SyncRequest, TenantRequest, WatchdogNotice
-from ragsync.settings import Settings
-from ragsync.streams.watchdog import Watchdog
+from ragsync.streams.watchdog import StallRules, Watchdog
 from ragsync.topics import Topics
 from tests.unit.doubles import KeptPublisher, unfed_ledger
 
@@ -14,7 +13,6 @@ TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
 
 
 def _watchdog(started: datetime, max_resumes: int = 1) -> tuple[Watchdog, KeptPublisher, TenantRequest]:
-    settings = Settings(run_stall_timeout=600, watchdog_max_resumes=max_resumes, _env_file=None)
     publisher, ledger = KeptPublisher(), unfed_ledger(TOPICS.sync_runs)
     request = TenantRequest(service="payment-service", tenant_id="acme")
     progress = FetchProgress(
@@ -28,7 +26,8 @@ def _watchdog(started: datetime, max_resumes: int = 1) -> tuple[Watchdog, KeptPu
         at=started,
     )
     ledger.record(progress)
-    return Watchdog(settings, ledger, publisher, TOPICS), publisher, request
+    rules = StallRules(stall_timeout_s=600, max_resumes=max_resumes)
+    return Watchdog(rules, ledger, publisher, TOPICS), publisher, request
 
 
 async def test_a_run_idle_past_the_timeout_is_re_requested_then_failed() -> None:
