@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiokafka import AIOKafkaConsumer
@@ -31,6 +31,9 @@ from ragsync.store import VectorStore, open_store
 from ragsync.store.space import MB, StoreSpace
 from ragsync.supervision import Restarts, Supervisor
 from ragsync.topics import Topics, ensure_topics
+
+if TYPE_CHECKING:  # the stages are imported where they are built: a command that runs none loads none
+    from ragsync.streams.embedder import Embedder, EmbeddingConsumer
 
 log = logging.getLogger(__name__)
 PROMPT_FETCH_MAX_WAIT_MS = 50  # the fetch wait of a ledger that `caught_up` and `wait` are called on
@@ -193,7 +196,7 @@ class App:
     ) -> None:
         """`count` members of the embedding consumer group, sharing one model and one store."""
         from ragsync.streams.completion import RunCompletion
-        from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+        from ragsync.streams.embedder import Embedder
         from ragsync.streams.migration import ModelMigration
         from ragsync.streams.pruner import Pruner
 
@@ -221,37 +224,10 @@ class App:
                 if embedder.migrating:
                     migration = ModelMigration(self.settings, store, ledger, publisher, self.topics)
                     stages["migration"] = lambda: migration.run(stop)
-                members = [
-                    EmbeddingConsumer(
-                        c,
-                        embedder,
-                        self.settings.embedder_max_batch,
-                        self.settings.embedder_poll_timeout_ms,
-                        keepalive_seconds=self.settings.kafka_max_poll_interval_ms / 1000 / 3,
-                        on_commit=completion.wake,
-                        space=space,
-                    )
-                    for c in consumers
-                ]
+                members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
                 await asyncio.gather(*(start_consumer(c) for c in consumers))
                 log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
-
-                def status() -> dict[str, Any]:
-                    return {
-                        "consumers": [
-                            {
-                                "items_processed": m.items_processed,
-                                "ready": m.ready,
-                                "last_error": m.last_error,
-                                "partitions": sorted(tp.partition for tp in c.assignment()),
-                            }
-                            for m, c in zip(members, consumers, strict=True)
-                        ],
-                        "store_free_mb": round(space.free_bytes(space.path) / MB) if space else None,
-                        "last_index_error": pruner.last_index_error,
-                        "last_completion_error": completion.last_error,
-                    }
-
+                status = _embedder_status(members, space, pruner, completion)
                 checks = {
                     "qdrant": store_check(store),
                     "model": _model_check(encoder),
@@ -269,6 +245,22 @@ class App:
         finally:
             if own_store:
                 store.close()
+
+    def _embedding_member(
+        self, consumer: AIOKafkaConsumer, embedder: Embedder, on_commit: Callable[[], None], space: StoreSpace | None
+    ) -> EmbeddingConsumer:
+        from ragsync.streams.embedder import EmbeddingConsumer
+
+        s = self.settings
+        return EmbeddingConsumer(
+            consumer,
+            embedder,
+            s.embedder_max_batch,
+            s.embedder_poll_timeout_ms,
+            keepalive_seconds=s.kafka_max_poll_interval_ms / 1000 / 3,
+            on_commit=on_commit,
+            space=space,
+        )
 
     def store_space(self) -> StoreSpace | None:
         """The watch on the embedded store's disk (None for a Qdrant server, or with STORE_MIN_FREE_MB=0)."""
@@ -319,6 +311,20 @@ class App:
                     await supervisor.run_stages(stages, stop)
             finally:
                 REGISTRY.unregister(collector)
+
+
+def _embedder_status(
+    members: list[Any], space: StoreSpace | None, pruner: Any, completion: Any
+) -> Callable[[], dict[str, Any]]:
+    def status() -> dict[str, Any]:
+        return {
+            "consumers": [member.status() for member in members],
+            "store_free_mb": round(space.free_bytes(space.path) / MB) if space else None,
+            "last_index_error": pruner.last_index_error,
+            "last_completion_error": completion.last_error,
+        }
+
+    return status
 
 
 def _runs_status(ledger: RunLedger) -> dict[str, Any]:

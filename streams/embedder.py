@@ -309,6 +309,15 @@ class EmbeddingConsumer:
         self.ready = True
         self.last_error: str | None = None
 
+    def status(self) -> dict[str, Any]:
+        """This member on /status: items processed, readiness, last error, partitions."""
+        return {
+            "items_processed": self.items_processed,
+            "ready": self.ready,
+            "last_error": self.last_error,
+            "partitions": sorted(tp.partition for tp in self._consumer.assignment()),
+        }
+
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set. A restart after a crash first goes back to the committed offsets, so a
         batch fetched but not committed is delivered again."""

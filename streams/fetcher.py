@@ -126,36 +126,16 @@ class SyncRunner:
         first_page = resume.pages + 1 if resume else 1
         state = self._record(request, resume)
         await self._publish(state)
-        query = PageQuery(
-            service=request.service,
-            sync_type=request.sync_type,
-            limit=request.limit or self._limits.page_limit,
-            since=request.since,
-            first_page=first_page,
+        pages = iterate_pages(
+            self._client,
+            self._identity,
+            self._query(request, first_page),
+            self._limits.call_timeout_s,
+            self._limits.max_pages,
         )
         try:
-            async for page in iterate_pages(
-                self._client,
-                self._identity,
-                query,
-                self._limits.call_timeout_s,
-                self._limits.max_pages,
-            ):
-                deliveries, dead = await self._emit_page(request, page.number, page.records)
-                # Items of a page are durable before the page counts as done (the checkpoint); their offsets
-                # are the run's marks, which completion is decided against.
-                await self._publisher.flush()
-                landed = await asyncio.gather(*deliveries)
-                state = _after_page(state, page.number, landed, dead)
-                items = len(landed)
-                await self._publish(state)
-                outcome.pages, outcome.items, outcome.dead_lettered = (
-                    outcome.pages + 1,
-                    outcome.items + items,
-                    outcome.dead_lettered + len(dead),
-                )
-                metrics.PAGES.labels(request.service).inc()
-                metrics.ITEMS.labels("fetched", request.service).inc(items)
+            async for page in pages:
+                state = await self._store_page(request, page.number, page.records, state, outcome)
         except Exception as error:  # noqa: BLE001 - any failure fails this run (loudly), not the agent
             outcome.error = str(error) or repr(error)
             log.error("run %s (%s) failed: %s", request.run_id, request.service, outcome.error)
@@ -172,6 +152,31 @@ class SyncRunner:
                 first_page,
             )
         return outcome
+
+    def _query(self, request: TenantRequest, first_page: int) -> PageQuery:
+        limit = request.limit or self._limits.page_limit
+        return PageQuery(request.service, request.sync_type, limit, request.since, first_page)
+
+    async def _store_page(
+        self,
+        request: TenantRequest,
+        number: int,
+        records: list[dict[str, Any]],
+        state: FetchProgress,
+        outcome: FetchOutcome,
+    ) -> FetchProgress:
+        """Emit a page's item events and record the page as done. Its items are durable before the page counts
+        as done (the checkpoint), and their offsets are the run's marks, which completion is decided against."""
+        deliveries, dead = await self._emit_page(request, number, records)
+        await self._publisher.flush()
+        landed = await asyncio.gather(*deliveries)
+        state = _after_page(state, number, landed, dead)
+        await self._publish(state)
+        outcome.pages, outcome.items = outcome.pages + 1, outcome.items + len(landed)
+        outcome.dead_lettered += len(dead)
+        metrics.PAGES.labels(request.service).inc()
+        metrics.ITEMS.labels("fetched", request.service).inc(len(landed))
+        return state
 
     def _record(self, request: TenantRequest, resume: FetchProgress | None) -> FetchProgress:
         if resume is not None:
