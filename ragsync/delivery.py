@@ -41,15 +41,23 @@ class Unreadable:
     original: str
 
 
+def decode_value(model: type[E], value: bytes | None, at: Position) -> Delivered[E] | Unreadable:
+    """One record's value as a `model` event, or as unreadable with the bad fields and values named."""
+    raw = bytes(value or b"")
+    try:
+        return Delivered(model.model_validate_json(raw), at)
+    except ValidationError as error:
+        return Unreadable(at, describe_validation_error(error), raw.decode("utf-8", errors="replace"))
+
+
 def decode(model: type[E], records: Iterable[ConsumerRecord[Any, Any]]) -> tuple[list[Delivered[E]], list[Unreadable]]:
     """Each record as a `model` event, or as unreadable with the bad fields and values named."""
     delivered: list[Delivered[E]] = []
     unreadable: list[Unreadable] = []
     for record in records:
-        at = Position(record.topic, record.partition, record.offset)
-        value = bytes(record.value or b"")
-        try:
-            delivered.append(Delivered(model.model_validate_json(value), at))
-        except ValidationError as error:
-            unreadable.append(Unreadable(at, describe_validation_error(error), value.decode("utf-8", errors="replace")))
+        decoded = decode_value(model, record.value, Position(record.topic, record.partition, record.offset))
+        if isinstance(decoded, Unreadable):
+            unreadable.append(decoded)
+        else:
+            delivered.append(decoded)
     return delivered, unreadable

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.structs import RecordMetadata
-from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
 from ragsync import keys, metrics
@@ -26,13 +25,13 @@ from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.dead_letters import send_dead_letter
+from ragsync.delivery import Position, Unreadable, decode_value
 from ragsync.events import (
     DeadLetter,
     FetchProgress,
     ItemEvent,
     SyncRequest,
     TenantRequest,
-    describe_validation_error,
     utc_now,
 )
 from ragsync.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text, repair_surrogates
@@ -287,14 +286,14 @@ class FetcherAgent:
         self._topics = topics
         self._fetching: dict[tuple[str, str], str] = {}  # (tenant, service) -> run id fetched by this process
 
-    async def receive(self, key: bytes | None, value: bytes) -> FetchOutcome | None:
-        """The edge: one message of the sync-requests topic, decoded and handled (or dead-lettered with the bad
-        fields named); the outcome when a fetch ran."""
-        parsed = parse_request(value)
-        if isinstance(parsed, str):
-            await reject_request(self._publisher, self._topics, value, parsed)
+    async def receive(self, key: bytes | None, value: bytes | None, at: Position) -> FetchOutcome | None:
+        """The edge: one message of the sync-requests topic at `at`, decoded and handled (or dead-lettered with
+        the bad fields named); the outcome when a fetch ran."""
+        decoded = decode_value(SyncRequest, value, at)
+        if isinstance(decoded, Unreadable):
+            await self._reject(decoded)
             return None
-        return await self.handle(parsed, key.decode("utf-8", errors="replace") if key is not None else None)
+        return await self.handle(decoded.event, key.decode("utf-8", errors="replace") if key is not None else None)
 
     async def handle(self, received: SyncRequest, key: str | None) -> FetchOutcome | None:
         """Handle one sync request that arrived under `key`; the outcome when a fetch ran."""
@@ -370,6 +369,24 @@ class FetcherAgent:
             return False
         return (now - run.last_progress_at).total_seconds() < self._stall_timeout_s
 
+    async def _reject(self, bad: Unreadable) -> None:
+        """Dead-letter a message that is no valid sync request: kept with the reason, never silently dropped."""
+        log.error("rejected a sync request at %s[%d]@%d: %s", bad.at.topic, bad.at.partition, bad.at.offset, bad.reason)
+        metrics.UNREADABLE_EVENTS.labels(topic="sync-requests").inc()
+        letter = DeadLetter(
+            run_id=None,
+            tenant_id=None,
+            service=None,
+            stage="fetcher",
+            reason=bad.reason,
+            source_topic=bad.at.topic,
+            source_partition=bad.at.partition,
+            source_offset=bad.at.offset,
+            original=bad.original,
+        )
+        await send_dead_letter(self._publisher, self._topics, letter)
+        await self._publisher.flush()
+
     async def _skip(self, request: TenantRequest, blocker: str) -> None:
         reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"
         log.warning("request %s skipped: %s", request.run_id, reason)
@@ -384,31 +401,6 @@ class FetcherAgent:
         )
         await self._publisher.send(self._topics.sync_runs, record.key, record)
         await self._publisher.flush()
-
-
-async def reject_request(publisher: Publisher, topics: Topics, value: bytes, reason: str) -> None:
-    """Dead-letter a sync request that is not valid: it is kept with the reason, never silently dropped."""
-    log.error("rejected a sync request: %s", reason)
-    metrics.UNREADABLE_EVENTS.labels(topic="sync-requests").inc()
-    letter = DeadLetter(
-        run_id=None,
-        tenant_id=None,
-        service=None,
-        stage="fetcher",
-        reason=reason,
-        source_topic=topics.sync_requests,
-        original=value.decode("utf-8", errors="replace"),
-    )
-    await send_dead_letter(publisher, topics, letter)
-    await publisher.flush()
-
-
-def parse_request(value: bytes) -> SyncRequest | str:
-    """The request, or the reason it is not one (naming each bad field and value)."""
-    try:
-        return SyncRequest.model_validate_json(value)
-    except ValidationError as error:
-        return describe_validation_error(error)
 
 
 def build_fetcher_app(
@@ -449,7 +441,9 @@ def build_fetcher_app(
     @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
     async def fetch(stream: Any) -> None:
         async for event in stream.events():
-            await supervisor.run("fetch agent", functools.partial(agent.receive, event.key, event.value), stop)
+            message = event.message
+            at = Position(message.topic, message.partition, message.offset)
+            await supervisor.run("fetch agent", functools.partial(agent.receive, event.key, event.value, at), stop)
 
     return app
 

@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
+from ragsync.delivery import Position
 from ragsync.settings import Settings
 from ragsync.streams.fetcher import build_fetcher_app
 from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
@@ -20,7 +21,7 @@ class _Requests:
         self.received: asyncio.Queue[bytes] = asyncio.Queue()
         self.failures = failures  # the first calls raise (fault injection)
 
-    async def receive(self, key: bytes | None, value: bytes) -> None:
+    async def receive(self, key: bytes | None, value: bytes, at: Position) -> None:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("injected: the handler crashed")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from ragsync.delivery import Position
 from ragsync.events import (
     Cursor,
     DeadLetter,
@@ -109,7 +110,9 @@ async def test_an_incremental_request_starts_where_the_last_success_started() ->
 
 async def test_a_message_that_is_no_sync_request_is_dead_lettered_naming_the_field() -> None:
     agent, runner, publisher, _ = _agent()
-    await agent.receive(b"x", b'{"service": "payment-service", "sync_type": "hourly"}')
+    at = Position(TOPICS.sync_requests, 2, 41)
+    await agent.receive(b"x", b'{"service": "payment-service", "sync_type": "hourly"}', at)
     assert runner.fetched == []
     [letter] = publisher.on(TOPICS.dead_letters)
     assert isinstance(letter, DeadLetter) and "sync_type" in letter.reason and "hourly" in letter.reason
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (TOPICS.sync_requests, 2, 41)
