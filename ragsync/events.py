@@ -134,6 +134,17 @@ class FetchProgress(RunRecord):
     started_at: datetime = Field(default_factory=utc_now)
     error: str | None = None
 
+    @classmethod
+    def begin(cls, request: TenantRequest) -> FetchProgress:
+        """The record of a run whose fetch starts now, from page 1."""
+        return cls(
+            run_id=request.run_id,
+            tenant_id=request.tenant_id,
+            service=request.service,
+            request=request,
+            status="fetching",
+        )
+
 
 class PartitionCounts(BaseModel):
     """What became of a run's item events on one items partition, below `next_offset`."""

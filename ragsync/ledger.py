@@ -29,7 +29,9 @@ from ragsync.supervision import Supervisor, UnrecoverableStageError
 
 log = logging.getLogger(__name__)
 ROUND_RECORDS = 500  # records folded per round: bounds the decoded records held at once
-TOPIC_CHECK_S = 5.0  # how often the follower checks that the run-state topic is still the one it read
+# How often the follower checks that the run-state topic is still the one it read: a fresh metadata request for
+# every topic (asking for one topic by name could make a broker auto-create it), so not too often on a big cluster.
+TOPIC_CHECK_S = 15.0
 
 
 class RunTimeoutError(TimeoutError):

@@ -180,13 +180,7 @@ class SyncRunner:
     def _record(self, request: TenantRequest, resume: FetchProgress | None) -> FetchProgress:
         if resume is not None:
             return _changed(resume, status="fetching", error=None)  # the request as first recorded
-        return FetchProgress(
-            run_id=request.run_id,
-            tenant_id=request.tenant_id,
-            service=request.service,
-            request=request,
-            status="fetching",
-        )
+        return FetchProgress.begin(request)
 
     async def _publish(self, state: FetchProgress) -> None:
         await self._publisher.send(self._topics.sync_runs, state.key, state)

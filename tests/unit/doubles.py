@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
-from ragsync.events import Event
+from ragsync.events import Event, FetchProgress, TenantRequest
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
@@ -84,3 +84,8 @@ class KeptPublisher(Publisher):
 def unfed_ledger(topic: str = "t.sync-runs") -> RunLedger:
     """A ledger that reads nothing: it knows what the stage under test published through it."""
     return RunLedger(AIOKafkaConsumer(), topic)
+
+
+def fetching(request: TenantRequest, **fields: Any) -> FetchProgress:
+    """The fetcher's record of `request` being fetched, with `fields` (pages, at, started_at, ...)."""
+    return FetchProgress.begin(request).model_copy(update=fields)

@@ -19,7 +19,7 @@ from ragsync.events import (
 from ragsync.ledger import RunLedger
 from ragsync.streams.fetcher import FetcherAgent, FetchOutcome, SyncRunner
 from ragsync.topics import Topics
-from tests.unit.doubles import KeptPublisher, unfed_ledger
+from tests.unit.doubles import KeptPublisher, fetching, unfed_ledger
 
 TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
 KEY = "default-tenant/payment-service"
@@ -67,16 +67,8 @@ async def test_a_finished_run_is_not_fetched_again_and_a_checkpoint_is_resumed()
     assert runner.fetched == []
 
     half = TenantRequest(service="payment-service", tenant_id="default-tenant")
-    checkpoint = FetchProgress(
-        run_id=half.run_id,
-        tenant_id="default-tenant",
-        service="payment-service",
-        request=half,
-        status="fetching",
-        pages=3,
-        at=datetime.now(UTC) - timedelta(hours=1),  # long still: not live, so not blocking itself
-    )
-    ledger.record(checkpoint)
+    # Long still: not live, so not blocking itself.
+    ledger.record(fetching(half, pages=3, at=datetime.now(UTC) - timedelta(hours=1)))
     await agent.handle(half, KEY)
     [(_, resume)] = runner.fetched
     assert resume is not None and resume.pages == 3
@@ -85,11 +77,7 @@ async def test_a_finished_run_is_not_fetched_again_and_a_checkpoint_is_resumed()
 async def test_a_request_while_another_run_of_the_service_is_live_is_skipped_with_the_reason() -> None:
     agent, runner, publisher, ledger = _agent()
     live = TenantRequest(service="payment-service", tenant_id="default-tenant")
-    ledger.record(
-        FetchProgress(
-            run_id=live.run_id, tenant_id="default-tenant", service="payment-service", request=live, status="fetching"
-        )
-    )
+    ledger.record(fetching(live))
     second = SyncRequest(service="payment-service")
     await agent.handle(second, KEY)
     assert runner.fetched == []

@@ -1,9 +1,6 @@
-from pathlib import Path
-
 import pytest
 
-from ragsync.items import ItemError, ItemRules, RecordItem, item_id_of, item_text
-from ragsync.schemas import Schemas
+from ragsync.items import ItemError, item_id_of, item_text
 
 
 @pytest.mark.parametrize(
@@ -74,16 +71,3 @@ def test_text_has_leaves_without_ids_or_timestamps() -> None:
 
 def test_text_of_unicode_record() -> None:
     assert item_text({"id": 1, "note": "שלום κόσμε 👋"}, "s") == "note: שלום κόσμε 👋"
-
-
-def test_a_record_is_read_as_an_item_in_one_pass_by_its_schema(tmp_path: Path) -> None:
-    (tmp_path / "payment-service.toml").write_text(
-        'service = "payment-service"\nid_field = "ref.code"\ntext_fields = ["note"]\ntenant_field = "org"\n'
-        'deleted_field = "gone"\n'
-    )
-    rules = ItemRules(Schemas.load(tmp_path))
-    record = {"ref": {"code": "P-9"}, "note": "hello", "org": "acme", "gone": True}
-    assert rules.read(record, "payment-service", "default") == RecordItem("P-9", "acme", True)
-    assert rules.read({"course_id": 7}, "hidden-courses", "t") == RecordItem("7", "t", False)  # the generic rule
-    with pytest.raises(ItemError, match=r"no ref\.code"):
-        rules.read({"note": "x", "org": "acme"}, "payment-service", "default")

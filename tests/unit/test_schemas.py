@@ -4,7 +4,7 @@ import pytest
 
 from ragsync.demo.records import GENERATORS, demo_record
 from ragsync.errors import SetupError
-from ragsync.items import ItemError, ItemRules
+from ragsync.items import ItemError, ItemRules, RecordItem
 from ragsync.schemas import Schemas, load_schema, lookup
 
 
@@ -39,12 +39,17 @@ def test_lookup_follows_dots_and_lists() -> None:
     assert lookup(record, "a.c") is None
 
 
-def test_folder_schema_replaces_the_built_in_one(tmp_path: Path) -> None:
-    (tmp_path / "payment-service.toml").write_text(
+def _folder_rules(folder: Path) -> ItemRules:
+    """Rules with a payment-service schema of the folder's own: id, tenant and deletion in nested fields."""
+    (folder / "payment-service.toml").write_text(
         'service = "payment-service"\nid_field = "ref.code"\ntext_fields = ["note"]\ntenant_field = "org"\n'
         'deleted_field = "gone"\n'
     )
-    rules = ItemRules(Schemas.load(tmp_path))
+    return ItemRules(Schemas.load(folder))
+
+
+def test_folder_schema_replaces_the_built_in_one(tmp_path: Path) -> None:
+    rules = _folder_rules(tmp_path)
     record = {"ref": {"code": "P-9"}, "note": "hello", "org": "acme", "gone": True}
     assert rules.item_id(record, "payment-service") == "P-9"
     assert rules.text(record, "payment-service") == "note: hello"
@@ -77,3 +82,12 @@ def test_generic_rule_detects_deletions() -> None:
     assert rules.is_deleted({"id": 1, "deleted": True}, "s")
     assert rules.is_deleted({"id": 1, "deleted_at": "2026-01-01"}, "s")
     assert not rules.is_deleted({"id": 1, "deleted": False, "deleted_at": None}, "s")
+
+
+def test_a_record_is_read_as_an_item_in_one_pass_by_its_schema(tmp_path: Path) -> None:
+    rules = _folder_rules(tmp_path)
+    record = {"ref": {"code": "P-9"}, "note": "hello", "org": "acme", "gone": True}
+    assert rules.read(record, "payment-service", "default") == RecordItem("P-9", "acme", True)
+    assert rules.read({"course_id": 7}, "hidden-courses", "t") == RecordItem("7", "t", False)  # the generic rule
+    with pytest.raises(ItemError, match=r"no ref\.code"):
+        rules.read({"note": "x", "org": "acme"}, "payment-service", "default")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ragsync.events import FetchProgress, SyncRequest, TenantRequest, WatchdogNotice
+from ragsync.events import SyncRequest, TenantRequest, WatchdogNotice
 from ragsync.streams.watchdog import StallRules, Watchdog
 from ragsync.topics import Topics
-from tests.unit.doubles import KeptPublisher, unfed_ledger
+from tests.unit.doubles import KeptPublisher, fetching, unfed_ledger
 
 TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
 
@@ -15,17 +15,7 @@ TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
 def _watchdog(started: datetime, max_resumes: int = 1) -> tuple[Watchdog, KeptPublisher, TenantRequest]:
     publisher, ledger = KeptPublisher(), unfed_ledger(TOPICS.sync_runs)
     request = TenantRequest(service="payment-service", tenant_id="acme")
-    progress = FetchProgress(
-        run_id=request.run_id,
-        tenant_id="acme",
-        service="payment-service",
-        request=request,
-        status="fetching",
-        pages=4,
-        started_at=started,
-        at=started,
-    )
-    ledger.record(progress)
+    ledger.record(fetching(request, pages=4, started_at=started, at=started))
     rules = StallRules(stall_timeout_s=600, max_resumes=max_resumes)
     return Watchdog(rules, ledger, publisher, TOPICS), publisher, request
 
