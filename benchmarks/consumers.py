@@ -20,7 +20,7 @@ from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.ledger import RunLedger
 from ragsync.processes import Components, wait_for_status
-from ragsync.requests import publish_requests, sync_requests
+from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 
@@ -110,7 +110,8 @@ async def synced(
     tenant_id: str | None = None,
 ) -> RunState:
     """Request a sync of `service` and wait until its run succeeded (an AssertionError if it failed)."""
-    requests = sync_requests(app.settings, [service], "cli", sync_type, tenant_id=tenant_id)  # type: ignore[arg-type]
+    defaults = RequestDefaults.from_settings(app.settings)
+    requests = sync_requests(defaults, [service], "cli", sync_type, tenant_id=tenant_id)  # type: ignore[arg-type]
     async with app.publisher() as publisher:
         await publish_requests(publisher, app.topics, requests)
     [run] = await ledger.wait([requests[0].run_id], 3600, guard=guard)

@@ -25,7 +25,7 @@ from ragsync.demo.records import demo_record
 from ragsync.items import ItemRules
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
-from ragsync.requests import publish_requests, sync_requests
+from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 from ragsync.runs import RunState
 from ragsync.schemas import Schemas
 from ragsync.settings import Settings
@@ -197,7 +197,9 @@ class Bench:
             changed = demo_record(service, indices[0], servicer.revision(service, indices[0]))
             vector = self.encoder.encode([self.rules.text(changed, service)])[0]
             started = time.perf_counter()
-            requests = sync_requests(app.settings, [service], "cli", "incremental", tenant_id=TENANT)
+            requests = sync_requests(
+                RequestDefaults.from_settings(app.settings), [service], "cli", "incremental", tenant_id=TENANT
+            )
             async with app.publisher() as publisher:
                 await publish_requests(publisher, app.topics, requests)
             while True:
@@ -256,7 +258,7 @@ class Bench:
         )
 
     async def _until_fetched(self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]]) -> None:
-        requests = sync_requests(app.settings, [service], "cli")
+        requests = sync_requests(RequestDefaults.from_settings(app.settings), [service], "cli")
         async with app.publisher() as publisher:
             await publish_requests(publisher, app.topics, requests)
         await until_run(ledger, requests[0].run_id, lambda run: run.fetch_done or run.finished, tasks)

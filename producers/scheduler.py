@@ -16,7 +16,7 @@ from ragsync import metrics
 from ragsync.errors import SetupError
 from ragsync.events import SyncType, Trigger, describe_validation_error
 from ragsync.kafka import Publisher
-from ragsync.requests import publish_requests, sync_requests
+from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 from ragsync.settings import Settings
 from ragsync.topics import Topics
 
@@ -83,31 +83,53 @@ class SchedulerState:
         }
 
 
-class Scheduler:
-    """Publishes a sync request per configured service at each scheduled time: full syncs on
-    BATCH_SYNC_SCHEDULE and, when INCREMENTAL_SYNC_SCHEDULE is set, incremental ones on it."""
+@dataclass(frozen=True)
+class SchedulePlan:
+    """When the scheduler publishes: on/off, on start-up, the full and incremental crons and their time zone."""
 
-    def __init__(self, settings: Settings, publisher: Publisher, topics: Topics) -> None:
-        self._settings = settings
-        self._publisher = publisher
-        self._topics = topics
-        self.schedules: dict[SyncType, Schedule] = {
-            "batch": Schedule(settings.batch_sync_schedule, settings.batch_sync_timezone)
-        }
-        if settings.incremental_sync_schedule:
-            self.schedules["incremental"] = Schedule(
-                settings.incremental_sync_schedule, settings.batch_sync_timezone, setting="INCREMENTAL_SYNC_SCHEDULE"
-            )
-        self.state = SchedulerState(
+    enabled: bool = True
+    on_startup: bool = False
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    incremental_cron: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SchedulePlan:
+        """BATCH_SYNC_ENABLED, BATCH_SYNC_ON_STARTUP, BATCH_SYNC_SCHEDULE, BATCH_SYNC_TIMEZONE and
+        INCREMENTAL_SYNC_SCHEDULE."""
+        return cls(
             settings.batch_sync_enabled,
+            settings.batch_sync_on_startup,
             settings.batch_sync_schedule,
             settings.batch_sync_timezone,
             settings.incremental_sync_schedule,
         )
 
+
+class Scheduler:
+    """Publishes a sync request per configured service at each scheduled time: full syncs on
+    BATCH_SYNC_SCHEDULE and, when INCREMENTAL_SYNC_SCHEDULE is set, incremental ones on it."""
+
+    def __init__(self, plan: SchedulePlan, defaults: RequestDefaults, publisher: Publisher, topics: Topics) -> None:
+        self._plan = plan
+        self._defaults = defaults
+        self._publisher = publisher
+        self._topics = topics
+        self.schedules: dict[SyncType, Schedule] = {"batch": Schedule(plan.cron, plan.timezone)}
+        if plan.incremental_cron:
+            self.schedules["incremental"] = Schedule(
+                plan.incremental_cron, plan.timezone, setting="INCREMENTAL_SYNC_SCHEDULE"
+            )
+        self.state = SchedulerState(plan.enabled, plan.cron, plan.timezone, plan.incremental_cron)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, publisher: Publisher, topics: Topics) -> Scheduler:
+        """The scheduler the settings describe (its plan and the requests' defaults)."""
+        return cls(SchedulePlan.from_settings(settings), RequestDefaults.from_settings(settings), publisher, topics)
+
     async def fire(self, trigger: Trigger, sync_type: SyncType = "batch") -> None:
         """Request a sync of every configured service now."""
-        requests = sync_requests(self._settings, None, trigger, sync_type)
+        requests = sync_requests(self._defaults, None, trigger, sync_type)
         await publish_requests(self._publisher, self._topics, requests)
         self.state.last_run = datetime.now(UTC)
         self.state.last_trigger = trigger
@@ -123,7 +145,7 @@ class Scheduler:
             raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
         try:
             requests = sync_requests(
-                self._settings,
+                self._defaults,
                 body.get("services"),
                 "http",
                 body.get("sync_type", "batch"),
@@ -138,11 +160,11 @@ class Scheduler:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fire on start-up if configured, then on each schedule until `stop` is set."""
-        if not self._settings.batch_sync_enabled:
+        if not self._plan.enabled:
             log.warning("BATCH_SYNC_ENABLED=false: the scheduler publishes nothing (manual triggers still work)")
             await stop.wait()
             return
-        if self._settings.batch_sync_on_startup:
+        if self._plan.on_startup:
             await self.fire("startup")
         await asyncio.gather(*(self._follow(kind, schedule, stop) for kind, schedule in self.schedules.items()))
 
@@ -154,7 +176,7 @@ class Scheduler:
             log.info(
                 "scheduler: next %s sync of %s at %s (%s, %s)",
                 kind,
-                ", ".join(self._settings.batch_sync_services),
+                ", ".join(self._defaults.services),
                 when.isoformat(),
                 schedule.cron,
                 schedule.timezone,

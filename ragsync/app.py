@@ -25,6 +25,7 @@ from ragsync.kafka import Publisher, make_consumer, start_consumer
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
+from ragsync.requests import RequestDefaults
 from ragsync.schemas import Schemas
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
@@ -222,7 +223,9 @@ class App:
                     "completion": lambda: completion.run(stop),
                 }
                 if embedder.migrating:
-                    migration = ModelMigration(self.settings, store, ledger, publisher, self.topics)
+                    migration = ModelMigration(
+                        RequestDefaults.from_settings(self.settings), store, ledger, publisher, self.topics
+                    )
                     stages["migration"] = lambda: migration.run(stop)
                 members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
                 await asyncio.gather(*(start_consumer(c) for c in consumers))
@@ -287,7 +290,7 @@ class App:
         await self.ensure_topics()
         supervisor = self.supervisor("scheduler")
         async with self.publisher() as publisher, self.ledger(supervisor=supervisor) as ledger:
-            scheduler = Scheduler(self.settings, publisher, self.topics)
+            scheduler = Scheduler.from_settings(self.settings, publisher, self.topics)
             watchdog = Watchdog(StallRules.from_settings(self.settings), ledger, publisher, self.topics)
             history = History(self.settings.run_history_days, self.settings.run_history_per_service)
             retention = RunRetention(history, ledger, publisher, self.topics)

@@ -230,11 +230,11 @@ def trigger(
 ) -> None:
     """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
     from ragsync.app import App
-    from ragsync.requests import publish_requests, sync_requests
+    from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 
     settings = _settings()
     _check_sync_type(sync_type)
-    requests = sync_requests(settings, service, "cli", sync_type, since, tenant)  # type: ignore[arg-type]
+    requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)  # type: ignore[arg-type]
 
     async def run() -> None:
         app_ = App(settings)

@@ -11,7 +11,7 @@ from ragsync.app import App
 from ragsync.broker import LocalBroker
 from ragsync.events import SyncType
 from ragsync.model import TextEncoder
-from ragsync.requests import publish_requests, sync_requests
+from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 from ragsync.runs import RunState, SyncReport
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
@@ -52,7 +52,7 @@ async def run_sync(
     ]
     try:
         async with app.ledger(from_beginning=False) as ledger:
-            requests = sync_requests(app.settings, services, "cli", sync_type)
+            requests = sync_requests(RequestDefaults.from_settings(app.settings), services, "cli", sync_type)
             started = time.monotonic()
             async with app.publisher() as publisher:
                 await publish_requests(publisher, app.topics, requests)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from ragsync import metrics
@@ -16,25 +17,40 @@ from ragsync.topics import Topics
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class RequestDefaults:
+    """What a sync request gets when it does not say: the services (BATCH_SYNC_SERVICES), the tenant
+    (DEFAULT_TENANT_ID) and the records per page (BATCH_SYNC_LIMIT)."""
+
+    services: tuple[str, ...]
+    tenant_id: str = "default-tenant"
+    limit: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RequestDefaults:
+        """BATCH_SYNC_SERVICES, DEFAULT_TENANT_ID and BATCH_SYNC_LIMIT."""
+        return cls(tuple(settings.batch_sync_services), settings.default_tenant_id, settings.batch_sync_limit)
+
+
 def sync_requests(
-    settings: Settings,
+    defaults: RequestDefaults,
     services: list[str] | None,
     trigger: Trigger,
     sync_type: SyncType = "batch",
     since: datetime | None = None,
     tenant_id: str | None = None,
 ) -> list[TenantRequest]:
-    """One request per service (BATCH_SYNC_SERVICES when none are named)."""
+    """One request per service (the default services when none are named)."""
     return [
         TenantRequest(
-            tenant_id=tenant_id or settings.default_tenant_id,
+            tenant_id=tenant_id or defaults.tenant_id,
             service=service,
             sync_type=sync_type,
             since=since,
-            limit=settings.batch_sync_limit,
+            limit=defaults.limit,
             trigger=trigger,
         )
-        for service in (services or settings.batch_sync_services)
+        for service in (services or defaults.services)
     ]
 
 

@@ -12,8 +12,7 @@ from datetime import UTC, datetime
 
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
-from ragsync.requests import publish_requests, sync_requests
-from ragsync.settings import Settings
+from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 from ragsync.store import VectorStore
 from ragsync.topics import Topics
 
@@ -24,9 +23,9 @@ class ModelMigration:
     """Requests full syncs into the new collection and switches the alias once they all succeeded."""
 
     def __init__(
-        self, settings: Settings, store: VectorStore, ledger: RunLedger, publisher: Publisher, topics: Topics
+        self, defaults: RequestDefaults, store: VectorStore, ledger: RunLedger, publisher: Publisher, topics: Topics
     ) -> None:
-        self._settings = settings
+        self._defaults = defaults
         self._store = store
         self._ledger = ledger
         self._publisher = publisher
@@ -36,9 +35,8 @@ class ModelMigration:
 
     def complete(self) -> bool:
         """Whether every configured service has a full run that succeeded since the migration began."""
-        tenant = self._settings.default_tenant_id
-        for service in self._settings.batch_sync_services:
-            last = self._ledger.book.last_success(tenant, service, full=True)
+        for service in self._defaults.services:
+            last = self._ledger.book.last_success(self._defaults.tenant_id, service, full=True)
             if last is None or last.started_at < self.began:
                 return False
         return True
@@ -47,7 +45,7 @@ class ModelMigration:
         """Request the full syncs, wait for them, switch the alias."""
         live = self._store.live_collection()
         log.warning("embedding model changed: filling %s while searches still use %s", self._store.target, live)
-        requests = sync_requests(self._settings, None, "model-change", "batch")
+        requests = sync_requests(self._defaults, None, "model-change", "batch")
         await publish_requests(self._publisher, self._topics, requests)
         while not stop.is_set():
             if self.complete():

@@ -22,7 +22,7 @@ async def scheduler_ops(settings: Settings, token: str | None) -> AsyncIterator[
     app = App(settings)
     await app.ensure_topics()
     async with app.publisher() as publisher:
-        scheduler = Scheduler(settings, publisher, app.topics)
+        scheduler = Scheduler.from_settings(settings, publisher, app.topics)
 
         async def failing() -> str | None:
             return "broker unreachable (injected)"

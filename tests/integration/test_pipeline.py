@@ -183,7 +183,7 @@ async def _run_scheduler(settings: Settings, requests_expected: int) -> tuple[An
     await app.ensure_topics()
     stop = asyncio.Event()
     async with app.publisher() as publisher:
-        scheduler = Scheduler(settings, publisher, app.topics)
+        scheduler = Scheduler.from_settings(settings, publisher, app.topics)
         task = asyncio.create_task(scheduler.run(stop))
         if requests_expected:
             values = await read_all(app.bootstrap_servers, app.topics.sync_requests, requests_expected)

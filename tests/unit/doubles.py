@@ -17,8 +17,10 @@ from ragsync.events import Event, FetchProgress, TenantRequest
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
+from ragsync.topics import Topics
 
 WORD = re.compile(r"\S+")
+TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")  # a stage test's topic names
 
 
 class HashingEncoder(TextEncoder):

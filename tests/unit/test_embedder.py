@@ -13,10 +13,7 @@ from ragsync.delivery import Delivered, Position, Unreadable
 from ragsync.events import DeadLetter, EmbedProgress, ItemEvent
 from ragsync.store.client import ClientStore
 from ragsync.streams.embedder import Embedder
-from ragsync.topics import Topics
-from tests.unit.doubles import HashingEncoder, KeptPublisher, unfed_ledger
-
-TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
+from tests.unit.doubles import TOPICS, HashingEncoder, KeptPublisher, unfed_ledger
 
 
 class Stage:

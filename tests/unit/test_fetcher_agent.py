@@ -18,10 +18,8 @@ from ragsync.events import (
 )
 from ragsync.ledger import RunLedger
 from ragsync.streams.fetcher import FetcherAgent, FetchOutcome, SyncRunner
-from ragsync.topics import Topics
-from tests.unit.doubles import KeptPublisher, fetching, unfed_ledger
+from tests.unit.doubles import TOPICS, KeptPublisher, fetching, unfed_ledger
 
-TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
 KEY = "default-tenant/payment-service"
 
 

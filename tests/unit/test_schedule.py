@@ -2,7 +2,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ragsync.producers.scheduler import Schedule, ScheduleError
+from ragsync.producers.scheduler import Schedule, ScheduleError, SchedulePlan, Scheduler
+from ragsync.requests import RequestDefaults
+from tests.unit.doubles import TOPICS, KeptPublisher
 
 
 def test_next_run_daily_at_two_utc() -> None:
@@ -41,3 +43,29 @@ def test_bad_schedule_names_setting_and_value(cron: str, zone: str, fragment: st
     with pytest.raises(ScheduleError) as raised:
         Schedule(cron, zone)
     assert fragment in str(raised.value)
+
+
+async def test_the_scheduler_requests_each_default_service_with_its_trigger_and_a_queued_notice() -> None:
+    publisher = KeptPublisher()
+    defaults = RequestDefaults(("payment-service", "devlab-service"), tenant_id="acme", limit=250)
+    scheduler = Scheduler(SchedulePlan(cron="*/5 * * * *"), defaults, publisher, TOPICS)
+    await scheduler.fire("cron", "incremental")
+    requests = publisher.on(TOPICS.sync_requests)
+    assert [(r.service, r.tenant_id, r.sync_type, r.limit, r.trigger) for r in requests] == [
+        ("payment-service", "acme", "incremental", 250, "cron"),
+        ("devlab-service", "acme", "incremental", 250, "cron"),
+    ]
+    queued = publisher.on(TOPICS.sync_runs)
+    assert [(q.kind, q.run_id) for q in queued] == [("queued", r.run_id) for r in requests]
+    assert scheduler.state.runs_requested == 2 and scheduler.state.last_trigger == "cron"
+
+
+async def test_an_admin_request_naming_an_unknown_field_or_bad_type_is_refused_with_its_name() -> None:
+    scheduler = Scheduler(SchedulePlan(), RequestDefaults(("payment-service",)), KeptPublisher(), TOPICS)
+    with pytest.raises(ValueError, match="unknown fields: colour"):
+        await scheduler.requested_over_http({"colour": "red"})
+    with pytest.raises(ValueError, match="sync_type"):
+        await scheduler.requested_over_http({"sync_type": "hourly"})
+    answer = await scheduler.requested_over_http({"services": ["devlab-service"], "tenant_id": "acme"})
+    [run] = answer["runs"]
+    assert (run["service"], run["sync_type"]) == ("devlab-service", "batch")

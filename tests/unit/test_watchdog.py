@@ -6,10 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from ragsync.events import SyncRequest, TenantRequest, WatchdogNotice
 from ragsync.streams.watchdog import StallRules, Watchdog
-from ragsync.topics import Topics
-from tests.unit.doubles import KeptPublisher, fetching, unfed_ledger
-
-TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")
+from tests.unit.doubles import TOPICS, KeptPublisher, fetching, unfed_ledger
 
 
 def _watchdog(started: datetime, max_resumes: int = 1) -> tuple[Watchdog, KeptPublisher, TenantRequest]:
