@@ -20,20 +20,11 @@ async def kafka_problem(settings: Settings, bootstrap_servers: str) -> str:
     """What keeps clients from the broker at `bootstrap_servers`, and what to change."""
     host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
     where = f"Kafka at {host}:{port}"
-    protocol = settings.kafka_security_protocol
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
             connection = await create_conn(host, int(port), **security_options(settings))
     except ssl.SSLCertVerificationError as error:
-        if "mismatch" in str(error.verify_message).lower():
-            return (
-                f"{where}: its TLS certificate is not for {host!r} ({error.verify_message}); connect by a name "
-                "the certificate holds (KAFKA_BOOTSTRAP_SERVERS)"
-            )
-        return (
-            f"{where}: its TLS certificate was refused ({error.verify_message}); set KAFKA_SSL_CAFILE to the CA "
-            "that signed it"
-        )
+        return _certificate_refused(where, host, error)
     except ssl.SSLError as error:
         return f"{where}: the TLS handshake failed ({error.reason}); is the listener TLS? check KAFKA_SECURITY_PROTOCOL"
     except TimeoutError:
@@ -46,19 +37,36 @@ async def kafka_problem(settings: Settings, bootstrap_servers: str) -> str:
     except OSError as error:
         return f"{where}: {error.strerror or error}; check KAFKA_BOOTSTRAP_SERVERS and the network"
     except (KafkaError, KeyError, ValueError) as error:  # aiokafka's SCRAM raises KeyError/ValueError on refusal
-        if protocol.startswith("SASL"):
-            return (
-                f"{where}: the broker refused the {settings.kafka_sasl_mechanism} login of "
-                f"{settings.kafka_sasl_username!r} ({type(error).__name__}); check KAFKA_SASL_USERNAME, "
-                "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
-            )
-        if not protocol.endswith("SSL") and await _speaks_tls(host, int(port)):
-            return (
-                f"{where}: the listener speaks TLS; set KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL) and KAFKA_SSL_CAFILE"
-            )
-        return f"{where}: the connection was closed ({error}); check KAFKA_SECURITY_PROTOCOL"
+        return await _refused_after_connecting(where, settings, host, int(port), error)
     connection.close()
     return f"{where}: one connection works, but the clients could not bootstrap; check KAFKA_BOOTSTRAP_SERVERS"
+
+
+def _certificate_refused(where: str, host: str, error: ssl.SSLCertVerificationError) -> str:
+    if "mismatch" in str(error.verify_message).lower():
+        return (
+            f"{where}: its TLS certificate is not for {host!r} ({error.verify_message}); connect by a name "
+            "the certificate holds (KAFKA_BOOTSTRAP_SERVERS)"
+        )
+    return (
+        f"{where}: its TLS certificate was refused ({error.verify_message}); set KAFKA_SSL_CAFILE to the CA "
+        "that signed it"
+    )
+
+
+async def _refused_after_connecting(where: str, settings: Settings, host: str, port: int, error: Exception) -> str:
+    """The broker took the connection and then closed it: a refused login, or a TLS listener spoken to in
+    plaintext."""
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return (
+            f"{where}: the broker refused the {settings.kafka_sasl_mechanism} login of "
+            f"{settings.kafka_sasl_username!r} ({type(error).__name__}); check KAFKA_SASL_USERNAME, "
+            "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
+        )
+    if not protocol.endswith("SSL") and await _speaks_tls(host, port):
+        return f"{where}: the listener speaks TLS; set KAFKA_SECURITY_PROTOCOL=SSL (or SASL_SSL) and KAFKA_SSL_CAFILE"
+    return f"{where}: the connection was closed ({error}); check KAFKA_SECURITY_PROTOCOL"
 
 
 async def _speaks_tls(host: str, port: int) -> bool:

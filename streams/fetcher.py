@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.structs import RecordMetadata
 from pydantic_core import PydanticSerializationError
@@ -41,6 +41,9 @@ from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.supervision import Supervisor
 from ragsync.topics import Topics
+
+if TYPE_CHECKING:
+    import faust
 
 log = logging.getLogger(__name__)
 
@@ -408,6 +411,21 @@ def build_fetcher_app(
     """The faust app whose agent hands each sync request to `agent`. A request whose handling raises is handled
     again after a backoff (supervised: logged, counted, shown on /readyz), never skipped; past STAGE_MAX_CRASHES
     the supervisor gives up and the fetcher's process stops."""
+    app = _faust_app(settings, bootstrap_servers)
+    requests_topic = app.topic(topics.sync_requests, value_type=bytes, key_type=bytes)
+
+    @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
+    async def fetch(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            at = Position(message.topic, message.partition, message.offset)
+            await supervisor.run("fetch agent", functools.partial(agent.receive, event.key, event.value, at), stop)
+
+    return app
+
+
+def _faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    """The faust app of the fetcher group: raw bytes in, the broker's security, our fetch wait."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
     from ragsync.streams.faust_transport import Transport
@@ -430,15 +448,6 @@ def build_fetcher_app(
     )
     # Set before the first topic is declared: declaring one creates the transport.
     app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
-    requests_topic = app.topic(topics.sync_requests, value_type=bytes, key_type=bytes)
-
-    @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
-    async def fetch(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            at = Position(message.topic, message.partition, message.offset)
-            await supervisor.run("fetch agent", functools.partial(agent.receive, event.key, event.value, at), stop)
-
     return app
 
 
