@@ -196,58 +196,60 @@ class App:
         serve_ops: bool = False,
     ) -> None:
         """`count` members of the embedding consumer group, sharing one model and one store."""
+        rules = self.item_rules()  # a bad schema fails here, before anything connects
+        await self.ensure_topics()
+        own_store = store is None
+        store = store or open_store(self.settings)
+        try:
+            await self._embed(stop, count, store, encoder or self.encoder(), rules, serve_ops)
+        finally:
+            if own_store:
+                store.close()
+
+    async def _embed(
+        self,
+        stop: asyncio.Event,
+        count: int,
+        store: VectorStore,
+        encoder: TextEncoder,
+        rules: ItemRules,
+        serve_ops: bool,
+    ) -> None:
         from ragsync.streams.completion import RunCompletion
         from ragsync.streams.embedder import Embedder
         from ragsync.streams.migration import ModelMigration
         from ragsync.streams.pruner import Pruner
 
-        rules = self.item_rules()
-        await self.ensure_topics()
-        own_store = store is None
-        store = store or open_store(self.settings)
-        encoder = encoder or self.encoder()
-        try:
-            supervisor = self.supervisor("embedder")
-            # Nothing here waits on the ledger's promptness, and this process's cores belong to the encoder.
-            async with self.publisher() as publisher, self.ledger(prompt=False, supervisor=supervisor) as ledger:
-                embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
-                await embedder.prepare()
-                pruner = Pruner(store, ledger, publisher)
-                consumers = [self._items_consumer() for _ in range(count)]
-                space = self.store_space()
-                completion = RunCompletion(
-                    ledger, publisher, self.topics, consumers[0].committed, self.settings.run_max_dead_letter_share
-                )
-                stages: dict[str, Callable[[], Awaitable[object]]] = {
-                    "pruner": lambda: pruner.run(stop),
-                    "completion": lambda: completion.run(stop),
-                }
-                if embedder.migrating:
-                    migration = ModelMigration(
-                        RequestDefaults.from_settings(self.settings), store, ledger, publisher, self.topics
-                    )
-                    stages["migration"] = lambda: migration.run(stop)
-                members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
-                await asyncio.gather(*(start_consumer(c) for c in consumers))
-                log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
-                status = _embedder_status(members, space, pruner, completion)
-                checks = {
-                    "qdrant": store_check(store),
-                    "model": _model_check(encoder),
-                    "batches": _members_check(members),
-                    "disk": _space_check(space),
-                    "stages": supervisor.check,
-                }
-                for n, member in enumerate(members, 1):
-                    stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
-                try:
-                    async with self.ops("embedder", status, checks, serve_ops):
-                        await supervisor.run_stages(stages, stop)
-                finally:
-                    await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
-        finally:
-            if own_store:
-                store.close()
+        supervisor = self.supervisor("embedder")
+        # Nothing here waits on the ledger's promptness, and this process's cores belong to the encoder.
+        async with self.publisher() as publisher, self.ledger(prompt=False, supervisor=supervisor) as ledger:
+            embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
+            await embedder.prepare()
+            pruner = Pruner(store, ledger, publisher)
+            consumers = [self._items_consumer() for _ in range(count)]
+            space = self.store_space()
+            share = self.settings.run_max_dead_letter_share
+            completion = RunCompletion(ledger, publisher, self.topics, consumers[0].committed, share)
+            stages: dict[str, Callable[[], Awaitable[object]]] = {
+                "pruner": lambda: pruner.run(stop),
+                "completion": lambda: completion.run(stop),
+            }
+            if embedder.migrating:
+                defaults = RequestDefaults.from_settings(self.settings)
+                migration = ModelMigration(defaults, store, ledger, publisher, self.topics)
+                stages["migration"] = lambda: migration.run(stop)
+            members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
+            for n, member in enumerate(members, 1):
+                stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
+            await asyncio.gather(*(start_consumer(c) for c in consumers))
+            log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
+            status = _embedder_status(members, space, pruner, completion)
+            checks = _embedder_checks(store, encoder, members, space, supervisor)
+            try:
+                async with self.ops("embedder", status, checks, serve_ops):
+                    await supervisor.run_stages(stages, stop)
+            finally:
+                await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
 
     def _embedding_member(
         self, consumer: AIOKafkaConsumer, embedder: Embedder, on_commit: Callable[[], None], space: StoreSpace | None
@@ -328,6 +330,22 @@ def _embedder_status(
         }
 
     return status
+
+
+def _embedder_checks(
+    store: VectorStore,
+    encoder: TextEncoder,
+    members: list[EmbeddingConsumer],
+    space: StoreSpace | None,
+    supervisor: Supervisor,
+) -> dict[str, Check]:
+    return {
+        "qdrant": store_check(store),
+        "model": _model_check(encoder),
+        "batches": _members_check(members),
+        "disk": _space_check(space),
+        "stages": supervisor.check,
+    }
 
 
 def _runs_status(ledger: RunLedger) -> dict[str, Any]:
