@@ -184,6 +184,33 @@ def _deleted_by(schema: ServiceSchema | None, record: dict[str, Any]) -> bool:
     return any(record.get(name) is True for name in GENERIC_DELETED) or bool(record.get("deleted_at"))
 
 
+def _text_by(schema: ServiceSchema | None, record: dict[str, Any], service: str) -> str:
+    if schema is None:
+        return item_text(record, service)
+    lines = []
+    if schema.title_field and (title := lookup(record, schema.title_field)) not in (None, ""):
+        lines.append(_render(title))
+    for path in schema.text_fields:
+        value = lookup(record, path)
+        if value not in (None, "", []):
+            lines.append(f"{schema.labels.get(path, path)}: {_render(value)}")
+    return "\n".join(lines)
+
+
+def _payload_by(schema: ServiceSchema | None, record: dict[str, Any]) -> dict[str, Any]:
+    if schema is None or schema.payload_fields is None:
+        return record
+    return {path: lookup(record, path) for path in schema.payload_fields}
+
+
+@dataclass(frozen=True)
+class ItemContent:
+    """What an item stores: the text to embed, and the record's fields kept in the payload."""
+
+    text: str
+    payload: dict[str, Any]
+
+
 class ItemRules:
     """Id, tenant, text, payload and deletion of a record, by its service's schema or the generic rule."""
 
@@ -214,23 +241,15 @@ class ItemRules:
         """Whether the record says the item was deleted upstream."""
         return _deleted_by(self.schema(service), record)
 
+    def content(self, record: dict[str, Any], service: str) -> ItemContent:
+        """What an item stores, in one pass over its service's schema: the text to embed and the payload."""
+        schema = self.schema(service)
+        return ItemContent(_text_by(schema, record, service), _payload_by(schema, record))
+
     def text(self, record: dict[str, Any], service: str) -> str:
         """The text to embed."""
-        schema = self.schema(service)
-        if schema is None:
-            return item_text(record, service)
-        lines = []
-        if schema.title_field and (title := lookup(record, schema.title_field)) not in (None, ""):
-            lines.append(_render(title))
-        for path in schema.text_fields:
-            value = lookup(record, path)
-            if value not in (None, "", []):
-                lines.append(f"{schema.labels.get(path, path)}: {_render(value)}")
-        return "\n".join(lines)
+        return _text_by(self.schema(service), record, service)
 
     def payload(self, record: dict[str, Any], service: str) -> dict[str, Any]:
         """The record's fields kept in the point's payload."""
-        schema = self.schema(service)
-        if schema is None or schema.payload_fields is None:
-            return record
-        return {path: lookup(record, path) for path in schema.payload_fields}
+        return _payload_by(self.schema(service), record)

@@ -24,7 +24,7 @@ from ragsync.chunks import Chunker
 from ragsync.dead_letters import send_dead_letter
 from ragsync.delivery import Delivered, Position, Unreadable, decode
 from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts
-from ragsync.items import ItemRules
+from ragsync.items import ItemContent, ItemRules
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
@@ -83,12 +83,16 @@ class Rejected:
 
 @dataclass(frozen=True)
 class Item:
-    """An item event to store, with its text and the hash of what would be embedded."""
+    """An item event to store, with what it stores (text and payload) and the hash of what would be embedded."""
 
     at: Position
     event: ItemEvent
-    text: str
+    content: ItemContent
     hash: str
+
+    @property
+    def text(self) -> str:
+        return self.content.text
 
     @property
     def first_point(self) -> str:
@@ -215,9 +219,9 @@ class Embedder:
             if event.op == "delete":
                 batch.deletions.append(delivered)
                 continue
-            text = self._rules.text(event.record, event.service)
-            if text.strip():
-                batch.items.append(Item(delivered.at, event, text, content_hash(self._encoder.name, text)))
+            content = self._rules.content(event.record, event.service)
+            if content.text.strip():
+                batch.items.append(Item(delivered.at, event, content, content_hash(self._encoder.name, content.text)))
             else:
                 reason = "the record has no text to embed (every field is empty or an id)"
                 batch.rejected.append(Rejected(delivered.at, reason, event.to_bytes().decode(), event))
@@ -238,7 +242,7 @@ class Embedder:
             "touched_at": touched_at,
             "model": self._encoder.name,
             "synced_at": event.emitted_at.isoformat(),
-            "record": self._rules.payload(event.record, event.service),
+            "record": item.content.payload,
         }
         return Point(id=point_id(event.tenant_id, event.service, event.item_id, chunk), vector=vector, payload=payload)
 

@@ -88,6 +88,7 @@ def test_a_record_is_read_as_an_item_in_one_pass_by_its_schema(tmp_path: Path) -
     rules = _folder_rules(tmp_path)
     record = {"ref": {"code": "P-9"}, "note": "hello", "org": "acme", "gone": True}
     assert rules.read(record, "payment-service", "default") == RecordItem("P-9", "acme", True)
+    assert rules.content(record, "payment-service") == ItemContent("note: hello", record)  # no payload_fields
     assert rules.read({"course_id": 7}, "hidden-courses", "t") == RecordItem("7", "t", False)  # the generic rule
     with pytest.raises(ItemError, match=r"no ref\.code"):
         rules.read({"note": "x", "org": "acme"}, "payment-service", "default")
