@@ -4,7 +4,7 @@ import pytest
 
 from ragsync.demo.records import GENERATORS, demo_record
 from ragsync.errors import SetupError
-from ragsync.items import ItemError, ItemRules, RecordItem
+from ragsync.items import ItemContent, ItemError, ItemRules, RecordItem
 from ragsync.schemas import Schemas, load_schema, lookup
 
 
