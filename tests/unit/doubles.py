@@ -8,15 +8,18 @@ import hashlib
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
-from ragsync.events import Event, FetchProgress, TenantRequest
+from ragsync.delivery import Delivered, Position
+from ragsync.events import Event, FetchProgress, ItemEvent, TenantRequest
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
+from ragsync.store.client import ClientStore
+from ragsync.streams.embedder import Embedder
 from ragsync.topics import Topics
 
 WORD = re.compile(r"\S+")
@@ -91,3 +94,39 @@ def unfed_ledger(topic: str = "t.sync-runs") -> RunLedger:
 def fetching(request: TenantRequest, **fields: Any) -> FetchProgress:
     """The fetcher's record of `request` being fetched, with `fields` (pages, at, started_at, ...)."""
     return FetchProgress.begin(request).model_copy(update=fields)
+
+
+class EmbeddingStage:
+    """The embedder over the in-memory store, with the hashing encoder, a kept publisher and an unfed ledger;
+    `item` makes the next item event of one partition."""
+
+    def __init__(self, folder: Path) -> None:
+        self.encoder = HashingEncoder(folder)
+        self.store = ClientStore.memory("ragsync")
+        self.publisher = KeptPublisher()
+        self.ledger = unfed_ledger(TOPICS.sync_runs)
+        self.embedder = Embedder(self.encoder, self.store, self.publisher, TOPICS, self.ledger)
+        self.offsets = 0
+
+    def item(
+        self, item_id: str, title: str | None, op: Literal["upsert", "delete"] = "upsert", run_id: str = "run-1"
+    ) -> Delivered[ItemEvent]:
+        """The next item event of `item_id` (tenant acme, payment-service), at the next offset."""
+        event = ItemEvent(
+            run_id=run_id,
+            tenant_id="acme",
+            service="payment-service",
+            item_id=item_id,
+            op=op,
+            page=1,
+            record={"id": item_id, "title": title},
+        )
+        self.offsets += 1
+        return Delivered(event, Position(TOPICS.items, 0, self.offsets - 1))
+
+    async def __aenter__(self) -> Self:
+        await self.embedder.prepare()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.store.close()

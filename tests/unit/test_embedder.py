@@ -5,51 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
-from ragsync.delivery import Delivered, Position, Unreadable
-from ragsync.events import DeadLetter, EmbedProgress, ItemEvent
-from ragsync.store.client import ClientStore
-from ragsync.streams.embedder import Embedder
-from tests.unit.doubles import TOPICS, HashingEncoder, KeptPublisher, unfed_ledger
-
-
-class Stage:
-    def __init__(self, tmp_path: Path) -> None:
-        self.encoder = HashingEncoder(tmp_path)
-        self.store = ClientStore.memory("ragsync")
-        self.publisher = KeptPublisher()
-        self.ledger = unfed_ledger(TOPICS.sync_runs)
-        self.embedder = Embedder(self.encoder, self.store, self.publisher, TOPICS, self.ledger)
-        self.offsets = 0
-
-    def item(
-        self, item_id: str, title: str | None, op: Literal["upsert", "delete"] = "upsert", run_id: str = "run-1"
-    ) -> Delivered[ItemEvent]:
-        event = ItemEvent(
-            run_id=run_id,
-            tenant_id="acme",
-            service="payment-service",
-            item_id=item_id,
-            op=op,
-            page=1,
-            record={"id": item_id, "title": title},
-        )
-        self.offsets += 1
-        return Delivered(event, Position(TOPICS.items, 0, self.offsets - 1))
+from ragsync.delivery import Position, Unreadable
+from ragsync.events import DeadLetter, EmbedProgress
+from tests.unit.doubles import TOPICS, EmbeddingStage
 
 
 @pytest.fixture
-async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
-    made = Stage(tmp_path)
-    await made.embedder.prepare()
-    yield made
-    made.store.close()
+async def stage(tmp_path: Path) -> AsyncIterator[EmbeddingStage]:
+    async with EmbeddingStage(tmp_path) as made:
+        yield made
 
 
-async def test_a_batch_is_stored_and_every_event_counted_once(stage: Stage) -> None:
+async def test_a_batch_is_stored_and_every_event_counted_once(stage: EmbeddingStage) -> None:
     batch = [
         stage.item("p-1", "Refund for the course"),
         stage.item("p-2", "Card declined at checkout"),
@@ -86,7 +56,7 @@ async def test_a_batch_is_stored_and_every_event_counted_once(stage: Stage) -> N
     )
 
 
-async def test_an_unchanged_item_is_not_embedded_again_and_its_count_goes_on(stage: Stage) -> None:
+async def test_an_unchanged_item_is_not_embedded_again_and_its_count_goes_on(stage: EmbeddingStage) -> None:
     await stage.embedder.process([stage.item("p-1", "Refund for the course")], "member-a")
     stage.encoder.encoded.clear()
     again = stage.item("p-1", "Refund for the course", run_id="run-1")

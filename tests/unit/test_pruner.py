@@ -9,54 +9,35 @@ from pathlib import Path
 
 import pytest
 
-from ragsync.delivery import Delivered, Position
-from ragsync.events import FetchProgress, ItemEvent, RunEnded, RunPruned, SyncType, TenantRequest
-from ragsync.ledger import RunLedger
-from ragsync.store.client import ClientStore
-from ragsync.streams.embedder import Embedder
+from ragsync.events import FetchProgress, RunEnded, RunPruned, SyncType, TenantRequest
 from ragsync.streams.pruner import Pruner
-from tests.unit.doubles import TOPICS, HashingEncoder, KeptPublisher, unfed_ledger
+from tests.unit.doubles import TOPICS, EmbeddingStage
 
 
-class Stage:
-    def __init__(self, tmp_path: Path) -> None:
-        self.store = ClientStore.memory("ragsync")
-        self.publisher = KeptPublisher()
-        self.ledger: RunLedger = unfed_ledger(TOPICS.sync_runs)
-        self.embedder = Embedder(HashingEncoder(tmp_path), self.store, self.publisher, TOPICS, self.ledger)
+class PruningStage(EmbeddingStage):
+    """The embedder writing the points, as in production, and the pruner after it."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
         self.pruner = Pruner(self.store, self.ledger, self.publisher)
-        self.offset = 0
 
     async def sync(self, items: list[str], sync_type: SyncType = "batch") -> TenantRequest:
         """A run that fetched `items`, stored by the embedder, and ended succeeded."""
         request = TenantRequest(service="payment-service", tenant_id="acme", sync_type=sync_type)
         self.ledger.record(FetchProgress.begin(request).model_copy(update={"status": "fetched"}))
-        events = []
-        for item_id in items:
-            event = ItemEvent(
-                run_id=request.run_id,
-                tenant_id="acme",
-                service="payment-service",
-                item_id=item_id,
-                page=1,
-                record={"id": item_id, "title": f"payment {item_id}"},
-            )
-            events.append(Delivered(event, Position(TOPICS.items, 0, self.offset)))
-            self.offset += 1
+        events = [self.item(item_id, f"payment {item_id}", run_id=request.run_id) for item_id in items]
         await self.embedder.process(events, "member-a")
         self.ledger.record(RunEnded(run_id=request.run_id, tenant_id="acme", service="payment-service"))
         return request
 
 
 @pytest.fixture
-async def stage(tmp_path: Path) -> AsyncIterator[Stage]:
-    made = Stage(tmp_path)
-    await made.embedder.prepare()
-    yield made
-    made.store.close()
+async def stage(tmp_path: Path) -> AsyncIterator[PruningStage]:
+    async with PruningStage(tmp_path) as made:
+        yield made
 
 
-async def test_a_succeeded_full_run_prunes_what_it_did_not_see_once(stage: Stage) -> None:
+async def test_a_succeeded_full_run_prunes_what_it_did_not_see_once(stage: PruningStage) -> None:
     await stage.sync(["p-1", "p-2", "p-3"])
     second = await stage.sync(["p-1", "p-3"])  # p-2 is gone upstream
     run = stage.ledger.book.get(second.run_id)
@@ -68,7 +49,7 @@ async def test_a_succeeded_full_run_prunes_what_it_did_not_see_once(stage: Stage
     assert stage.ledger.book.get(second.run_id).pruned == 1  # type: ignore[union-attr]
 
 
-async def test_only_succeeded_full_runs_are_pruned_and_each_once(stage: Stage) -> None:
+async def test_only_succeeded_full_runs_are_pruned_and_each_once(stage: PruningStage) -> None:
     full = await stage.sync(["p-1", "p-2"])
     await stage.sync(["p-1"], sync_type="incremental")  # sees a part only: never prunes
     stop = asyncio.Event()
