@@ -4,6 +4,8 @@ local mode (QDRANT_EMBEDDED=local, kept for folders written before the edge stor
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from ragsync.store.base import (
     VectorStore,
 )
 
+log = logging.getLogger(__name__)
+
 
 class ClientStore(VectorStore):
     """A VectorStore over a QdrantClient."""
@@ -35,7 +39,11 @@ class ClientStore(VectorStore):
     def server(cls, url: str, collection: str, api_key: str | None = None) -> ClientStore:
         """A Qdrant server; filters by tenant and service use payload indexes. Raises `StoreError` with what to
         change when the server cannot be reached or refuses the key."""
-        client = QdrantClient(url=url, api_key=api_key, timeout=10)
+        if api_key and url.startswith("http://"):
+            log.warning("QDRANT_API_KEY is sent in clear text to %s: use an https:// QDRANT_URL", url)
+        with warnings.catch_warnings():  # said above, once, in our words
+            warnings.filterwarnings("ignore", message="Api key is used with an insecure connection")
+            client = QdrantClient(url=url, api_key=api_key, timeout=10)
         try:
             client.get_collections()
         except UnexpectedResponse as error:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
@@ -198,3 +199,30 @@ async def test_coordinator_tls_mistakes_name_the_setting_and_fail_at_once(tmp_pa
     ):
         response = await calls.route(request, 10, "payment-service", 1)
     assert response.envelope_json
+
+
+async def test_a_qdrant_server_refusing_the_key_is_one_line_without_the_key(tmp_path: Path) -> None:
+    """A server that answers every call 401, as Qdrant does for a wrong QDRANT_API_KEY."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"status": {"error": "Must provide an API key"}}, status=401)
+
+    server = web.Application()
+    server.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(server)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        env = {"QDRANT_URL": f"http://127.0.0.1:{port}", "QDRANT_API_KEY": "wrong-key-never-shown"}
+        result = await asyncio.to_thread(_ragsync, ["search", "refund"], tmp_path, **env)
+    finally:
+        await runner.cleanup()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    said = [line for line in result.stderr.splitlines() if line.strip()]
+    warning, line = said  # the key goes over plain http here: said once, as a log line
+    assert warning.endswith(
+        f"QDRANT_API_KEY is sent in clear text to http://127.0.0.1:{port}: use an https:// QDRANT_URL"
+    )
+    assert line == f"cannot start: Qdrant at http://127.0.0.1:{port} answered 401 Unauthorized: check QDRANT_API_KEY"
+    assert "wrong-key-never-shown" not in result.stdout + result.stderr
