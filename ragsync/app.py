@@ -21,7 +21,7 @@ from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.errors import SetupError
 from ragsync.items import ItemRules
-from ragsync.kafka import Publisher, make_consumer, start_consumer
+from ragsync.kafka import Publisher, make_consumer, start_client
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
@@ -34,7 +34,9 @@ from ragsync.supervision import Restarts, Supervisor
 from ragsync.topics import Topics, ensure_topics
 
 if TYPE_CHECKING:  # the stages are imported where they are built: a command that runs none loads none
+    from ragsync.streams.completion import RunCompletion
     from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+    from ragsync.streams.pruner import Pruner
 
 log = logging.getLogger(__name__)
 PROMPT_FETCH_MAX_WAIT_MS = 50  # the fetch wait of a ledger that `caught_up` and `wait` are called on
@@ -241,7 +243,7 @@ class App:
             members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
             for n, member in enumerate(members, 1):
                 stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
-            await asyncio.gather(*(start_consumer(c) for c in consumers))
+            await asyncio.gather(*(start_client(c) for c in consumers))
             log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
             status = _embedder_status(members, space, pruner, completion)
             checks = _embedder_checks(store, encoder, members, space, supervisor)
@@ -319,12 +321,12 @@ class App:
 
 
 def _embedder_status(
-    members: list[Any], space: StoreSpace | None, pruner: Any, completion: Any
+    members: list[EmbeddingConsumer], space: StoreSpace | None, pruner: Pruner, completion: RunCompletion
 ) -> Callable[[], dict[str, Any]]:
     def status() -> dict[str, Any]:
         return {
             "consumers": [member.status() for member in members],
-            "store_free_mb": round(space.free_bytes(space.path) / MB) if space else None,
+            "store_free_mb": round(space.free() / MB) if space else None,
             "last_index_error": pruner.last_index_error,
             "last_completion_error": completion.last_error,
         }

@@ -81,13 +81,13 @@ def make_consumer(
     )
 
 
-async def start_consumer(consumer: AIOKafkaConsumer) -> None:
-    """Start a consumer. One that cannot reach the broker is closed before the error goes on, so that the person
-    reads one error, not also a warning about an unclosed consumer."""
+async def start_client(client: AIOKafkaConsumer | AIOKafkaProducer) -> None:
+    """Start a consumer or producer. One that cannot reach the broker is closed before the error goes on, so that
+    the person reads one error, not also a warning about an unclosed client."""
     try:
-        await consumer.start()
+        await client.start()
     except BaseException:
-        await consumer.stop()
+        await client.stop()
         raise
 
 
@@ -105,11 +105,7 @@ class Publisher:
 
     async def start(self) -> None:
         """Connect to the broker (closing the producer again when that fails)."""
-        try:
-            await self._producer.start()
-        except BaseException:
-            await self._producer.stop()
-            raise
+        await start_client(self._producer)
 
     async def stop(self) -> None:
         """Flush and disconnect."""
@@ -178,7 +174,7 @@ async def unread(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -
 
 async def read_to_end(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[ConsumerRecord[Any, Any]]:
     """Every message of `topic` from its beginning up to its end as of now (`consumer` must not be started)."""
-    await start_consumer(consumer)
+    await start_client(consumer)
     try:
         partitions = await assign_all(consumer, topic)
         messages: list[ConsumerRecord[Any, Any]] = []

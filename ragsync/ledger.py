@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
-from ragsync.kafka import Publisher, assign_all, fresh_partitions, start_consumer, unread
+from ragsync.kafka import Publisher, assign_all, fresh_partitions, start_client, unread
 from ragsync.keys import parse_key
 from ragsync.runs import RunBook, RunState
 from ragsync.supervision import Supervisor, UnrecoverableStageError
@@ -88,7 +88,7 @@ class RunLedger:
         """Attach to every partition (at its start, or its end) and follow in the background: under the
         component's `supervisor` when given (a crash is restarted where it stood; a lost topic stops the
         process), else as a plain task whose end `caught_up` and `wait` report."""
-        await start_consumer(self._consumer)
+        await start_client(self._consumer)
         self._partitions = await assign_all(self._consumer, self._topic, self._from_beginning)
         if supervisor is None:
             self._task = asyncio.create_task(self._follow(), name="run ledger")

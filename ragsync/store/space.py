@@ -25,10 +25,15 @@ class StoreSpace:
     def __post_init__(self) -> None:
         metrics.STORE_MIN_FREE_BYTES.set(self.min_free_bytes)
 
-    def shortage(self) -> str | None:
-        """Why no batch should be taken now (free space under the floor), or None; updates the metric."""
+    def free(self) -> int:
+        """Free bytes now on the filesystem of `path` (or of its nearest folder that exists); updates the metric."""
         free = self.free_bytes(_existing(self.path))
         metrics.STORE_FREE_BYTES.set(free)
+        return free
+
+    def shortage(self) -> str | None:
+        """Why no batch should be taken now (free space under the floor), or None; updates the metric."""
+        free = self.free()
         if free >= self.min_free_bytes:
             return None
         return (
