@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 
 from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
@@ -27,7 +26,7 @@ from ragsync.model import TextEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.requests import RequestDefaults
 from ragsync.schemas import Schemas
-from ragsync.settings import Settings
+from ragsync.settings import Settings, reveal
 from ragsync.store import VectorStore, open_store
 from ragsync.store.space import MB, StoreSpace
 from ragsync.supervision import Restarts, Supervisor
@@ -56,8 +55,8 @@ class App:
 
     def signer(self) -> Signer | None:
         """The call signer from RAG_PRIVATE_KEY; a malformed key raises `SigningKeyError` here, at start-up."""
-        key = self.settings.rag_private_key
-        return Signer.from_env_value(key.get_secret_value()) if key else None
+        key = reveal(self.settings.rag_private_key)
+        return Signer.from_env_value(key) if key else None
 
     def coordinator_client(self, endpoint: str | None = None) -> CoordinatorClient:
         """A client for COORDINATOR_GRPC_ENDPOINT (or `endpoint`)."""
@@ -144,7 +143,7 @@ class App:
             return
         port = self.settings.ops_port if self.settings.ops_port is not None else DEFAULT_PORTS[component]
         server = OpsServer(
-            component, self.settings.ops_host, port, status, checks, admin_sync, _secret(self.settings.admin_token)
+            component, self.settings.ops_host, port, status, checks, admin_sync, reveal(self.settings.admin_token)
         )
         await server.start()
         try:
@@ -402,7 +401,3 @@ def _members_check(members: list[Any]) -> Check:
         return f"batches failing, nothing committed: {failing[0]}" if failing else None
 
     return check
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None

@@ -11,7 +11,7 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import RecordMetadata
 
 from ragsync.events import Event
-from ragsync.settings import Settings
+from ragsync.settings import Settings, reveal
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -34,11 +34,10 @@ def security_options(settings: Settings) -> dict[str, Any]:
     if context is not None:
         options["ssl_context"] = context
     if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
         options |= {
             "sasl_mechanism": settings.kafka_sasl_mechanism,
             "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": password.get_secret_value() if password else None,
+            "sasl_plain_password": reveal(settings.kafka_sasl_password),
         }
     return options
 

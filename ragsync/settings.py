@@ -258,3 +258,8 @@ def describe_invalid(error: ValidationError) -> str:
 
 def _secret(name: str) -> bool:
     return any(word in name for word in ("PASSWORD", "KEY", "TOKEN"))
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """A secret setting's value, for the one client that needs it (never for a log or a message)."""
+    return secret.get_secret_value() if secret is not None else None

@@ -38,7 +38,7 @@ from ragsync.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text
 from ragsync.kafka import Publisher, tls_context
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
-from ragsync.settings import Settings
+from ragsync.settings import Settings, reveal
 from ragsync.supervision import Supervisor
 from ragsync.topics import Topics
 
@@ -458,10 +458,9 @@ def faust_credentials(settings: Settings) -> Any:
 
     context = tls_context(settings)
     if settings.kafka_security_protocol.startswith("SASL"):
-        password = settings.kafka_sasl_password
         return faust.SASLCredentials(
             username=settings.kafka_sasl_username,
-            password=password.get_secret_value() if password else None,
+            password=reveal(settings.kafka_sasl_password),
             mechanism=settings.kafka_sasl_mechanism,
             ssl_context=context,
         )

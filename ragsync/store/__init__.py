@@ -7,7 +7,7 @@ are deterministic, so a redelivered item overwrites its point instead of duplica
 
 from __future__ import annotations
 
-from ragsync.settings import Settings
+from ragsync.settings import Settings, reveal
 from ragsync.store.base import Hit, Point, StoreError, VectorStore, point_id
 
 __all__ = ["Hit", "Point", "StoreError", "VectorStore", "open_store", "point_id"]
@@ -18,8 +18,7 @@ def open_store(settings: Settings) -> VectorStore:
     from ragsync.store.client import ClientStore
 
     if settings.qdrant_url:
-        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, key)
+        return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, reveal(settings.qdrant_api_key))
     if settings.qdrant_embedded == "local":
         return ClientStore.local(settings.qdrant_path, settings.qdrant_collection)
     from ragsync.store.edge import EdgeStore
