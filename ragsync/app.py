@@ -20,7 +20,7 @@ from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.errors import SetupError
 from ragsync.items import ItemRules
-from ragsync.kafka import Publisher, make_consumer, start_client
+from ragsync.kafka import Publisher, assign_every_partition, make_consumer, start_client
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
@@ -35,6 +35,7 @@ from ragsync.topics import Topics, ensure_topics
 if TYPE_CHECKING:  # the stages are imported where they are built: a command that runs none loads none
     from ragsync.streams.completion import RunCompletion
     from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+    from ragsync.streams.fetcher import FetcherAgent
     from ragsync.streams.pruner import Pruner
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,13 @@ PROMPT_FETCH_MAX_WAIT_MS = 50  # the fetch wait of a ledger that `caught_up` and
 class App:
     """ragsync's stages, wired from one `Settings` against one broker."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str | None = None) -> None:
+    def __init__(self, settings: Settings, bootstrap_servers: str | None = None, exclusive: bool = False) -> None:
+        """`exclusive`: this process is the broker's only client (a local broker started for one command), so
+        its consumers take every partition directly: no group to join, which costs seconds per group."""
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
         self.topics = Topics.from_settings(settings)
+        self.exclusive = exclusive
 
     async def ensure_topics(self) -> Topics:
         """Create the topics that are missing."""
@@ -155,7 +159,7 @@ class App:
         self, stop: asyncio.Event, coordinator_endpoint: str | None = None, serve_ops: bool = False
     ) -> None:
         """The fetcher agent: sync requests in, item events out."""
-        from ragsync.streams.fetcher import FetcherAgent, FetchLimits, SyncRunner, build_fetcher_app
+        from ragsync.streams.fetcher import FetcherAgent, FetchLimits, SyncRunner
 
         if not self.settings.coordinator_enabled:
             raise SetupError("COORDINATOR_ENABLED=false: the fetcher has nothing to fetch from; set it to true")
@@ -174,19 +178,47 @@ class App:
                 default_tenant=s.default_tenant_id,
                 stall_timeout_s=s.run_stall_timeout,
             )
-            faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics, supervisor, stop)
-            await faust_app.start()
-            log.info("fetcher agent consuming %s, Coordinator at %s", self.topics.sync_requests, client.endpoint)
             checks = {
                 "broker": _ledger_check(ledger),
                 "coordinator": _channel_check(client),
                 "stages": supervisor.check,
             }
-            try:
+            async with self._requests_to(agent, supervisor, stop):
+                log.info("fetcher agent consuming %s, Coordinator at %s", self.topics.sync_requests, client.endpoint)
                 async with self.ops("fetcher", lambda: _runs_status(ledger), checks, serve_ops):
                     await supervisor.until_stopped(stop)
+
+    @contextlib.asynccontextmanager
+    async def _requests_to(
+        self, agent: FetcherAgent, supervisor: Supervisor, stop: asyncio.Event
+    ) -> AsyncIterator[None]:
+        """Sync requests reach `agent` while the block runs: through the fetcher group's faust agent, or, in an
+        exclusive process, from every partition directly."""
+        from ragsync.streams.fetcher import build_fetcher_app, read_requests
+
+        if not self.exclusive:
+            faust_app = build_fetcher_app(self.settings, self.bootstrap_servers, agent, self.topics, supervisor, stop)
+            await faust_app.start()
+            try:
+                yield
             finally:
                 await faust_app.stop()
+            return
+        consumer = make_consumer(self.settings, self.bootstrap_servers, group_id=None)
+        await start_client(consumer)
+        try:
+            await assign_every_partition([consumer], self.topics.sync_requests)
+            concurrency = self.settings.fetcher_concurrency
+            reading = asyncio.ensure_future(
+                supervisor.run("requests", lambda: read_requests(consumer, agent, supervisor, stop, concurrency), stop)
+            )
+            try:
+                yield
+            finally:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
+        finally:
+            await consumer.stop()
 
     async def run_embedders(
         self,
@@ -195,14 +227,19 @@ class App:
         store: VectorStore | None = None,
         encoder: TextEncoder | None = None,
         serve_ops: bool = False,
+        load_model: bool = True,
     ) -> None:
-        """`count` members of the embedding consumer group, sharing one model and one store."""
+        """`count` members of the embedding consumer group, sharing one model and one store. The model loads at
+        start (`load_model`: a deployment is ready once it has), or else when a batch first needs it."""
         rules = self.item_rules()  # a bad schema fails here, before anything connects
         await self.ensure_topics()
         own_store = store is None
         store = store or open_store(self.settings)
+        encoder = encoder or self.encoder()
         try:
-            await self._embed(stop, count, store, encoder or self.encoder(), rules, serve_ops)
+            if load_model:
+                await encoder.load_async()
+            await self._embed(stop, count, store, encoder, rules, serve_ops)
         finally:
             if own_store:
                 store.close()
@@ -239,10 +276,12 @@ class App:
                 defaults = RequestDefaults.from_settings(self.settings)
                 migration = ModelMigration(defaults, store, ledger, publisher, self.topics)
                 stages["migration"] = lambda: migration.run(stop)
+            await asyncio.gather(*(start_client(c) for c in consumers))
+            if self.exclusive:
+                await assign_every_partition(consumers, self.topics.items)
             members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
             for n, member in enumerate(members, 1):
                 stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
-            await asyncio.gather(*(start_client(c) for c in consumers))
             log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
             status = _embedder_status(members, space, pruner, completion)
             checks = _embedder_checks(store, encoder, members, space, supervisor)
@@ -266,6 +305,7 @@ class App:
             keepalive_seconds=s.kafka_max_poll_interval_ms / 1000 / 3,
             on_commit=on_commit,
             space=space,
+            in_group=not self.exclusive,
         )
 
     def store_space(self) -> StoreSpace | None:
@@ -281,7 +321,9 @@ class App:
         return f"{self.settings.kafka_topic_prefix}embedder"
 
     def _items_consumer(self) -> AIOKafkaConsumer:
-        return make_consumer(self.settings, self.bootstrap_servers, self.topics.items, group_id=self.embedder_group)
+        # In the group either way: the run completion reads the group's committed offsets.
+        topics = () if self.exclusive else (self.topics.items,)
+        return make_consumer(self.settings, self.bootstrap_servers, *topics, group_id=self.embedder_group)
 
     async def run_scheduler(self, stop: asyncio.Event, serve_ops: bool = False) -> None:
         """The scheduler (cron and start-up sync requests) and the stall watchdog."""

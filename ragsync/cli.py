@@ -177,15 +177,13 @@ async def _one_shot(
     query: str | None,
     timeout: float,
 ) -> dict[str, Any]:
-    from ragsync.app import App
     from ragsync.console import RunProgressBars, hits_table, summary_table
-    from ragsync.oneshot import broker_for, run_sync
+    from ragsync.oneshot import one_shot_app, run_sync
     from ragsync.store import open_store
 
     store = open_store(settings)
     try:
-        async with broker_for(settings) as bootstrap:
-            app_ = App(settings, bootstrap)
+        async with one_shot_app(settings) as app_:
             encoder = app_.encoder()
             with RunProgressBars(err) if not as_json else _NoBars() as bars:
                 report = await run_sync(

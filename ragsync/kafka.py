@@ -157,6 +157,16 @@ async def fresh_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int] |
     return None if partitions is None else set(partitions)
 
 
+async def assign_every_partition(consumers: list[AIOKafkaConsumer], topic: str) -> None:
+    """Share every partition of `topic` among started `consumers`, round robin, without a group join (for a process
+    that is its broker's only client). Each reads from its group's committed offset, else from the beginning."""
+    partitions = sorted(await fresh_partitions(consumers[0], topic) or ())
+    if not partitions:
+        raise RuntimeError(f"topic {topic} has no partitions to read; it should have been created at start")
+    for n, consumer in enumerate(consumers):
+        consumer.assign([TopicPartition(topic, p) for p in partitions[n :: len(consumers)]])
+
+
 async def unread(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> int | None:
     """Messages published but not read yet: high-water mark minus position; None before every partition fetched.
 

@@ -8,6 +8,7 @@ and a change re-embeds everything, like any model change.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,34 @@ def model_path(name: str) -> str:
             "models are never downloaded at run time"
         )
     return name
+
+
+POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken")
+
+
+def configured_dimension(path: str) -> int | None:
+    """The vector length a sentence-transformers folder declares, read from its files without loading the model
+    (which takes seconds): its last Dense layer's output, else its pooling's. None when a module the folder uses
+    could change the length and does not say how."""
+    folder = Path(path)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        dimension = None
+        for module in modules:
+            kind = str(module["type"]).rsplit(".", 1)[-1]
+            if kind in ("Transformer", "Normalize"):
+                continue
+            config = json.loads((folder / module["path"] / "config.json").read_text())
+            if kind == "Pooling":
+                modes = sum(1 for mode in POOLING_MODES if config.get(f"pooling_mode_{mode}"))
+                dimension = int(config["word_embedding_dimension"]) * modes
+            elif kind == "Dense":
+                dimension = int(config["out_features"])
+            else:
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dimension or None
 
 
 class TextEncoder:
@@ -98,6 +127,17 @@ class TextEncoder:
                 self._onnx = OnnxRunner(self._path, onnx_file, self._threads)
             return self._onnx
 
+    def load(self) -> None:
+        """Load the model now, rather than on first use."""
+        if self.backend == "onnx":
+            self._runner()
+        else:
+            self._load()
+
+    async def load_async(self) -> None:
+        """`load` on the model's own thread, leaving the event loop free."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.load)
+
     @property
     def loaded(self) -> bool:
         """Whether the model is in memory."""
@@ -105,7 +145,9 @@ class TextEncoder:
 
     @property
     def dimension(self) -> int:
-        """Length of each vector."""
+        """Length of each vector (from the model's folder while the model is not loaded)."""
+        if not self.loaded and (declared := configured_dimension(self._path)) is not None:
+            return declared
         if self.backend == "onnx":
             return self._runner().dimension
         model = self._load()

@@ -18,15 +18,16 @@ from ragsync.store import VectorStore
 
 
 @contextlib.asynccontextmanager
-async def broker_for(settings: Settings) -> AsyncIterator[str]:
-    """KAFKA_BOOTSTRAP_SERVERS when set, else a local broker for the duration."""
+async def one_shot_app(settings: Settings) -> AsyncIterator[App]:
+    """The app on KAFKA_BOOTSTRAP_SERVERS when set, else on a local broker started for the duration. That broker
+    has no other client, so the app is exclusive: its consumers read every partition without joining groups."""
     if settings.kafka_bootstrap_servers:
-        yield settings.kafka_bootstrap_servers
+        yield App(settings, settings.kafka_bootstrap_servers)
         return
     broker = LocalBroker()
     await asyncio.to_thread(broker.start)
     try:
-        yield broker.bootstrap_servers
+        yield App(settings, broker.bootstrap_servers, exclusive=True)
     finally:
         broker.stop()
 
@@ -44,11 +45,10 @@ async def run_sync(
 ) -> SyncReport:
     """Start the fetcher and embedders, request the syncs, and wait until each run finished."""
     await app.ensure_topics()
-    await asyncio.to_thread(lambda: encoder.dimension)  # load the model before the clock starts
     stop = asyncio.Event()
     components = [
         asyncio.create_task(app.run_fetcher(stop, coordinator_endpoint), name="fetcher"),
-        asyncio.create_task(app.run_embedders(stop, embedders, store, encoder), name="embedders"),
+        asyncio.create_task(app.run_embedders(stop, embedders, store, encoder, load_model=False), name="embedders"),
     ]
     try:
         async with app.ledger(from_beginning=False) as ledger:

@@ -12,10 +12,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ragsync import metrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -117,3 +119,20 @@ class Supervisor:
         if not self.down:
             return None
         return "; ".join(f"{stage} {why}" for stage, why in sorted(self.down.items()))
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event, timeout: float | None = None) -> T | None:
+    """What `work` gives, or None as soon as `stop` is set or `timeout` has passed (`work` is then cancelled).
+
+    For a stage's waits (a poll, a queue, a wake-up): a stage that waits them out stops that much later, and a
+    one-shot sync waits for its slowest stage to stop."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result() if task in done else None

@@ -10,7 +10,6 @@ events settled as produced), which also makes sure this process has read the mem
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from ragsync.items import NO_ID
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
+from ragsync.supervision import unless_stopped
 from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,7 @@ class RunCompletion:
     async def run(self, stop: asyncio.Event) -> None:
         """Check the candidates whenever woken, and every second, until `stop` is set."""
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=CHECK_EVERY_S)
+            await unless_stopped(self._wake.wait(), stop, CHECK_EVERY_S)
             self._wake.clear()
             await self.check()
 

@@ -30,6 +30,7 @@ from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.space import StoreSpace
+from ragsync.supervision import unless_stopped
 from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ class Embedder:
         self.migrating = False
 
     async def prepare(self) -> None:
-        """Load the model; write to its collection (created with its dimension) from now on."""
+        """Write to the model's collection (created with its dimension) from now on. The model itself loads when
+        a batch first has something to embed: an unchanged re-sync never waits for it."""
         dimension = await asyncio.to_thread(lambda: self._encoder.dimension)
         self.migrating = await asyncio.to_thread(self._store.ensure_collection, dimension, self._encoder.name)
 
@@ -172,6 +174,8 @@ class Embedder:
 
     async def _write(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
         """Chunk, embed and upsert the changed items; drop chunks an item no longer has."""
+        if items:
+            await self._encoder.load_async()  # the chunker needs the tokenizer; loading it must not block the loop
         chunked = [(item, self._chunker.split(item.text)) for item in items]
         texts = [text for _, chunks in chunked for text in chunks]
         metrics.EMBED_BATCH.observe(len(texts))
@@ -297,13 +301,16 @@ class EmbeddingConsumer:
         keepalive_seconds: float = 10.0,
         on_commit: Callable[[], None] = lambda: None,
         space: StoreSpace | None = None,
+        in_group: bool = True,
     ) -> None:
+        """`in_group=False`: `consumer` was assigned its partitions directly (a process that owns its broker)."""
         self._consumer = consumer
         self._space = space
         self._on_commit = on_commit
         self.member = uuid.uuid4().hex[:12]  # names this member's counts on the run-state topic
         self._assigned = True  # partitions arrived whose counts this member must continue from the run state
-        consumer.subscribe(topics=sorted(consumer.subscription()), listener=_Assignments(self))
+        if in_group:  # a member is told when the group gives it partitions; assigned ones stay as they are
+            consumer.subscribe(topics=sorted(consumer.subscription()), listener=_Assignments(self))
         self._embedder = embedder
         self._max_batch = max_batch
         self._poll_timeout_ms = poll_timeout_ms
@@ -329,7 +336,8 @@ class EmbeddingConsumer:
         while not stop.is_set():
             if not await self._room_for_a_batch(stop):
                 return
-            batch = await self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+            poll = self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+            batch = await unless_stopped(poll, stop) or {}
             messages = [m for partition in batch.values() for m in partition]
             if not messages:
                 continue

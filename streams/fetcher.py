@@ -1,7 +1,8 @@
 """The fetcher agent: consumes sync requests, pages through the Coordinator, emits one item event per record.
 
 The agent itself is a faust-streaming agent (a consumer group over the sync-requests topic; a request is
-acknowledged once it is fully handled). `FetcherAgent` decides what to do with each request (run it, resume it
+acknowledged once it is fully handled). A process that owns its broker (a one-shot run) reads the topic with
+`read_requests` instead, with no group to join. `FetcherAgent` decides what to do with each request (run it, resume it
 from its checkpoint, skip it because the service is already being synced) and `SyncRunner` does the fetching;
 both are testable without faust.
 """
@@ -17,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiokafka.structs import RecordMetadata
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord, RecordMetadata
 from pydantic_core import PydanticSerializationError
 
 from ragsync import keys, metrics
@@ -39,7 +41,7 @@ from ragsync.kafka import Publisher, tls_context
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.settings import Settings, reveal
-from ragsync.supervision import Supervisor
+from ragsync.supervision import StageCrashLoopError, Supervisor, unless_stopped
 from ragsync.topics import Topics
 
 if TYPE_CHECKING:
@@ -422,6 +424,38 @@ def build_fetcher_app(
             await supervisor.run("fetch agent", functools.partial(agent.receive, event.key, event.value, at), stop)
 
     return app
+
+
+async def read_requests(
+    consumer: AIOKafkaConsumer, agent: FetcherAgent, supervisor: Supervisor, stop: asyncio.Event, concurrency: int
+) -> None:
+    """Hand each sync request on `consumer`'s assigned partitions to `agent`, `concurrency` at a time (as the faust
+    agent's instances), until `stop` is set. Each request is supervised as in the faust agent. For a process that
+    owns its broker: nothing is committed, since a broker started for one command keeps nothing after it."""
+    slots = asyncio.Semaphore(concurrency)
+    handling: set[asyncio.Task[None]] = set()
+
+    async def receive(message: ConsumerRecord[bytes, bytes]) -> None:
+        at = Position(message.topic, message.partition, message.offset)
+        try:
+            await supervisor.run("fetch agent", functools.partial(agent.receive, message.key, message.value, at), stop)
+        except StageCrashLoopError:
+            pass  # the supervisor has already logged it and set `gave_up_event`, which stops the component
+        finally:
+            slots.release()
+
+    try:
+        while not stop.is_set():
+            batch = await unless_stopped(consumer.getmany(timeout_ms=200), stop) or {}
+            for message in (m for records in batch.values() for m in records):
+                await slots.acquire()
+                task = asyncio.create_task(receive(message))
+                handling.add(task)
+                task.add_done_callback(handling.discard)
+    finally:
+        for task in handling:
+            task.cancel()
+        await asyncio.gather(*handling, return_exceptions=True)
 
 
 def _faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:

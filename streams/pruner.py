@@ -17,6 +17,7 @@ from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.store import StoreError, VectorStore
+from ragsync.supervision import unless_stopped
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,8 @@ class Pruner:
     async def run(self, stop: asyncio.Event) -> None:
         """Prune queued runs until `stop` is set."""
         while not stop.is_set():
-            try:
-                run = await asyncio.wait_for(self._queue.get(), timeout=0.5)
-            except TimeoutError:
+            run = await unless_stopped(self._queue.get(), stop)
+            if run is None:
                 continue
             if run.pruned is None:  # another replica may have pruned it meanwhile
                 await self.prune(run)

@@ -34,6 +34,12 @@ class HashingEncoder(TextEncoder):
         super().__init__(str(folder))  # a local folder name: nothing is loaded
         self.encoded: list[str] = []
 
+    def load(self) -> None:
+        pass  # nothing to load
+
+    async def load_async(self) -> None:
+        pass
+
     @property
     def dimension(self) -> int:
         return 16

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor, UnrecoverableStageError
+from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor, UnrecoverableStageError, unless_stopped
 
 FAST = Restarts(max_crashes=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.05)
 
@@ -92,3 +92,14 @@ async def test_run_stages_returns_when_stopped() -> None:
 
     await asyncio.wait_for(supervisor.run_stages({"a": stops_the_component, "b": stop.wait}, stop), 5)
     assert supervisor.gave_up is None
+
+
+async def test_unless_stopped_gives_the_result_or_none_at_stop_or_timeout_and_cancels_the_wait() -> None:
+    stop = asyncio.Event()
+    assert await unless_stopped(asyncio.sleep(0, result="polled"), stop) == "polled"
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    assert await unless_stopped(queue.get(), stop, timeout=0.01) is None
+    asyncio.get_running_loop().call_later(0.01, stop.set)
+    assert await unless_stopped(queue.get(), stop) is None
+    queue.put_nowait("kept")  # the cancelled gets took nothing
+    assert queue.get_nowait() == "kept"
