@@ -5,7 +5,7 @@
 Prints one table and writes benchmarks/results/latest.json and latest.png (partial.* with --only). Short
 records are the demo's payment-service (~40 words of text), long ones the knowledge-service articles (~200
 words). The pipeline runs with the model settings of the environment (EMBEDDING_BACKEND, EMBEDDING_PRECISION,
-EMBEDDING_BATCH_SIZE, ...).
+EMBEDDING_BATCH_SIZE, ...). The peers (LlamaIndex, the plain encode-and-upsert loop) need the `bench` extra.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks.control_plane import control_rows, sweep_row
+from benchmarks.peers import oneshot_rows, peer_rows
 from benchmarks.pipeline import Bench
 from benchmarks.report import print_table, write
 from benchmarks.stores import STORES, store_rows
@@ -29,7 +30,8 @@ from ragsync.demo.records import demo_record
 from ragsync.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STEPS = ("pipeline", "fetch", "variants", "scaling", "memory", "naive", "stores", "control")
+# peers first, right after the ceilings they are compared with; oneshot last: whole commands, one process each.
+STEPS = ("peers", "pipeline", "fetch", "variants", "scaling", "memory", "naive", "stores", "control", "oneshot")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -43,6 +45,7 @@ async def main(args: argparse.Namespace) -> None:
         for corpus, count in (("short", args.short), ("long", args.long)):
             await bench.ceiling(corpus, count)
         steps: dict[str, Callable[[], Awaitable[None]]] = {
+            "peers": lambda: _peers(bench, args.short),
             "pipeline": lambda: _pipelines(bench, args),
             "fetch": lambda: _fetches(bench, args.fetch),
             "variants": lambda: _variants(bench, args, settings.embedding_batch_size, folder / "models"),
@@ -51,6 +54,7 @@ async def main(args: argparse.Namespace) -> None:
             "naive": lambda: bench.naive(args.naive),
             "stores": lambda: _stores(bench, folder, args.store_points, settings.embedder_max_batch),
             "control": lambda: _control(bench, broker.bootstrap_servers, folder, args.sweep_points),
+            "oneshot": lambda: _oneshot(bench, folder, args.oneshot, args.oneshot_pairs),
         }
         for name in args.only or STEPS:
             console.log(f"running: {name}")
@@ -59,6 +63,14 @@ async def main(args: argparse.Namespace) -> None:
     name = "partial" if args.only else "latest"  # a partial run never replaces the full one
     write(bench.rows, vars(args), RESULTS, name)
     console.print(f"wrote {RESULTS / name}.json and {RESULTS / name}.png")
+
+
+async def _peers(bench: Bench, count: int) -> None:
+    bench.rows.extend(await peer_rows(bench, count))
+
+
+async def _oneshot(bench: Bench, folder: Path, count: int, pairs: int) -> None:
+    bench.rows.extend(await oneshot_rows(folder / "oneshot", count, pairs))
 
 
 async def _pipelines(bench: Bench, args: argparse.Namespace) -> None:
@@ -97,5 +109,7 @@ if __name__ == "__main__":
     parser.add_argument("--naive", type=int, default=150, help="records for the naive baseline")
     parser.add_argument("--store-points", type=int, default=100000, help="points for each embedded store")
     parser.add_argument("--sweep-points", type=int, default=1_000_000, help="points in the store the sweep runs on")
+    parser.add_argument("--oneshot", type=int, default=1000, help="records of each whole-command sync")
+    parser.add_argument("--oneshot-pairs", type=int, default=3, help="ragsync / LlamaIndex pairs of whole commands")
     parser.add_argument("--only", nargs="+", choices=STEPS, help="run only these steps (default: all)")
     asyncio.run(main(parser.parse_args()))

@@ -254,3 +254,38 @@ def test_open_store_follows_the_settings(tmp_path: Path) -> None:
         opened = open_store(settings)
         assert type(opened) is kind
         opened.close()
+
+
+CRASHING_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from ragsync.store import Point, point_id
+from ragsync.store.edge import EdgeStore
+
+store = EdgeStore.open(Path(sys.argv[1]), "c")
+store.ensure_collection(4, "m")
+for batch in range(3):
+    ids = [point_id("t", "s", f"{batch}-{i}") for i in range(100)]
+    store.upsert([Point(id, [1.0, 0.0, 0.0, float(n)], {"tenant_id": "t"}) for n, id in enumerate(ids)])
+store.touch([point_id("t", "s", "0-0")], "run-2", 2.0)
+os.kill(os.getpid(), signal.SIGKILL)  # no flush, no close: what a crash leaves
+"""
+
+
+def test_every_write_acknowledged_by_the_embedded_store_survives_its_process_being_killed(tmp_path: Path) -> None:
+    """The embedder commits a batch once the store returns: whatever the store returned for must outlive a crash,
+    though its segments are flushed only every few seconds."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "q"
+    child = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(folder)], capture_output=True, text=True)
+    assert child.returncode == -9, child.stderr
+    reopened = EdgeStore.open(folder, "c")
+    try:
+        reopened.ensure_collection(4, "m")
+        assert reopened.count() == 300
+        touched = [hit for hit in reopened.search([1.0, 0.0, 0.0, 0.0], 300) if hit.payload.get("generation")]
+        assert [hit.payload["generation"] for hit in touched] == ["run-2"]
+    finally:
+        reopened.close()

@@ -1,12 +1,14 @@
 """The vector length a model folder declares, read without loading the model."""
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ragsync.model import configured_dimension
 
 
-def _folder(tmp_path: Path, modules: list[tuple[str, dict[str, object] | None]]) -> str:
+def _folder(tmp_path: Path, modules: Sequence[tuple[str, Mapping[str, Any] | None]]) -> str:
     tmp_path.mkdir(exist_ok=True)
     listing = []
     for index, (kind, config) in enumerate(modules):
