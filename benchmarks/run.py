@@ -22,6 +22,7 @@ from benchmarks.control_plane import control_rows, sweep_row
 from benchmarks.peers import oneshot_rows, peer_rows
 from benchmarks.pipeline import Bench
 from benchmarks.report import print_table, write
+from benchmarks.scale import scale_rows
 from benchmarks.stores import STORES, store_rows
 from benchmarks.variants import variant_rows
 from ragsync.app import App
@@ -31,7 +32,19 @@ from ragsync.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # peers first, right after the ceilings they are compared with; oneshot last: whole commands, one process each.
-STEPS = ("peers", "pipeline", "fetch", "variants", "scaling", "memory", "naive", "stores", "control", "oneshot")
+STEPS = (
+    "peers",
+    "pipeline",
+    "fetch",
+    "variants",
+    "scaling",
+    "memory",
+    "scale",
+    "naive",
+    "stores",
+    "control",
+    "oneshot",
+)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -51,6 +64,7 @@ async def main(args: argparse.Namespace) -> None:
             "variants": lambda: _variants(bench, args, settings.embedding_batch_size, folder / "models"),
             "scaling": lambda: bench.scaling(args.scaling),
             "memory": lambda: bench.memory(args.memory),
+            "scale": lambda: _scale(bench, args.scale),
             "naive": lambda: bench.naive(args.naive),
             "stores": lambda: _stores(bench, folder, args.store_points, settings.embedder_max_batch),
             "control": lambda: _control(bench, broker.bootstrap_servers, folder, args.sweep_points),
@@ -71,6 +85,10 @@ async def _peers(bench: Bench, count: int) -> None:
 
 async def _oneshot(bench: Bench, folder: Path, count: int, pairs: int) -> None:
     bench.rows.extend(await oneshot_rows(folder / "oneshot", count, pairs))
+
+
+async def _scale(bench: Bench, sizes: list[int]) -> None:
+    bench.rows.extend(await scale_rows(bench, sizes))
 
 
 async def _pipelines(bench: Bench, args: argparse.Namespace) -> None:
@@ -106,6 +124,7 @@ if __name__ == "__main__":
     parser.add_argument("--fetch", type=int, default=5000, help="records for the fetch-stage run")
     parser.add_argument("--scaling", type=int, default=3000, help="records for the one- and two-consumer runs")
     parser.add_argument("--memory", type=int, nargs="+", default=[5000, 50000], help="sync sizes for peak RSS")
+    parser.add_argument("--scale", type=int, nargs="+", default=[50000, 200000], help="tiny-encoder sync sizes")
     parser.add_argument("--naive", type=int, default=150, help="records for the naive baseline")
     parser.add_argument("--store-points", type=int, default=100000, help="points for each embedded store")
     parser.add_argument("--sweep-points", type=int, default=1_000_000, help="points in the store the sweep runs on")

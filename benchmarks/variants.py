@@ -5,14 +5,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
+from benchmarks.openvino_variant import openvino_encoder
 from benchmarks.report import Row
 from ragsync.model import Backend, Precision, TextEncoder
 
 VARIANTS: list[tuple[Backend, Precision]] = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
+
+
+class Encoder(Protocol):
+    """What a variant must offer: TextEncoder's `encode`."""
+
+    def encode(self, texts: list[str]) -> list[list[float]]: ...
 
 
 def variant_rows(corpus: list[str], queries: list[str], batch_size: int, cache: Path) -> list[Row]:
@@ -21,8 +30,7 @@ def variant_rows(corpus: list[str], queries: list[str], batch_size: int, cache: 
     reference_top: np.ndarray | None = None
     fp32_rate = 0.0
     rows = []
-    for backend, precision in VARIANTS:
-        encoder = TextEncoder(batch_size=batch_size, backend=backend, precision=precision, cache=cache)
+    for label, encoder in _encoders(batch_size, cache):
         encoder.encode(corpus[:32])  # load, export if needed, warm up
         seconds = min(_timed(encoder, corpus) for _ in range(3))
         vectors = np.array(encoder.encode(corpus))
@@ -34,7 +42,7 @@ def variant_rows(corpus: list[str], queries: list[str], batch_size: int, cache: 
         rate = len(corpus) / seconds
         rows.append(
             Row(
-                f"model: {backend} {precision}",
+                f"model: {label}",
                 "short",
                 len(corpus),
                 seconds,
@@ -46,7 +54,22 @@ def variant_rows(corpus: list[str], queries: list[str], batch_size: int, cache: 
     return rows
 
 
-def _timed(encoder: TextEncoder, texts: list[str]) -> float:
+def _encoders(batch_size: int, cache: Path) -> Iterator[tuple[str, Encoder]]:
+    """Each variant's label and encoder, torch fp32 (the reference) first; each is made as its turn comes."""
+    for backend, precision in VARIANTS:
+        yield (
+            f"{backend} {precision}",
+            TextEncoder(batch_size=batch_size, backend=backend, precision=precision, cache=cache),
+        )
+    for label, f32 in (("openvino fp32", True), ("openvino, the CPU's default precision", False)):
+        openvino = openvino_encoder(batch_size, cache, f32)
+        if openvino is None:
+            print(f"model: {label} skipped: the `openvino` package is not installed (pip install openvino)")
+        else:
+            yield label, openvino
+
+
+def _timed(encoder: Encoder, texts: list[str]) -> float:
     started = time.perf_counter()
     encoder.encode(texts)
     return time.perf_counter() - started

@@ -32,7 +32,6 @@ class OnnxRunner:
     """
 
     def __init__(self, model_dir: str, onnx_file: Path, threads: int | None) -> None:
-        import onnxruntime
         from tokenizers import Tokenizer
 
         folder = Path(model_dir)
@@ -47,10 +46,20 @@ class OnnxRunner:
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding()  # to the longest text of each batch
+        self._open(onnx_file, threads)
+
+    def _open(self, onnx_file: Path, threads: int | None) -> None:
+        """Load the graph into the engine that runs it: here an onnxruntime session."""
+        import onnxruntime
+
         options = onnxruntime.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+    def _run(self, feed: dict[str, np.ndarray[Any, np.dtype[np.int64]]]) -> Any:
+        """The graph's pooled output for one batch."""
+        return self._session.run(None, feed)[0]
 
     @property
     def dimension(self) -> int:
@@ -73,7 +82,7 @@ class OnnxRunner:
                 "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
                 "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
             }
-            for index, vector in zip(chosen, self._session.run(None, feed)[0], strict=True):
+            for index, vector in zip(chosen, self._run(feed), strict=True):
                 vectors[index] = vector
         return np.asarray(vectors, dtype=np.float32)
 

@@ -37,6 +37,7 @@ class Components:
             "KAFKA_PARTITIONS": str(s.kafka_partitions),
             "KAFKA_SESSION_TIMEOUT_MS": str(s.kafka_session_timeout_ms),
             "DATA_DIR": str(s.data_dir),
+            "EMBEDDING_MODEL": s.embedding_model,
             "TORCH_THREADS": "1",
             **env,
         }

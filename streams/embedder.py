@@ -7,6 +7,7 @@ redelivered item overwrites its own point. Items that cannot be embedded are dea
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -95,8 +96,10 @@ class Item:
     def text(self) -> str:
         return self.content.text
 
-    @property
+    @functools.cached_property
     def first_point(self) -> str:
+        """The id of the item's first chunk's point, where its hash and chunk count are kept (read several times
+        a batch: computed once)."""
         return point_id(self.event.tenant_id, self.event.service, self.event.item_id, 0)
 
 
@@ -248,7 +251,8 @@ class Embedder:
             "synced_at": event.emitted_at.isoformat(),
             "record": item.content.payload,
         }
-        return Point(id=point_id(event.tenant_id, event.service, event.item_id, chunk), vector=vector, payload=payload)
+        point = item.first_point if chunk == 0 else point_id(event.tenant_id, event.service, event.item_id, chunk)
+        return Point(id=point, vector=vector, payload=payload)
 
     async def _dead_letter(self, item: Rejected) -> None:
         event, at = item.event, item.at

@@ -5,6 +5,7 @@ upsert, scroll, query, ...).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -22,8 +23,17 @@ SCROLL_PAGE = 1000
 
 
 def point_id(tenant_id: str, service: str, item_id: str, chunk: int = 0) -> str:
-    """uuid5 of (tenant, service, item id, chunk): the same item always maps to the same point."""
-    return str(uuid.uuid5(POINT_NAMESPACE, json.dumps([tenant_id, service, item_id, chunk])))
+    """uuid5 of (tenant, service, item id, chunk): the same item always maps to the same point.
+
+    `uuid.uuid5` spelled out (SHA-1 of the namespace and the name, version and variant bits set), without its
+    UUID object: the same ids in half the time, which counts at every point of every batch."""
+    digest = bytearray(
+        hashlib.sha1(POINT_NAMESPACE.bytes + json.dumps([tenant_id, service, item_id, chunk]).encode()).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    hexed = digest.hex()
+    return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
 @dataclass(frozen=True)

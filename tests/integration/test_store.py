@@ -45,6 +45,19 @@ def test_point_ids_are_deterministic_and_distinct() -> None:
     assert point_id("a/b", "c", "d") != point_id("a", "b/c", "d")
 
 
+def test_point_ids_stay_the_uuid5_ids_stores_already_hold() -> None:
+    """Every point written so far has the id uuid.uuid5 gave it: a faster spelling must give the same ones."""
+    import json
+    import uuid
+
+    from ragsync.store.base import POINT_NAMESPACE
+
+    names = [("t", "s", "1", 0), ("tenant-0", "payment-service", "pay_000123", 3), ("ü", "服务", 'id/with\\odd"', 7)]
+    names += [(f"t{n}", "s", str(n * 7919), n % 5) for n in range(500)]
+    for name in names:
+        assert point_id(*name) == str(uuid.uuid5(POINT_NAMESPACE, json.dumps(list(name)))), name
+
+
 def test_upsert_twice_overwrites_and_filters_by_tenant(store: VectorStore) -> None:
     store.ensure_collection(3, "model-a")
     points = [
