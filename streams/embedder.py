@@ -12,7 +12,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,13 +54,19 @@ class BatchOutcome:
     """What one batch did with each of its item events, per run and items partition."""
 
     settled: dict[RunKey, dict[int, Settled]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
+    tally: Counter[tuple[Outcome, str]] = field(default_factory=Counter)  # (outcome, service) -> events
 
     def count(self, at: Position, event: ItemEvent, outcome: Outcome) -> None:
         """Record what became of one event."""
         run = (event.run_id, event.tenant_id, event.service)
         self.settled[run][at.partition].append((at.offset, outcome))
-        if outcome != "dead_lettered":  # counted by ragsync_dead_letters_total
-            metrics.ITEMS.labels(outcome, event.service).inc()
+        self.tally[outcome, event.service] += 1
+
+    def add_to_metrics(self) -> None:
+        """Add the batch to `ragsync_items_total`: once per outcome and service, not per event."""
+        for (outcome, service), events in self.tally.items():
+            if outcome != "dead_lettered":  # counted by ragsync_dead_letters_total
+                metrics.ITEMS.labels(outcome, service).inc(events)
 
 
 def account(base: PartitionCounts, events: Settled) -> PartitionCounts:
@@ -173,6 +179,7 @@ class Embedder:
             if reject.event is not None:
                 outcome.count(reject.at, reject.event, "dead_lettered")
         await self._report(outcome, member)
+        outcome.add_to_metrics()
         return outcome
 
     async def _write(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
