@@ -16,9 +16,11 @@ def build(folder: Path) -> Path:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.models import Normalize, Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers.utils import logging as transformers_logging
 
     from ragsync.model import model_path
 
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # its "Writing model shards" bars would break the benchmark's table
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(model_path("all-MiniLM-L6-v2"))
     config = BertConfig(
@@ -33,7 +35,7 @@ def build(folder: Path) -> Path:
     BertModel(config).save_pretrained(transformer_folder)  # type: ignore[no-untyped-call]
     tokenizer.save_pretrained(transformer_folder)
     word = Transformer(str(transformer_folder), max_seq_length=256)
-    pooling = Pooling(word.get_word_embedding_dimension(), pooling_mode="mean")
+    pooling = Pooling(word.get_embedding_dimension(), pooling_mode="mean")
     SentenceTransformer(modules=[word, pooling, Normalize()]).save(str(folder))
     return folder
 

@@ -62,8 +62,7 @@ def configured_dimension(path: str) -> int | None:
                 continue
             config = json.loads((folder / module["path"] / "config.json").read_text())
             if kind == "Pooling":
-                modes = sum(1 for mode in POOLING_MODES if config.get(f"pooling_mode_{mode}"))
-                dimension = int(config["word_embedding_dimension"]) * modes
+                dimension = _pooled_dimension(config)
             elif kind == "Dense":
                 dimension = int(config["out_features"])
             else:
@@ -71,6 +70,17 @@ def configured_dimension(path: str) -> int | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return dimension or None
+
+
+def _pooled_dimension(config: dict[str, Any]) -> int:
+    """A pooling layer's output length: its input's per pooling mode. Both layouts: sentence-transformers 6 writes
+    `embedding_dimension` and `pooling_mode` (one name or a list), earlier versions one flag per mode."""
+    named = config.get("pooling_mode")
+    if named is not None:
+        modes = 1 if isinstance(named, str) else len(named)
+    else:
+        modes = sum(1 for mode in POOLING_MODES if config.get(f"pooling_mode_{mode}"))
+    return int(config.get("embedding_dimension") or config["word_embedding_dimension"]) * modes
 
 
 class TextEncoder:

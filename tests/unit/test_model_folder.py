@@ -31,6 +31,13 @@ def test_the_pooling_gives_the_length_once_per_mode_and_a_dense_layer_after_it_w
     assert configured_dimension(_folder(tmp_path / "c", modules)) == 256
 
 
+def test_the_pooling_layout_of_sentence_transformers_6_is_read_too(tmp_path: Path) -> None:
+    mean = {"embedding_dimension": 64, "pooling_mode": "mean", "include_prompt": True}
+    assert configured_dimension(_folder(tmp_path / "f", [("Transformer", None), ("Pooling", mean)])) == 64
+    two = {"embedding_dimension": 64, "pooling_mode": ["mean", "max"]}
+    assert configured_dimension(_folder(tmp_path / "g", [("Transformer", None), ("Pooling", two)])) == 128
+
+
 def test_a_folder_that_does_not_say_gives_none_so_the_model_is_asked(tmp_path: Path) -> None:
     assert configured_dimension(str(tmp_path)) is None  # no modules.json
     unknown = [("Transformer", None), ("Pooling", {"word_embedding_dimension": 8, "pooling_mode_mean_tokens": True})]
