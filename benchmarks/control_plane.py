@@ -2,8 +2,9 @@
 
 Histories are synthetic: the records the stages write for a run (the trigger's request, the fetcher's record after
 every page, the embedder's record per batch and items partition, the end, the cursor and the sweep), made with the
-same event classes and keys, at the default page (1,000) and batch (256) sizes over 6 items partitions. Start-up
-is timed in a fresh process: a component's (its run ledger read to the end) and `ragsync status --json`'s.
+same event classes and keys, at a page of 1,000 and batches of 256 over 6 items partitions (the default batch is
+1024, which writes a quarter of the embedder's records: these are upper bounds). Start-up is timed in a fresh
+process: a component's (its run ledger read to the end) and `ragsync status --json`'s.
 """
 
 from __future__ import annotations
