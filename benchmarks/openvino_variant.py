@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ragsync.model import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_path
+from ragsync.model import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_path, unit_rows
 from ragsync.onnx_model import OnnxRunner, exported
 
 
@@ -56,10 +56,7 @@ class OpenVinoEncoder:
         """One normalised vector per text."""
         if not texts:
             return []
-        unit = self._runner.encode(texts, self._batch_size)
-        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        result: list[list[float]] = unit.tolist()
-        return result
+        return unit_rows(self._runner.encode(texts, self._batch_size))
 
 
 def openvino_encoder(batch_size: int, cache: Path, f32: bool) -> OpenVinoEncoder | None:

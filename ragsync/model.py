@@ -72,6 +72,15 @@ def configured_dimension(path: str) -> int | None:
     return dimension or None
 
 
+def unit_rows(vectors: Any) -> list[list[float]]:
+    """Each row scaled to length 1, as lists. Normalised here, once, in fp32 for every backend (bf16 would leave
+    lengths off by up to 1e-3)."""
+    unit = np.asarray(vectors, dtype=np.float32)
+    unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    result: list[list[float]] = unit.tolist()
+    return result
+
+
 def _pooled_dimension(config: dict[str, Any]) -> int:
     """A pooling layer's output length: its input's per pooling mode. Both layouts: sentence-transformers 6 writes
     `embedding_dimension` and `pooling_mode` (one name or a list), earlier versions one flag per mode."""
@@ -194,8 +203,4 @@ class TextEncoder:
                 show_progress_bar=False,
                 convert_to_numpy=True,
             )
-        # Normalised here, once, in fp32 for every backend (bf16 would leave lengths off by up to 1e-3).
-        unit = np.asarray(vectors, dtype=np.float32)
-        unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
-        result: list[list[float]] = unit.tolist()
-        return result
+        return unit_rows(vectors)
