@@ -20,7 +20,7 @@ from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.errors import SetupError
 from ragsync.items import ItemRules
-from ragsync.kafka import Publisher, assign_every_partition, make_consumer, start_client
+from ragsync.kafka import Committed, Publisher, assign_every_partition, make_consumer, start_client
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # the stages are imported where they are built: a command tha
     from ragsync.streams.embedder import Embedder, EmbeddingConsumer
     from ragsync.streams.fetcher import FetcherAgent
     from ragsync.streams.pruner import Pruner
+    from ragsync.streams.related import RelatedConsumer
 
 log = logging.getLogger(__name__)
 PROMPT_FETCH_MAX_WAIT_MS = 50  # the fetch wait of a ledger that `caught_up` and `wait` are called on
@@ -52,6 +53,7 @@ class App:
         self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
         self.topics = Topics.from_settings(settings)
         self.exclusive = exclusive
+        self.related: RelatedConsumer | None = None  # the related-content stage while the embedders run (if on)
 
     async def ensure_topics(self) -> Topics:
         """Create the topics that are missing."""
@@ -276,20 +278,29 @@ class App:
                 defaults = RequestDefaults.from_settings(self.settings)
                 migration = ModelMigration(defaults, store, ledger, publisher, self.topics)
                 stages["migration"] = lambda: migration.run(stop)
-            await asyncio.gather(*(start_client(c) for c in consumers))
+            related = self._related_stage(store, consumers[0].committed) if self.settings.related_edges else None
+            clients = consumers + ([related.consumer] if related else [])
+            await asyncio.gather(*(start_client(c) for c in clients))
             if self.exclusive:
                 await assign_every_partition(consumers, self.topics.items)
-            members = [self._embedding_member(c, embedder, completion.wake, space) for c in consumers]
+            woken = [completion.wake] + ([related.wake] if related else [])
+            members = [self._embedding_member(c, embedder, _each(woken), space) for c in consumers]
             for n, member in enumerate(members, 1):
                 stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
+            if related is not None:
+                if self.exclusive:
+                    await assign_every_partition([related.consumer], self.topics.items)
+                stages["related edges"] = lambda: related.run(stop)
             log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
-            status = _embedder_status(members, space, pruner, completion)
-            checks = _embedder_checks(store, encoder, members, space, supervisor)
+            status = _embedder_status(members, space, pruner, completion, related)
+            checks = _embedder_checks(store, encoder, members, space, supervisor, related)
+            self.related = related
             try:
                 async with self.ops("embedder", status, checks, serve_ops):
                     await supervisor.run_stages(stages, stop)
             finally:
-                await asyncio.gather(*(c.stop() for c in consumers), return_exceptions=True)
+                self.related = None
+                await asyncio.gather(*(c.stop() for c in clients), return_exceptions=True)
 
     def _embedding_member(
         self, consumer: AIOKafkaConsumer, embedder: Embedder, on_commit: Callable[[], None], space: StoreSpace | None
@@ -308,6 +319,23 @@ class App:
             in_group=not self.exclusive,
         )
 
+    def _related_stage(self, store: VectorStore, stored_up_to: Committed) -> RelatedConsumer:
+        """The related-content stage: its own consumer group on the items, behind the embedder group's commits."""
+        from ragsync.related import RelatedRules
+        from ragsync.streams.related import RelatedConsumer, RelatedEdges
+
+        s = self.settings
+        topics = () if self.exclusive else (self.topics.items,)
+        consumer = make_consumer(s, self.bootstrap_servers, *topics, group_id=self.related_group)
+        edges = RelatedEdges(store, RelatedRules.from_settings(s))
+        log.info(
+            "related-content edges on: top %d at %.2f or more, group %s",
+            s.related_top_k,
+            s.related_min_score,
+            self.related_group,
+        )
+        return RelatedConsumer(consumer, edges, stored_up_to, s.related_max_batch)
+
     def store_space(self) -> StoreSpace | None:
         """The watch on the embedded store's disk (None for a Qdrant server, or with STORE_MIN_FREE_MB=0)."""
         s = self.settings
@@ -319,6 +347,11 @@ class App:
     def embedder_group(self) -> str:
         """The embedding consumer group's id."""
         return f"{self.settings.kafka_topic_prefix}embedder"
+
+    @property
+    def related_group(self) -> str:
+        """The related-content stage's consumer group's id."""
+        return f"{self.settings.kafka_topic_prefix}related"
 
     def _items_consumer(self) -> AIOKafkaConsumer:
         # In the group either way: the run completion reads the group's committed offsets.
@@ -361,8 +394,20 @@ class App:
                 REGISTRY.unregister(collector)
 
 
+def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:
+    def call() -> None:
+        for each in calls:
+            each()
+
+    return call
+
+
 def _embedder_status(
-    members: list[EmbeddingConsumer], space: StoreSpace | None, pruner: Pruner, completion: RunCompletion
+    members: list[EmbeddingConsumer],
+    space: StoreSpace | None,
+    pruner: Pruner,
+    completion: RunCompletion,
+    related: RelatedConsumer | None,
 ) -> Callable[[], dict[str, Any]]:
     def status() -> dict[str, Any]:
         return {
@@ -370,6 +415,7 @@ def _embedder_status(
             "store_free_mb": round(space.free() / MB) if space else None,
             "last_index_error": pruner.last_index_error,
             "last_completion_error": completion.last_error,
+            "related_edges": related.status() if related else None,
         }
 
     return status
@@ -381,14 +427,18 @@ def _embedder_checks(
     members: list[EmbeddingConsumer],
     space: StoreSpace | None,
     supervisor: Supervisor,
+    related: RelatedConsumer | None,
 ) -> dict[str, Check]:
-    return {
+    checks = {
         "qdrant": store_check(store),
         "model": _model_check(encoder),
         "batches": _members_check(members),
         "disk": _space_check(space),
         "stages": supervisor.check,
     }
+    if related is not None:
+        checks["related edges"] = _related_check(related)
+    return checks
 
 
 def _runs_status(ledger: RunLedger) -> dict[str, Any]:
@@ -433,6 +483,13 @@ def _space_check(space: StoreSpace | None) -> Check:
 def _model_check(encoder: TextEncoder) -> Check:
     async def check() -> str | None:
         return None if encoder.loaded else "the model is still loading"
+
+    return check
+
+
+def _related_check(related: RelatedConsumer) -> Check:
+    async def check() -> str | None:
+        return f"related-content edges failing, retried: {related.last_error}" if related.last_error else None
 
     return check
 

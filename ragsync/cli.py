@@ -11,7 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -19,6 +19,10 @@ from rich.console import Console
 from ragsync.errors import SetupError
 from ragsync.events import SyncType
 from ragsync.settings import Settings
+
+if TYPE_CHECKING:
+    from ragsync.related import RelatedItem
+    from ragsync.store import VectorStore
 
 T = TypeVar("T")
 
@@ -251,28 +255,92 @@ def search(
     service: Annotated[str | None, typer.Option(help="Only this service's points.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's points.")] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="How many hits.")] = 5,
+    related: Annotated[bool, typer.Option("--related", help="Each hit's related items under it.")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Semantic search in the collection; prints the top hits with scores."""
     from ragsync.app import App
     from ragsync.console import hits_table
-    from ragsync.store import open_store
 
     settings = _settings()
-    with _setup_errors_reported(settings):
-        store = open_store(settings)
-        try:
-            if store.count() == 0:
-                err.print(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first")
-                hits = []
-            else:
-                hits = store.search(App(settings).encoder().encode([text])[0], k, tenant, service)
-        finally:
-            store.close()
+    with _setup_errors_reported(settings), _store(settings) as store:
+        if store.count() == 0:
+            err.print(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first")
+            hits = []
+        else:
+            hits = store.search(App(settings).encoder().encode([text])[0], k, tenant, service)
+        linked: list[list[RelatedItem]] = [_related_of(store, hit.payload) for hit in hits] if related else []
     if as_json:
-        print(json.dumps([{"score": h.score, **h.payload} for h in hits], default=str))
+        found = [{"score": h.score, **h.payload} for h in hits]
+        for hit, items in zip(found, linked, strict=False):
+            hit["related"] = [_related_json(item) for item in items]
+        print(json.dumps(found, default=str))
     else:
-        out.print(hits_table(text, hits, out.width))
+        out.print(hits_table(text, hits, out.width, linked or None))
+
+
+@app.command()
+def related(
+    item_id: Annotated[str, typer.Argument(help="The item's id, as its service names it.")],
+    service: Annotated[str, typer.Option(help="The item's service.")],
+    tenant: Annotated[str | None, typer.Option(help="The item's tenant. Default: DEFAULT_TENANT_ID.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An item's related items (RELATED_EDGES=on), with their scores and texts."""
+    from ragsync.console import related_table
+    from ragsync.related import read_related
+
+    settings = _settings()
+    tenant_id = tenant or settings.default_tenant_id
+    with _setup_errors_reported(settings), _store(settings) as store:
+        found = read_related(store, tenant_id, service, item_id)
+    if found is None:
+        err.print(
+            f"no item {item_id!r} of {service} (tenant {tenant_id}) in {settings.qdrant_collection}: check the id, "
+            "--service and --tenant, or sync the service first"
+        )
+        raise typer.Exit(1)
+    if not found.computed:
+        err.print(
+            f"the edges of {item_id!r} are not computed: RELATED_EDGES is off, or they are still waiting "
+            "(the embedder's /status shows related_edges.waiting)"
+        )
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "item_id": item_id,
+                    "service": service,
+                    "tenant_id": tenant_id,
+                    "computed": found.computed,
+                    "related": [_related_json(i) for i in found.items],
+                }
+            )
+        )
+    else:
+        out.print(related_table(service, item_id, found.items, out.width))
+
+
+@contextlib.contextmanager
+def _store(settings: Settings) -> Iterator[VectorStore]:
+    from ragsync.store import open_store
+
+    store = open_store(settings)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _related_of(store: VectorStore, payload: dict[str, Any]) -> list[RelatedItem]:
+    from ragsync.related import read_related
+
+    found = read_related(store, str(payload["tenant_id"]), str(payload["service"]), str(payload["item_id"]))
+    return found.items if found else []
+
+
+def _related_json(item: RelatedItem) -> dict[str, Any]:
+    return {**item.edge.as_payload(), "text": item.text}
 
 
 @app.command()

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragsync.dead_letters import StoredLetter
+from ragsync.related import RelatedItem
 from ragsync.runs import RunState, SyncReport
 from ragsync.store import Hit
 
@@ -104,7 +105,18 @@ def summary_table(report: SyncReport, width: int = 80) -> Group:
     rows.append(_summary_row("[bold]all", "", report.runs, report.seconds))
     title = f"sync finished in {report.seconds:.1f}s; {report.points_in_collection} points in Qdrant"
     failed = [f"{run.service} failed: {run.error}" for run in report.runs if run.status == "failed"]
-    return Group(fitted_table(title, SUMMARY_COLUMNS, rows, "service", width), _lines(failed))
+    return Group(fitted_table(title, SUMMARY_COLUMNS, rows, "service", width), _lines(failed + _related(report)))
+
+
+def _related(report: SyncReport) -> list[str]:
+    related = report.related
+    if related is None:
+        return []
+    if related.error:
+        return [f"related-content edges failing ({related.waiting} items waiting): {related.error}"]
+    if related.waiting:
+        return [f"related-content edges: {related.waiting} items still waiting (raise --timeout)"]
+    return [f"related-content edges computed, {related.seconds:.1f}s after the runs ended"]
 
 
 def runs_table(runs: list[RunState], width: int = 80) -> Group:
@@ -153,17 +165,34 @@ def letters_table(letters: list[StoredLetter]) -> Group:
     return Group(*lines)
 
 
-def hits_table(query: str, hits: list[Hit], width: int = 80) -> Table:
-    """Search results: score, service, tenant, item id, the start of the text (cut to the width)."""
-    rows = [
-        [
-            f"{hit.score:.3f}",
-            str(hit.payload.get("service")),
-            str(hit.payload.get("tenant_id")),
-            str(hit.payload.get("item_id")),
-            str(hit.payload.get("text", "")).replace("\n", " | ")[:300],
-        ]
-        for hit in hits
-    ]
+def hits_table(query: str, hits: list[Hit], width: int = 80, related: list[list[RelatedItem]] | None = None) -> Table:
+    """Search results: score, service, tenant, item id, the start of the text (cut to the width); with `related`
+    (one list per hit), each hit's related items under it, marked ↳."""
+    rows = []
+    for n, hit in enumerate(hits):
+        p = hit.payload
+        rows.append(
+            [
+                f"{hit.score:.3f}",
+                str(p.get("service")),
+                str(p.get("tenant_id")),
+                str(p.get("item_id")),
+                _cut(p.get("text", "")),
+            ]
+        )
+        for item in related[n] if related else []:
+            edge = item.edge
+            rows.append([f"↳ {edge.score:.3f}", edge.service, edge.tenant_id, edge.item_id, _cut(item.text)])
     columns = ("score", "service", "tenant", "item", "text")
     return fitted_table(f"top {len(hits)} for {query!r}", columns, rows, "text", width)
+
+
+def related_table(service: str, item_id: str, items: list[RelatedItem], width: int = 80) -> Table:
+    """An item's related items: score, service, item id, the start of the text."""
+    rows = [[f"{i.edge.score:.3f}", i.edge.service, i.edge.item_id, _cut(i.text)] for i in items]
+    title = f"{len(items)} related to {service}/{item_id}"
+    return fitted_table(title, ("score", "service", "item", "text"), rows, "text", width)
+
+
+def _cut(text: object) -> str:
+    return str(text).replace("\n", " | ")[:300]

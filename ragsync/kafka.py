@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -12,6 +13,9 @@ from aiokafka.structs import RecordMetadata
 
 from ragsync.events import Event
 from ragsync.settings import Settings, reveal
+
+# A consumer group's committed offset of a partition (None before its first commit), e.g. `consumer.committed`.
+Committed = Callable[[TopicPartition], Awaitable[int | None]]
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:

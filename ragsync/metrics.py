@@ -70,6 +70,24 @@ CONSUMER_LAG = Gauge(
     "Items not yet committed by the embedder group: high-water mark minus committed offset.",
     ["topic", "partition"],
 )
+RELATED_ITEMS = Counter(
+    "ragsync_related_items_total",
+    "Stored items through the related-content stage, by outcome: computed (its edges), unchanged (edges kept), "
+    "deleted (edges pointing at it removed).",
+    ["outcome"],
+)
+RELATED_EDGES = Counter(
+    "ragsync_related_edges_total", "Edges written: an item's own and those added to its neighbours' lists."
+)
+RELATED_FAILURES = Counter(
+    "ragsync_related_failures_total",
+    "Batches of related-content edges that failed (the store refused, or the broker); retried, runs unaffected.",
+)
+RELATED_LAG = Gauge(
+    "ragsync_related_lag",
+    "Items the embedder group stored whose related-content edges are not computed yet, by items partition.",
+    ["partition"],
+)
 UNREADABLE_EVENTS = Counter("ragsync_unreadable_events_total", "Events that failed validation, by topic.", ["topic"])
 SCHEDULER_NEXT_RUN = Gauge("ragsync_scheduler_next_run_timestamp_seconds", "When the scheduler fires next.")
 SCHEDULER_LAST_RUN = Gauge("ragsync_scheduler_last_run_timestamp_seconds", "When the scheduler last fired.")

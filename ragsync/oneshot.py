@@ -12,7 +12,7 @@ from ragsync.broker import LocalBroker
 from ragsync.events import SyncType
 from ragsync.model import TextEncoder
 from ragsync.requests import RequestDefaults, publish_requests, sync_requests
-from ragsync.runs import RunState, SyncReport
+from ragsync.runs import RelatedProgress, RunState, SyncReport
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 
@@ -58,6 +58,7 @@ async def run_sync(
                 await publish_requests(publisher, app.topics, requests)
             runs = await ledger.wait([r.run_id for r in requests], timeout, on_change, guard=components)
             seconds = time.monotonic() - started
+        related = await _related_caught_up(app, components, timeout - seconds)
     finally:
         stop.set()
         results = await asyncio.gather(*components, return_exceptions=True)
@@ -65,4 +66,19 @@ async def run_sync(
     if errors:
         raise errors[0]
     points = await asyncio.to_thread(store.count)
-    return SyncReport(runs=runs, points_in_collection=points, seconds=seconds)
+    return SyncReport(runs=runs, points_in_collection=points, seconds=seconds, related=related)
+
+
+async def _related_caught_up(app: App, components: list[asyncio.Task[None]], timeout: float) -> RelatedProgress | None:
+    """With RELATED_EDGES=on, wait until the stored items' edges are computed too: the local broker goes with
+    this command. A failing stage ends the wait, with its error in the report; it never fails the runs."""
+    if app.related is None:
+        return None
+    started = time.monotonic()
+    stop_waiting = asyncio.Event()
+    waiter = asyncio.ensure_future(app.related.caught_up(stop_waiting))
+    await asyncio.wait([waiter, *components], timeout=max(timeout, 1.0), return_when=asyncio.FIRST_COMPLETED)
+    stop_waiting.set()
+    await waiter
+    progress = app.related
+    return RelatedProgress(progress.waiting, progress.last_error, time.monotonic() - started)

@@ -366,6 +366,19 @@ def _by_start(runs: Iterable[RunState], newest_first: bool) -> list[RunState]:
     return sorted(runs, key=lambda r: r.started_at or EPOCH, reverse=newest_first)
 
 
+@dataclass(frozen=True)
+class RelatedProgress:
+    """Where the related-content edges stood when a one-shot sync ended."""
+
+    waiting: int  # stored items whose edges were not computed
+    error: str | None  # the stage's last error, when it was failing
+    seconds: float  # how long the command waited for them after the runs ended
+
+    def as_json(self) -> dict[str, Any]:
+        """The `--json` form."""
+        return {"waiting": self.waiting, "error": self.error, "seconds": round(self.seconds, 3)}
+
+
 @dataclass
 class SyncReport:
     """The outcome of a one-shot sync."""
@@ -373,6 +386,7 @@ class SyncReport:
     runs: list[RunState]
     points_in_collection: int
     seconds: float
+    related: RelatedProgress | None = None  # with RELATED_EDGES=on
 
     @property
     def ok(self) -> bool:
@@ -388,4 +402,5 @@ class SyncReport:
             "items_skipped": sum(r.items_skipped for r in self.runs),
             "points_in_collection": self.points_in_collection,
             "seconds": round(self.seconds, 3),
+            "related_edges": self.related.as_json() if self.related else None,
         }

@@ -130,6 +130,20 @@ class Settings(BaseSettings):
         "fp32", description="torch: fp32 or bf16; onnx: fp32 or int8. Changing it re-embeds, like a model change."
     )
 
+    # --- related-content edges ---
+    related_edges: bool = Field(
+        False, description="on: each stored item gets edges to its nearest items of the same tenant (own stage)."
+    )
+    related_top_k: int = Field(5, ge=1, le=100, description="Related items kept per item.")
+    related_min_score: float = Field(
+        0.6,
+        ge=-1,
+        le=1,
+        description="Least cosine similarity of a related item. 0.6, measured on 800 demo items: closer than 93 % of "
+        "all their pairs, and every item's 5th-nearest item scored more (the lowest 5 % from 0.69).",
+    )
+    related_max_batch: int = Field(256, ge=1, description="Stored items whose edges are computed per batch.")
+
     # --- Qdrant ---
     qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: embedded on disk at QDRANT_PATH.")
     qdrant_api_key: SecretStr | None = None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -20,7 +19,7 @@ from aiokafka.errors import KafkaError
 from ragsync import metrics
 from ragsync.events import Cursor, RunEnded, RunMark
 from ragsync.items import NO_ID
-from ragsync.kafka import Publisher
+from ragsync.kafka import Committed, Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.supervision import unless_stopped
@@ -28,7 +27,6 @@ from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 
-Committed = Callable[[TopicPartition], Awaitable[int | None]]
 CHECK_EVERY_S = 1.0  # a run is also checked when its state changes and after every commit in this process
 COMMITTED_TIMEOUT_S = 5.0
 

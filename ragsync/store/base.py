@@ -17,7 +17,8 @@ from typing import Any
 from ragsync.errors import SetupError
 
 POINT_NAMESPACE = uuid.UUID("6f1c2a7e-5b0d-4e43-9d2a-7a8f3c1e5b90")
-PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id", "generation")
+# `related_ids` (the first-point ids an item's related-content edges point at) finds the edges that point at an item.
+PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id", "generation", "related_ids")
 PAYLOAD_FLOATS = ("touched_at",)
 SCROLL_PAGE = 1000
 
@@ -36,6 +37,11 @@ def point_id(tenant_id: str, service: str, item_id: str, chunk: int = 0) -> str:
     return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}"
 
 
+def plain_vector(stored: Any) -> list[float]:
+    """A point's one vector as a list, as either backend gives it (a dict holds it under "" for named vectors)."""
+    return list(stored.get("", next(iter(stored.values()))) if isinstance(stored, dict) else stored)
+
+
 @dataclass(frozen=True)
 class Point:
     """One vector and its payload."""
@@ -51,6 +57,7 @@ class Hit:
 
     score: float
     payload: dict[str, Any]
+    id: str = ""
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,11 @@ class Selection:
 
 @dataclass(frozen=True)
 class Record:
-    """A stored point's id and the payload fields asked for."""
+    """A stored point's id and the payload fields asked for (and its vector, when asked for)."""
 
     id: str
     payload: dict[str, Any]
+    vector: list[float] | None = None
 
 
 class StoreError(SetupError):
@@ -122,7 +130,7 @@ class VectorStore(ABC):
     def _upsert(self, name: str, points: list[Point]) -> None: ...
 
     @abstractmethod
-    def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]: ...
+    def _retrieve(self, name: str, ids: list[str], fields: list[str], vectors: bool = False) -> list[Record]: ...
 
     @abstractmethod
     def _scroll(
@@ -132,6 +140,11 @@ class VectorStore(ABC):
     @abstractmethod
     def _set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None: ...
 
+    def _set_payloads(self, name: str, payloads: dict[str, dict[str, Any]]) -> None:
+        """Set another payload on each point; a backend that can send them together overrides this."""
+        for point, payload in payloads.items():
+            self._set_payload(name, [point], payload)
+
     @abstractmethod
     def _delete(self, name: str, selection: Selection) -> None: ...
 
@@ -139,7 +152,9 @@ class VectorStore(ABC):
     def _delete_ids(self, name: str, ids: list[str]) -> None: ...
 
     @abstractmethod
-    def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]: ...
+    def _query(
+        self, name: str, vector: list[float], limit: int, selection: Selection, fields: list[str] | None = None
+    ) -> list[Hit]: ...
 
     @abstractmethod
     def _count(self, name: str, selection: Selection) -> int: ...
@@ -275,6 +290,43 @@ class VectorStore(ABC):
             if name is None or not self._exists(name):
                 return 0
             return self._count(name, Selection.of(tenant_id=tenant_id, service=service, run_id=run_id))
+
+    # --- what the related-content stage reads and writes: the collection being written, like the embedder ---
+
+    def points(self, ids: list[str], fields: list[str], vectors: bool = False, live: bool = False) -> dict[str, Record]:
+        """The points of `ids` that exist, with the payload fields asked for (and vectors): in the collection being
+        written, or (`live`) in what searches see."""
+        if not ids:
+            return {}
+        with self._lock:
+            name = self._alias() if live else self.target
+            found = self._retrieve(name, ids, fields, vectors) if name is not None else []
+        return {record.id: record for record in found}
+
+    def nearest(self, vector: list[float], limit: int, tenant_id: str, fields: list[str]) -> list[Hit]:
+        """The tenant's points nearest `vector` in the collection being written, with the payload fields asked
+        for (never another tenant's)."""
+        with self._lock:
+            return self._query(self.target, vector, limit, Selection.of(tenant_id=tenant_id), fields)
+
+    def pointing_at(self, tenant_id: str, key: str, value: str, fields: list[str]) -> list[Record]:
+        """The tenant's points whose keyword list `key` holds `value`, with the payload fields asked for."""
+        selection = Selection({"tenant_id": tenant_id, key: value})
+        found: list[Record] = []
+        offset: str | None = None
+        while True:
+            with self._lock:
+                records, offset = self._scroll(self.target, selection, fields, offset)
+            found += records
+            if offset is None:
+                return found
+
+    def set_payloads(self, payloads: dict[str, dict[str, Any]]) -> None:
+        """Set fields of several points, each its own values (the other fields stay). A point that no longer
+        exists raises, as `touch` does."""
+        if payloads:
+            with self._lock:
+                self._set_payloads(self.target, payloads)
 
     def retrieve_ids(self, ids: list[str]) -> set[str]:
         """Which of `ids` are in the live index."""

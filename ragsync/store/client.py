@@ -22,6 +22,7 @@ from ragsync.store.base import (
     Selection,
     StoreError,
     VectorStore,
+    plain_vector,
 )
 
 log = logging.getLogger(__name__)
@@ -111,9 +112,9 @@ class ClientStore(VectorStore):
         batch = [models.PointStruct(id=p.id, vector=p.vector, payload=p.payload) for p in points]
         self._client.upsert(name, points=batch, wait=True)
 
-    def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]:
-        found = self._client.retrieve(name, ids=ids, with_payload=fields or False, with_vectors=False)
-        return [Record(str(p.id), dict(p.payload or {})) for p in found]
+    def _retrieve(self, name: str, ids: list[str], fields: list[str], vectors: bool = False) -> list[Record]:
+        found = self._client.retrieve(name, ids=ids, with_payload=fields or False, with_vectors=vectors)
+        return [Record(str(p.id), dict(p.payload or {}), plain_vector(p.vector) if vectors else None) for p in found]
 
     def _scroll(
         self, name: str, selection: Selection, fields: list[str], offset: str | None
@@ -132,6 +133,16 @@ class ClientStore(VectorStore):
         selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
         self._client.set_payload(name, payload=payload, points=selector, wait=True)
 
+    def _set_payloads(self, name: str, payloads: dict[str, dict[str, Any]]) -> None:
+        # One request for all of them: a Qdrant server is a round trip away.
+        operations: list[models.UpdateOperation] = [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload=payload, points=list[models.ExtendedPointId]([point]))
+            )
+            for point, payload in payloads.items()
+        ]
+        self._client.batch_update_points(name, update_operations=operations, wait=True)
+
     def _delete(self, name: str, selection: Selection) -> None:
         flt = _filter(selection) or models.Filter()
         self._client.delete(name, points_selector=models.FilterSelector(filter=flt), wait=True)
@@ -140,11 +151,14 @@ class ClientStore(VectorStore):
         selector = models.PointIdsList(points=list[models.ExtendedPointId](ids))
         self._client.delete(name, points_selector=selector, wait=True)
 
-    def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]:
+    def _query(
+        self, name: str, vector: list[float], limit: int, selection: Selection, fields: list[str] | None = None
+    ) -> list[Hit]:
+        with_payload = True if fields is None else fields or False
         result = self._client.query_points(
-            name, query=vector, limit=limit, query_filter=_filter(selection), with_payload=True
+            name, query=vector, limit=limit, query_filter=_filter(selection), with_payload=with_payload
         )
-        return [Hit(score=p.score, payload=p.payload or {}) for p in result.points]
+        return [Hit(score=p.score, payload=p.payload or {}, id=str(p.id)) for p in result.points]
 
     def _count(self, name: str, selection: Selection) -> int:
         return int(self._client.count(name, count_filter=_filter(selection), exact=True).count)

