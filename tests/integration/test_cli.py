@@ -59,6 +59,30 @@ def test_demo_syncs_every_service_and_a_second_run_converges(tmp_path: Path) -> 
     assert json.loads(other.stdout) == []
 
 
+def test_related_edges_of_a_demo_are_listed_and_shown_under_search_hits(tmp_path: Path) -> None:
+    demo = _run(["demo", "--items-per-service", "30", "--json"], tmp_path, RELATED_EDGES="on")
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert json.loads(demo.stdout)["related_edges"]["waiting"] == 0  # computed before the command ended
+
+    listed = _run(["related", "pay_000001", "--service", "payment-service", "--json"], tmp_path)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    found = json.loads(listed.stdout)
+    assert found["computed"] and 1 <= len(found["related"]) <= 5
+    assert all(r["tenant_id"] == "default-tenant" and r["score"] >= 0.6 and r["text"] for r in found["related"])
+    table = _run(["related", "pay_000001", "--service", "payment-service"], tmp_path)
+    assert f"{len(found['related'])} related to payment-service/pay_000001" in table.stdout
+
+    hits = _run(["search", "refund for a course", "-k", "2", "--related", "--json"], tmp_path)
+    assert hits.returncode == 0, hits.stderr[-3000:]
+    assert [len(hit["related"]) > 0 for hit in json.loads(hits.stdout)] == [True, True]
+    shown = _run(["search", "refund for a course", "-k", "2", "--related"], tmp_path)
+    assert shown.stdout.count("↳") >= 2
+
+    missing = _run(["related", "pay_999999", "--service", "payment-service"], tmp_path)
+    assert missing.returncode == 1 and "no item 'pay_999999' of payment-service" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
 @pytest.fixture
 def coordinator_process(tmp_path: Path) -> Iterator[str]:
     port = free_port()

@@ -52,6 +52,7 @@ async def test_every_panel_query_returns_data_from_a_real_sync(
                     "ops_port": port,
                     "batch_sync_limit": 20,
                     "batch_sync_services": ["payment-service", "devlab-service"],
+                    "related_edges": True,  # its panels show the related-content stage
                 }
             )
         )

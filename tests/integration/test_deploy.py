@@ -45,6 +45,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "RunCompletionBlocked",
         "StageCrashing",
         "StoreDiskLow",
+        "RelatedEdgesFailing",
     }
 
 

@@ -122,12 +122,17 @@ class EmbeddingStage:
         self.offsets = 0
 
     def item(
-        self, item_id: str, title: str | None, op: Literal["upsert", "delete"] = "upsert", run_id: str = "run-1"
+        self,
+        item_id: str,
+        title: str | None,
+        op: Literal["upsert", "delete"] = "upsert",
+        run_id: str = "run-1",
+        tenant_id: str = "acme",
     ) -> Delivered[ItemEvent]:
-        """The next item event of `item_id` (tenant acme, payment-service), at the next offset."""
+        """The next item event of `item_id` (tenant acme unless told, payment-service), at the next offset."""
         event = ItemEvent(
             run_id=run_id,
-            tenant_id="acme",
+            tenant_id=tenant_id,
             service="payment-service",
             item_id=item_id,
             op=op,
