@@ -21,6 +21,7 @@ from rich.console import Console
 from benchmarks.control_plane import control_rows, sweep_row
 from benchmarks.peers import oneshot_rows, peer_rows
 from benchmarks.pipeline import Bench
+from benchmarks.related import related_rows
 from benchmarks.report import print_table, write
 from benchmarks.scale import scale_rows
 from benchmarks.stores import STORES, store_rows
@@ -40,6 +41,7 @@ STEPS = (
     "scaling",
     "memory",
     "scale",
+    "related",
     "naive",
     "stores",
     "control",
@@ -65,6 +67,7 @@ async def main(args: argparse.Namespace) -> None:
             "scaling": lambda: bench.scaling(args.scaling),
             "memory": lambda: bench.memory(args.memory),
             "scale": lambda: _scale(bench, args.scale),
+            "related": lambda: _related(bench, args.short),
             "naive": lambda: bench.naive(args.naive),
             "stores": lambda: _stores(bench, folder, args.store_points, settings.embedder_max_batch),
             "control": lambda: _control(bench, broker.bootstrap_servers, folder, args.sweep_points),
@@ -89,6 +92,10 @@ async def _oneshot(bench: Bench, folder: Path, count: int, pairs: int) -> None:
 
 async def _scale(bench: Bench, sizes: list[int]) -> None:
     bench.rows.extend(await scale_rows(bench, sizes))
+
+
+async def _related(bench: Bench, count: int) -> None:
+    bench.rows.extend(await related_rows(bench, count))
 
 
 async def _pipelines(bench: Bench, args: argparse.Namespace) -> None:

@@ -278,13 +278,18 @@ class App:
                 defaults = RequestDefaults.from_settings(self.settings)
                 migration = ModelMigration(defaults, store, ledger, publisher, self.topics)
                 stages["migration"] = lambda: migration.run(stop)
-            related = self._related_stage(store, consumers[0].committed) if self.settings.related_edges else None
+            members: list[EmbeddingConsumer] = []
+
+            def busy() -> bool:
+                return any(member.busy for member in members)
+
+            related = self._related_stage(store, consumers[0].committed, busy) if self.settings.related_edges else None
             clients = consumers + ([related.consumer] if related else [])
             await asyncio.gather(*(start_client(c) for c in clients))
             if self.exclusive:
                 await assign_every_partition(consumers, self.topics.items)
             woken = [completion.wake] + ([related.wake] if related else [])
-            members = [self._embedding_member(c, embedder, _each(woken), space) for c in consumers]
+            members += [self._embedding_member(c, embedder, _each(woken), space) for c in consumers]
             for n, member in enumerate(members, 1):
                 stages[f"consumer {n}"] = lambda m=member: m.run(stop)  # type: ignore[misc]
             if related is not None:
@@ -319,8 +324,11 @@ class App:
             in_group=not self.exclusive,
         )
 
-    def _related_stage(self, store: VectorStore, stored_up_to: Committed) -> RelatedConsumer:
-        """The related-content stage: its own consumer group on the items, behind the embedder group's commits."""
+    def _related_stage(
+        self, store: VectorStore, stored_up_to: Committed, embedders_busy: Callable[[], bool]
+    ) -> RelatedConsumer:
+        """The related-content stage: its own consumer group on the items, behind the embedder group's commits,
+        yielding to this process's embedders while they have items."""
         from ragsync.related import RelatedRules
         from ragsync.streams.related import RelatedConsumer, RelatedEdges
 
@@ -334,7 +342,7 @@ class App:
             s.related_min_score,
             self.related_group,
         )
-        return RelatedConsumer(consumer, edges, stored_up_to, s.related_max_batch)
+        return RelatedConsumer(consumer, edges, stored_up_to, s.related_max_batch, embedders_busy=embedders_busy)
 
     def store_space(self) -> StoreSpace | None:
         """The watch on the embedded store's disk (None for a Qdrant server, or with STORE_MIN_FREE_MB=0)."""

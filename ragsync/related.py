@@ -15,6 +15,7 @@ Reading checks every edge against the live collection: an edge to an item delete
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -55,9 +56,9 @@ class Edge:
     item_id: str
     score: float
 
-    @property
+    @functools.cached_property
     def point(self) -> str:
-        """The first point of the item the edge points at."""
+        """The first point of the item the edge points at (computed once: lists are merged edge by edge)."""
         return point_id(self.tenant_id, self.service, self.item_id, 0)
 
     def as_payload(self) -> dict[str, Any]:
@@ -92,7 +93,7 @@ def best_edges(tenant_id: str, service: str, item_id: str, hits: Iterable[Hit], 
 def with_edge(edges: list[Edge], edge: Edge, rules: RelatedRules) -> list[Edge]:
     """`edges` with `edge` in its place (replacing an older edge to the same item), best first, at most `top_k`;
     an edge below `min_score` only removes the older one."""
-    others = [e for e in edges if e.point != edge.point]
+    others = [e for e in edges if (e.service, e.item_id) != (edge.service, edge.item_id)]
     if edge.score >= rules.min_score:
         others.append(edge)
     return sorted(others, key=lambda e: -e.score)[: rules.top_k]

@@ -329,6 +329,7 @@ class EmbeddingConsumer:
         self._keepalive_seconds = keepalive_seconds
         self.items_processed = 0
         self.ready = True
+        self.busy = False  # its last poll brought items: work that yields to this member waits
         self.last_error: str | None = None
 
     def status(self) -> dict[str, Any]:
@@ -350,6 +351,7 @@ class EmbeddingConsumer:
             poll = self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
             batch = await unless_stopped(poll, stop) or {}
             messages = [m for partition in batch.values() for m in partition]
+            self.busy = bool(messages)
             if not messages:
                 continue
             if not await self._process_until_done(messages, stop):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from ragsync.supervision import unless_stopped
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0  # how often the embedder group's committed offsets are read when nothing woke the stage
+YIELD_CHECK_S = 0.1  # how often a stage yielding to busy embedders looks again
 
 
 @dataclass
@@ -156,9 +157,13 @@ class RelatedConsumer:
         stored_up_to: Committed,
         max_batch: int,
         retry_max_seconds: float = 15.0,
+        embedders_busy: Callable[[], bool] = lambda: False,
     ) -> None:
-        """`stored_up_to`: the embedder group's committed offset of an items partition."""
+        """`stored_up_to`: the embedder group's committed offset of an items partition. `embedders_busy`: whether
+        the embedders of this process have items to embed; the stage waits meanwhile (it shares their process:
+        the store, its lock and the interpreter), so edges never slow the main path, and catch up once it idles."""
         self.consumer = consumer
+        self._embedders_busy = embedders_busy
         self._edges = edges
         self._stored_up_to = stored_up_to
         self._max_batch = max_batch
@@ -181,6 +186,10 @@ class RelatedConsumer:
         """Compute edges until `stop` is set. A restart first goes back to the committed offsets."""
         await self._rewind()
         while not stop.is_set():
+            if self._embedders_busy():
+                self.consumer.pause(*self.consumer.assignment())  # nor fetched meanwhile
+                await unless_stopped(asyncio.sleep(YIELD_CHECK_S), stop)
+                continue
             stored = await self._stored_limits()
             if not self.waiting:
                 await unless_stopped(self._wake.wait(), stop, CHECK_EVERY_S)
