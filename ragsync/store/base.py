@@ -121,6 +121,10 @@ class VectorStore(ABC):
     def _create(self, name: str, dimension: int) -> None: ...
 
     @abstractmethod
+    def _add_indexes(self, name: str) -> None:
+        """Create the payload indexes (PAYLOAD_KEYWORDS, PAYLOAD_FLOATS) that collection `name` lacks."""
+
+    @abstractmethod
     def _alias(self) -> str | None: ...
 
     @abstractmethod
@@ -195,6 +199,9 @@ class VectorStore(ABC):
                 )
             if not self._exists(self.target):
                 self._create(self.target, dimension)
+            # Also on a collection created by an earlier release: a field indexed since (related_ids) would
+            # otherwise be filtered by scanning every point.
+            self._add_indexes(self.target)
             if live is None:
                 self._set_alias(self.target)
                 return False

@@ -85,11 +85,16 @@ class ClientStore(VectorStore):
         self._client.create_collection(
             name, vectors_config=models.VectorParams(size=dimension, distance=models.Distance.COSINE)
         )
-        if self._indexes_payload:
-            for key in PAYLOAD_KEYWORDS:
-                self._client.create_payload_index(name, key, models.PayloadSchemaType.KEYWORD)
-            for key in PAYLOAD_FLOATS:
-                self._client.create_payload_index(name, key, models.PayloadSchemaType.FLOAT)
+
+    def _add_indexes(self, name: str) -> None:
+        if not self._indexes_payload:
+            return
+        present = set(self._client.get_collection(name).payload_schema or {})
+        indexes = [(key, models.PayloadSchemaType.KEYWORD) for key in PAYLOAD_KEYWORDS]
+        indexes += [(key, models.PayloadSchemaType.FLOAT) for key in PAYLOAD_FLOATS]
+        for key, schema in indexes:
+            if key not in present:
+                self._client.create_payload_index(name, key, schema)
 
     def _alias(self) -> str | None:
         for alias in self._client.get_aliases().aliases:

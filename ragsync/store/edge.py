@@ -99,9 +99,14 @@ finally:
     def _create(self, name: str, dimension: int) -> None:
         vectors = edge.EdgeVectorParams(size=dimension, distance=edge.Distance.Cosine)
         self._shards[name] = edge.EdgeShard.create(str(self._folder(name)), edge.EdgeConfig(vectors=vectors))
+
+    def _add_indexes(self, name: str) -> None:
         indexes = [(key, edge.PayloadSchemaType.Keyword) for key in PAYLOAD_KEYWORDS]
         indexes += [(key, edge.PayloadSchemaType.Float) for key in PAYLOAD_FLOATS]
-        self._apply(name, *(edge.UpdateOperation.create_field_index(key, schema) for key, schema in indexes))
+        present = set(self._shard(name).info().payload_schema)
+        missing = [edge.UpdateOperation.create_field_index(k, schema) for k, schema in indexes if k not in present]
+        if missing:
+            self._apply(name, *missing)
 
     def _apply(self, name: str, *operations: edge.UpdateOperation) -> None:
         """Apply the operations to the collection: in its write-ahead log, so durable before the caller commits

@@ -221,6 +221,42 @@ def test_the_edge_store_indexes_the_generation_and_counts_a_touch_as_a_write(tmp
         store.close()
 
 
+def test_a_collection_of_an_earlier_release_gains_the_payload_indexes_added_since(tmp_path: Path) -> None:
+    import qdrant_edge
+
+    store = EdgeStore.open(tmp_path / "q", "c")
+    try:
+        store.ensure_collection(3, "m")
+        store._apply(store.target, qdrant_edge.UpdateOperation.delete_field_index("related_ids"))  # as it was made
+        assert "related_ids" not in store._shard(store.target).info().payload_schema
+        store.ensure_collection(3, "m")  # a start of this release
+        schema = store._shard(store.target).info().payload_schema
+        assert schema["related_ids"].data_type == qdrant_edge.PayloadSchemaType.Keyword
+    finally:
+        store.close()
+
+
+def test_the_related_content_primitives_read_and_write_the_collection_being_written(store: VectorStore) -> None:
+    store.ensure_collection(3, "m")
+    a, b, other = (
+        _point("t", "s", "a", [1.0, 0.0, 0.0]),
+        _point("t", "s", "b", [0.8, 0.6, 0.0]),
+        _point("u", "s", "a", [1.0, 0.0, 0.0]),
+    )
+    store.upsert([a, b, other])
+    found = store.points([a.id, point_id("t", "s", "missing")], ["item_id"], vectors=True)
+    assert list(found) == [a.id] and found[a.id].payload == {"item_id": "a"}
+    assert found[a.id].vector == pytest.approx([1.0, 0.0, 0.0])
+    nearest = store.nearest([1.0, 0.0, 0.0], 5, "t", ["item_id"])
+    assert [(hit.id, hit.payload) for hit in nearest] == [(a.id, {"item_id": "a"}), (b.id, {"item_id": "b"})]
+    assert nearest[1].score == pytest.approx(0.8)
+    store.set_payloads({a.id: {"related_ids": [b.id]}, b.id: {"related_ids": [a.id, other.id]}})
+    assert [r.id for r in store.pointing_at("t", "related_ids", b.id, [])] == [a.id]
+    assert {r.id for r in store.pointing_at("t", "related_ids", a.id, ["item_id"])} == {b.id}
+    assert store.pointing_at("u", "related_ids", a.id, []) == []  # the tenant narrows it
+    assert store.points([b.id], ["run_id"])[b.id].payload == {"run_id": "r1"}  # the other fields stay
+
+
 @pytest.mark.parametrize("backend", ["edge", "local"])
 def test_points_and_the_alias_survive_a_reopen(backend: str, tmp_path: Path) -> None:
     first = BACKENDS[backend](tmp_path / "q")
