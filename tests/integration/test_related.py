@@ -14,12 +14,14 @@ from prometheus_client import REGISTRY
 from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.kafka import assign_every_partition, make_consumer, start_client
 from ragsync.model import TextEncoder
-from ragsync.related import RELATED, RELATED_HASH, RELATED_IDS, read_related, stored_edges
+from ragsync.related import RELATED, RELATED_HASH, RELATED_IDS, RelatedRules, read_related, stored_edges
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
 from ragsync.store.base import Hit
 from ragsync.store.edge import EdgeStore
+from ragsync.streams.related import RelatedConsumer, RelatedEdges
 from tests.integration.conftest import fetcher_running
 from tests.integration.test_correctness import Pipeline, pipeline
 
@@ -136,6 +138,39 @@ async def test_edges_never_cross_tenants_even_between_identical_records(
         _assert_edges_in_step(store, tenant, 20, app.settings.related_min_score, 4)
         shown = read_related(store, tenant, SERVICE, "pay_000001")
         assert shown is not None and shown.items and {i.edge.tenant_id for i in shown.items} == {tenant}
+
+
+async def test_the_stage_waits_while_the_embedders_have_items_and_catches_up_once_they_idle(
+    settings: Settings, store: VectorStore, encoder: TextEncoder
+) -> None:
+    app = App(settings)  # edges off: this test builds the stage itself, with embedders it can call busy
+    busy = True
+    stop = asyncio.Event()
+    stage_consumer = make_consumer(settings, app.bootstrap_servers, group_id=f"{settings.kafka_topic_prefix}related")
+    embedder_group = make_consumer(settings, app.bootstrap_servers, group_id=app.embedder_group)
+    async with (
+        CoordinatorServer(DemoCoordinator(12)) as coordinator,
+        pipeline(app, coordinator.endpoint, store, encoder) as running,
+    ):
+        await running.sync(SERVICE)
+        await asyncio.gather(start_client(stage_consumer), start_client(embedder_group))
+        try:
+            await assign_every_partition([stage_consumer], app.topics.items)
+            edges = RelatedEdges(store, RelatedRules(top_k=4, min_score=0.6))
+            stage = RelatedConsumer(stage_consumer, edges, embedder_group.committed, 256, embedders_busy=lambda: busy)
+            task = asyncio.create_task(stage.run(stop))
+            await asyncio.sleep(1.5)
+            waited = stage.items_processed
+            busy = False
+            async with asyncio.timeout(30):
+                await stage.caught_up(stop)
+            stop.set()
+            await task
+        finally:
+            await asyncio.gather(stage_consumer.stop(), embedder_group.stop())
+    assert waited == 0
+    assert stage.items_processed == 12 and stage.waiting == 0
+    _assert_edges_in_step(store, "default-tenant", 12, 0.6, 4)
 
 
 class FailingNeighbours(EdgeStore):
