@@ -138,6 +138,17 @@ class Publisher:
             await asyncio.gather(*pending)
 
 
+async def rewind_to_committed(consumer: AIOKafkaConsumer) -> None:
+    """Go back to the group's committed offset of each assigned partition (the beginning where none is): a stage
+    restarted after a crash is delivered again what it had fetched but not committed."""
+    for tp in consumer.assignment():
+        committed = await consumer.committed(tp)
+        if committed is None:
+            await consumer.seek_to_beginning(tp)
+        else:
+            consumer.seek(tp, committed)
+
+
 async def assign_all(consumer: AIOKafkaConsumer, topic: str, from_beginning: bool = True) -> list[TopicPartition]:
     """Assign every partition of `topic` to a started consumer without a group, at its start or its end. A topic
     that does not exist yet (a fresh broker) has no partitions: nothing is assigned, and nothing is read."""

@@ -26,7 +26,7 @@ from ragsync.dead_letters import send_dead_letter
 from ragsync.delivery import Delivered, Position, Unreadable, decode
 from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts
 from ragsync.items import ItemContent, ItemRules
-from ragsync.kafka import Publisher
+from ragsync.kafka import Publisher, rewind_to_committed
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.store import Point, VectorStore, point_id
@@ -344,7 +344,7 @@ class EmbeddingConsumer:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set. A restart after a crash first goes back to the committed offsets, so a
         batch fetched but not committed is delivered again."""
-        await self._rewind()
+        await rewind_to_committed(self._consumer)
         while not stop.is_set():
             if not await self._room_for_a_batch(stop):
                 return
@@ -377,14 +377,6 @@ class EmbeddingConsumer:
         log.warning("the store's disk has room again; taking batches")
         self._consumer.resume(*self._consumer.assignment())
         return True
-
-    async def _rewind(self) -> None:
-        for tp in self._consumer.assignment():
-            committed = await self._consumer.committed(tp)
-            if committed is None:
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, committed)
 
     def took_over(self) -> None:
         """The group gave this member partitions: catch up on the run state before the next batch."""

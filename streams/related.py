@@ -26,7 +26,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from ragsync import metrics
 from ragsync.delivery import Delivered, decode
 from ragsync.events import ItemEvent
-from ragsync.kafka import Committed
+from ragsync.kafka import Committed, rewind_to_committed
 from ragsync.related import (
     NEIGHBOUR_FIELDS,
     RELATED,
@@ -184,7 +184,7 @@ class RelatedConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Compute edges until `stop` is set. A restart first goes back to the committed offsets."""
-        await self._rewind()
+        await rewind_to_committed(self.consumer)
         while not stop.is_set():
             if self._embedders_busy():
                 self.consumer.pause(*self.consumer.assignment())  # nor fetched meanwhile
@@ -208,14 +208,6 @@ class RelatedConsumer:
         self.wake()
         while not stop.is_set() and not (self._checks >= asked + 2 and self.waiting == 0) and not self.last_error:
             await asyncio.sleep(0.05)
-
-    async def _rewind(self) -> None:
-        for tp in self.consumer.assignment():
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
 
     async def _stored_limits(self) -> dict[TopicPartition, int]:
         """The embedder group's committed offset of each assigned partition: the events before it are stored.
