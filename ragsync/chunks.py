@@ -11,10 +11,13 @@ class Chunker:
     def __init__(self, encoder: TextEncoder, overlap: int = 32) -> None:
         self._encoder = encoder
         self._overlap = overlap
+        self._limit: int | None = None  # read from the model on first use: asking it walks its modules
 
     def split(self, text: str) -> list[str]:
         """The chunks of `text` (one when it fits), cut at token boundaries."""
-        limit = self._encoder.max_tokens
+        if self._limit is None:
+            self._limit = self._encoder.max_tokens
+        limit = self._limit
         if len(text) <= limit:  # a word piece is at least one character: it fits without tokenizing
             return [text]
         offsets = self._encoder.token_offsets(text)
