@@ -62,6 +62,18 @@ class EdgeTally:
         metrics.RELATED_EDGES.inc(self.edges)
 
 
+class EdgeWrites(dict[str, dict[str, Any]]):
+    """The payloads a batch writes, by point: each list as it will stand once the batch is written."""
+
+    def edges(self, point: str, stored: dict[str, Any]) -> list[Edge]:
+        """The point's edges: as this batch left them, else as stored."""
+        return stored_edges(self.get(point, stored))
+
+    def keep(self, point: str, edges: list[Edge], content_hash: str | None = None) -> None:
+        """Write `edges` as the point's list (and the content hash they were computed for, when given)."""
+        self[point] = self.get(point, {}) | edges_payload(edges, content_hash)
+
+
 class RelatedEdges:
     """Computes and keeps the edges of a batch of stored items; independent of Kafka, so testable on its own."""
 
@@ -76,7 +88,7 @@ class RelatedEdges:
 
     def _process(self, events: list[ItemEvent]) -> EdgeTally:
         tally = EdgeTally()
-        payloads: dict[str, dict[str, Any]] = {}
+        payloads = EdgeWrites()
         written = [e for e in events if e.op != "delete"]
         for event in events:
             if event.op == "delete":
@@ -89,7 +101,7 @@ class RelatedEdges:
                 tally.items["unchanged"] += 1
                 continue
             edges = self._compute(firsts[first], record, offered, payloads)
-            payloads[first] = edges_payload(edges, record.payload.get("content_hash"))
+            payloads.keep(first, edges, record.payload.get("content_hash"))
             tally.items["computed"] += 1
             tally.edges += len(edges)
         tally.edges += self._offer(offered, payloads)
@@ -97,7 +109,7 @@ class RelatedEdges:
         return tally
 
     def _compute(
-        self, event: ItemEvent, record: Record, offered: dict[str, list[Edge]], payloads: dict[str, dict[str, Any]]
+        self, event: ItemEvent, record: Record, offered: dict[str, list[Edge]], payloads: EdgeWrites
     ) -> list[Edge]:
         """The item's own edges; each is also offered back to the other item, and the items that point at this one
         get their score for its new content."""
@@ -110,18 +122,17 @@ class RelatedEdges:
         self._rescore(record, Edge(tenant, service, item, 0.0), payloads)
         return edges
 
-    def _rescore(self, record: Record, itself: Edge, payloads: dict[str, dict[str, Any]]) -> None:
+    def _rescore(self, record: Record, itself: Edge, payloads: EdgeWrites) -> None:
         """Score the item again in the lists that point at it (its content changed; theirs did not)."""
         ids = [other.id for other in self._store.pointing_at(itself.tenant_id, RELATED_IDS, record.id, [])]
         for other in self._store.points([i for i in ids if i != record.id], [RELATED], vectors=True).values():
             if other.vector is None:
                 continue
             score = float(np.dot(np.asarray(record.vector), np.asarray(other.vector)))  # unit vectors: cosine
-            current = stored_edges(payloads.get(other.id) or other.payload)
             rescored = Edge(itself.tenant_id, itself.service, itself.item_id, score)
-            payloads[other.id] = payloads.get(other.id, {}) | edges_payload(with_edge(current, rescored, self._rules))
+            payloads.keep(other.id, with_edge(payloads.edges(other.id, other.payload), rescored, self._rules))
 
-    def _offer(self, offered: dict[str, list[Edge]], payloads: dict[str, dict[str, Any]]) -> int:
+    def _offer(self, offered: dict[str, list[Edge]], payloads: EdgeWrites) -> int:
         """Merge the offered edges into the other items' lists; returns how many lists took an edge."""
         waiting = [point for point in offered if point not in payloads]
         current = {point: record.payload for point, record in self._store.points(waiting, [RELATED]).items()}
@@ -129,21 +140,20 @@ class RelatedEdges:
         for point, edges in offered.items():
             if point not in payloads and point not in current:
                 continue  # gone since the query found it
-            before = stored_edges(payloads[point] if point in payloads else current[point])
+            before = payloads.edges(point, current.get(point, {}))
             after = before
             for edge in edges:
                 after = with_edge(after, edge, self._rules)
             if after != before:
-                payloads[point] = payloads.get(point, {}) | edges_payload(after)
+                payloads.keep(point, after)
                 taken += 1
         return taken
 
-    def _forget(self, event: ItemEvent, payloads: dict[str, dict[str, Any]], tally: EdgeTally) -> None:
+    def _forget(self, event: ItemEvent, payloads: EdgeWrites, tally: EdgeTally) -> None:
         """Remove the edges that point at a deleted item."""
         gone = point_id(event.tenant_id, event.service, event.item_id, 0)
         for other in self._store.pointing_at(event.tenant_id, RELATED_IDS, gone, [RELATED]):
-            kept = [edge for edge in stored_edges(payloads.get(other.id) or other.payload) if edge.point != gone]
-            payloads[other.id] = payloads.get(other.id, {}) | edges_payload(kept)
+            payloads.keep(other.id, [edge for edge in payloads.edges(other.id, other.payload) if edge.point != gone])
         tally.items["deleted"] += 1
 
 
