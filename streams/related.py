@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from ragsync import metrics
 from ragsync.delivery import Delivered, decode
@@ -200,7 +200,12 @@ class RelatedConsumer:
                 self.consumer.pause(*self.consumer.assignment())  # nor fetched meanwhile
                 await unless_stopped(asyncio.sleep(YIELD_CHECK_S), stop)
                 continue
-            stored = await self._stored_limits()
+            try:
+                stored = await self._stored_limits()
+            except KafkaError as error:  # the broker away: what the embedders stored cannot be known yet
+                self._failed(error, "reading the embedder group's committed offsets")
+                await unless_stopped(asyncio.sleep(CHECK_EVERY_S), stop)
+                continue
             if not self.waiting:
                 await unless_stopped(self._wake.wait(), stop, CHECK_EVERY_S)
                 self._wake.clear()
@@ -256,9 +261,7 @@ class RelatedConsumer:
             try:
                 tally = await self._edges.process(events)
             except Exception as error:  # noqa: BLE001 - the store away or refusing: keep the batch, retry
-                metrics.RELATED_FAILURES.inc()
-                self.last_error = f"{type(error).__name__}: {error}"
-                log.error("related-content edges of %d items failed, retrying: %s", len(events), self.last_error)
+                self._failed(error, f"computing the edges of {len(events)} items")
             else:
                 if self.last_error:
                     log.warning("related-content edges go through again; resuming")
@@ -269,6 +272,11 @@ class RelatedConsumer:
             if stop.is_set():
                 return False
             delay = min(delay * 2, self._retry_max_seconds)
+
+    def _failed(self, error: BaseException, doing: str) -> None:
+        metrics.RELATED_FAILURES.inc()
+        self.last_error = f"{type(error).__name__}: {error}"
+        log.error("related-content edges: %s failed, retrying: %s", doing, self.last_error)
 
     async def _commit(
         self, batch: dict[TopicPartition, list[ConsumerRecord[Any, Any]]], stored: dict[TopicPartition, int]

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import numpy as np
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
@@ -171,6 +172,34 @@ async def test_the_stage_waits_while_the_embedders_have_items_and_catches_up_onc
     assert waited == 0
     assert stage.items_processed == 12 and stage.waiting == 0
     _assert_edges_in_step(store, "default-tenant", 12, 0.6, 4)
+
+
+async def test_a_broker_that_cannot_say_what_was_stored_is_a_counted_failure_not_a_crash(
+    settings: Settings, store: VectorStore
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    consumer = make_consumer(settings, app.bootstrap_servers, group_id=f"{settings.kafka_topic_prefix}related")
+    failures = REGISTRY.get_sample_value("ragsync_related_failures_total") or 0.0
+
+    async def unanswered(tp: Any) -> int | None:
+        raise KafkaConnectionError("the group coordinator does not answer (injected)")
+
+    stop = asyncio.Event()
+    await start_client(consumer)
+    try:
+        await assign_every_partition([consumer], app.topics.items)
+        stage = RelatedConsumer(consumer, RelatedEdges(store, RelatedRules()), unanswered, 256)
+        task = asyncio.create_task(stage.run(stop))
+        async with asyncio.timeout(10):
+            while (REGISTRY.get_sample_value("ragsync_related_failures_total") or 0.0) < failures + 2:
+                await asyncio.sleep(0.05)
+        assert not task.done()  # still running, retrying: nothing for the supervisor to restart
+        assert stage.last_error is not None and "does not answer (injected)" in stage.last_error
+        stop.set()
+        await task
+    finally:
+        await consumer.stop()
 
 
 class FailingNeighbours(EdgeStore):
