@@ -94,12 +94,13 @@ class RelatedEdges:
             if event.op == "delete":
                 self._forget(event, payloads, tally)
         firsts = {point_id(e.tenant_id, e.service, e.item_id, 0): e for e in written}
-        stored = self._store.points(list(firsts), ["content_hash", RELATED_HASH], vectors=True)
+        stored = self._store.points(list(firsts), ["content_hash", RELATED_HASH])
+        stale = [first for first, r in stored.items() if r.payload.get(RELATED_HASH) != r.payload.get("content_hash")]
+        if unchanged := len(stored) - len(stale):
+            tally.items["unchanged"] += unchanged
+        # Vectors only for the items computed: an unchanged full re-sync of millions reads none.
         offered: dict[str, list[Edge]] = {}
-        for first, record in stored.items():
-            if record.payload.get(RELATED_HASH) == record.payload.get("content_hash"):
-                tally.items["unchanged"] += 1
-                continue
+        for first, record in self._store.points(stale, ["content_hash"], vectors=True).items():
             edges = self._compute(firsts[first], record, offered, payloads)
             payloads.keep(first, edges, record.payload.get("content_hash"))
             tally.items["computed"] += 1
