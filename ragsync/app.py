@@ -266,7 +266,7 @@ class App:
             embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
             await embedder.prepare()
             pruner = Pruner(store, ledger, publisher)
-            consumers = [self._items_consumer() for _ in range(count)]
+            consumers = [self._items_consumer(self.embedder_group) for _ in range(count)]
             space = self.store_space()
             share = self.settings.run_max_dead_letter_share
             completion = RunCompletion(ledger, publisher, self.topics, consumers[0].committed, share)
@@ -333,8 +333,7 @@ class App:
         from ragsync.streams.related import RelatedConsumer, RelatedEdges
 
         s = self.settings
-        topics = () if self.exclusive else (self.topics.items,)
-        consumer = make_consumer(s, self.bootstrap_servers, *topics, group_id=self.related_group)
+        consumer = self._items_consumer(self.related_group)
         edges = RelatedEdges(store, RelatedRules.from_settings(s))
         log.info(
             "related-content edges on: top %d at %.2f or more, group %s",
@@ -361,10 +360,12 @@ class App:
         """The related-content stage's consumer group's id."""
         return f"{self.settings.kafka_topic_prefix}related"
 
-    def _items_consumer(self) -> AIOKafkaConsumer:
-        # In the group either way: the run completion reads the group's committed offsets.
+    def _items_consumer(self, group: str) -> AIOKafkaConsumer:
+        """A consumer of the items topic in `group`; an exclusive process assigns its partitions itself. In the
+        group either way: the run completion reads the embedder group's committed offsets, and each stage commits
+        its own."""
         topics = () if self.exclusive else (self.topics.items,)
-        return make_consumer(self.settings, self.bootstrap_servers, *topics, group_id=self.embedder_group)
+        return make_consumer(self.settings, self.bootstrap_servers, *topics, group_id=group)
 
     async def run_scheduler(self, stop: asyncio.Event, serve_ops: bool = False) -> None:
         """The scheduler (cron and start-up sync requests) and the stall watchdog."""
