@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import multiprocessing
 import signal
 import time
@@ -19,6 +20,7 @@ from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.ledger import RunLedger
+from ragsync.model import model_path
 from ragsync.processes import Components, wait_for_status
 from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 from ragsync.runs import RunState
@@ -77,12 +79,15 @@ async def timed_sync(
     return seconds, [p.peaks for p in peaks]
 
 
-def raw_encode_rate(settings: Settings, texts: list[str], processes: int, repeats: int = 1) -> float:
+def raw_encode_rate(
+    settings: Settings, texts: list[str], processes: int, repeats: int = 1, library: bool = False
+) -> float:
     """Items/s of `processes` raw encoders, one model thread each, encoding `texts` each at the same time (each
-    process's fastest of `repeats` encodes): the most that many consumers could reach on this machine."""
+    process's fastest of `repeats` encodes): the most that many consumers could reach on this machine.
+    `library`: sentence-transformers' own `encode` of the same model, rather than ragsync's encoder."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each, as a consumer process has
     barrier, results = context.Barrier(processes), context.Queue()
-    arguments = (settings, texts, barrier, results, repeats)
+    arguments = (settings, texts, barrier, results, repeats, library)
     workers = [context.Process(target=_timed_encode, args=arguments) for _ in range(processes)]
     for worker in workers:
         worker.start()
@@ -92,16 +97,28 @@ def raw_encode_rate(settings: Settings, texts: list[str], processes: int, repeat
     return processes * len(texts) / max(seconds)
 
 
-def _timed_encode(settings: Settings, texts: list[str], barrier: Barrier, results: Queue[float], repeats: int) -> None:
-    encoder = App(settings.model_copy(update={"torch_threads": 1})).encoder()
-    encoder.encode(texts[:32])  # warm up
+def _timed_encode(
+    settings: Settings, texts: list[str], barrier: Barrier, results: Queue[float], repeats: int, library: bool
+) -> None:
+    one_thread = settings.model_copy(update={"torch_threads": 1})
+    encode = _library_encode(one_thread) if library else App(one_thread).encoder().encode
+    encode(texts[:32])  # warm up
     barrier.wait()
     fastest = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
-        encoder.encode(texts)
+        encode(texts)
         fastest = min(fastest, time.perf_counter() - started)
     results.put(fastest)
+
+
+def _library_encode(settings: Settings) -> Callable[[list[str]], object]:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(settings.torch_threads or 1)
+    model = SentenceTransformer(model_path(settings.embedding_model), device="cpu")
+    return functools.partial(model.encode, batch_size=settings.embedding_batch_size, show_progress_bar=False)
 
 
 async def synced(

@@ -16,9 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ragsync.errors import SetupError
+from ragsync.tokens import Feed, TokenBatches, Vectors
 
 log = logging.getLogger(__name__)
 OPSET = 17
@@ -39,13 +38,7 @@ class OnnxRunner:
             if not (folder / needed).exists():
                 raise SetupError(f"EMBEDDING_BACKEND=onnx needs {folder / needed}; use EMBEDDING_BACKEND=torch")
         self.max_length = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
-        # A tokenizer.json may carry its own truncation and padding (this model's: 128, fixed); both are set here.
-        self._words = Tokenizer.from_file(str(folder / "tokenizer.json"))  # whole texts, for chunking
-        self._words.no_truncation()
-        self._words.no_padding()
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        self.tokenizer.enable_truncation(self.max_length)
-        self.tokenizer.enable_padding()  # to the longest text of each batch
+        self._batches = TokenBatches(Tokenizer.from_file(str(folder / "tokenizer.json")), self.max_length)
         self._open(onnx_file, threads)
 
     def _open(self, onnx_file: Path, threads: int | None) -> None:
@@ -57,7 +50,7 @@ class OnnxRunner:
             options.intra_op_num_threads = threads
         self._session = onnxruntime.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
-    def _run(self, feed: dict[str, np.ndarray[Any, np.dtype[np.int64]]]) -> Any:
+    def _run(self, feed: Feed) -> Any:
         """The graph's pooled output for one batch."""
         return self._session.run(None, feed)[0]
 
@@ -68,23 +61,11 @@ class OnnxRunner:
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """The character span of each word piece of `text` (no special tokens, no truncation)."""
-        return [(int(a), int(b)) for a, b in self._words.encode(text, add_special_tokens=False).offsets]
+        return self._batches.token_offsets(text)
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """Pooled vectors for `texts`, in order; texts are batched by length to cut padding."""
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        vectors: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            encodings = self.tokenizer.encode_batch([texts[i] for i in chosen])
-            feed = {
-                "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-            }
-            for index, vector in zip(chosen, self._run(feed), strict=True):
-                vectors[index] = vector
-        return np.asarray(vectors, dtype=np.float32)
+    def encode(self, texts: list[str], batch_size: int) -> Vectors:
+        """Pooled vectors for `texts`, in order."""
+        return self._batches.encode(texts, batch_size, self._run)
 
 
 def exported(model_dir: str, name: str, precision: str, cache: Path) -> Path:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ragsync.errors import SetupError
-from ragsync.model import TextEncoder
+from ragsync.model import DEFAULT_MODEL, TextEncoder, model_path, run_modules
+from ragsync.tokens import Feed
 
 TEXTS = [
     "refund",
@@ -87,3 +88,33 @@ def test_the_onnx_backend_chunks_like_torch_and_runs_without_torch(encoder: Text
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_the_torch_model_runs_on_its_tokenizers_batches_and_gives_sentence_transformers_vectors(
+    encoder: TextEncoder,
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    texts = [*TEXTS, TEXTS[1] * 4, "  Spaced\tout  ", "Ünïcödé ✓ 日本語"]  # past 256 tokens; odd spaces; not ASCII
+    library = SentenceTransformer(model_path(DEFAULT_MODEL), device="cpu")
+    theirs = library.encode(texts, batch_size=32, convert_to_numpy=True, show_progress_bar=False)
+    ours = np.array(encoder.encode(texts))
+    assert encoder.direct
+    assert np.abs(ours - theirs).max() < 1e-5, np.abs(ours - theirs).max()
+    alone = np.array([encoder.encode([text])[0] for text in texts])  # no padding: the same vectors
+    assert np.abs(ours - alone).max() < 1e-5
+
+
+def test_a_model_the_direct_run_gets_wrong_is_encoded_by_sentence_transformers(
+    encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def shifted(model: object, feed: Feed) -> object:  # a model whose inputs the direct run would get wrong
+        return run_modules(model, {**feed, "input_ids": np.roll(feed["input_ids"], 1, axis=1)})
+
+    reference = np.array(encoder.encode(TEXTS))
+    monkeypatch.setattr("ragsync.model.run_modules", shifted)
+    fallback = TextEncoder()
+    fallback.load()
+    assert not fallback.direct
+    cosines = (np.array(fallback.encode(TEXTS)) * reference).sum(axis=1)
+    assert cosines.min() >= 0.99999, cosines
