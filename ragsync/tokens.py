@@ -51,10 +51,11 @@ class TokenBatches:
         vectors: list[Any] = [None] * len(texts)
         for start in range(0, len(order), batch_size):
             chosen = order[start : start + batch_size]
-            for index, vector in zip(chosen, run(self._feed([texts[i] for i in chosen])), strict=True):
+            for index, vector in zip(chosen, run(self.inputs([texts[i] for i in chosen])), strict=True):
                 vectors[index] = vector
         return np.asarray(vectors, dtype=np.float32)
 
-    def _feed(self, texts: list[str]) -> Feed:
+    def inputs(self, texts: list[str]) -> Feed:
+        """One batch of model inputs for `texts`, padded to the longest."""
         encodings: list[Encoding] = self._batches.encode_batch(texts)
         return {name: np.array([getattr(e, INPUTS[name]) for e in encodings], dtype=np.int64) for name in self._inputs}

@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from ragsync.errors import SetupError
 from ragsync.model import DEFAULT_MODEL, TextEncoder, model_path, run_modules
-from ragsync.tokens import Feed
+from ragsync.tokens import Feed, TokenBatches
 
 TEXTS = [
     "refund",
@@ -105,14 +106,21 @@ def test_the_torch_model_runs_on_its_tokenizers_batches_and_gives_sentence_trans
     assert np.abs(ours - alone).max() < 1e-5
 
 
+@pytest.mark.parametrize("fault", ["vectors", "truncation"])
 def test_a_model_the_direct_run_gets_wrong_is_encoded_by_sentence_transformers(
-    encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch
+    encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     def shifted(model: object, feed: Feed) -> object:  # a model whose inputs the direct run would get wrong
         return run_modules(model, {**feed, "input_ids": np.roll(feed["input_ids"], 1, axis=1)})
 
+    def short(tokenizer: Any, max_length: int, *rest: Any) -> TokenBatches:  # a truncation the model does not have
+        return TokenBatches(tokenizer, 128, *rest)
+
     reference = np.array(encoder.encode(TEXTS))
-    monkeypatch.setattr("ragsync.model.run_modules", shifted)
+    if fault == "vectors":
+        monkeypatch.setattr("ragsync.model.run_modules", shifted)
+    else:
+        monkeypatch.setattr("ragsync.model.TokenBatches", short)
     fallback = TextEncoder()
     fallback.load()
     assert not fallback.direct
