@@ -106,19 +106,31 @@ def direct_batches(model: Any) -> TokenBatches | None:
     """
     tokenizer: Any = getattr(model, "tokenizer", None)
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None:
+    length = getattr(model, "max_seq_length", None)
+    if backend is None or length is None or getattr(tokenizer, "pad_token_id", None) is None:
+        log.info("encoding through sentence-transformers' encode: the model has no fast tokenizer with padding")
         return None
     inputs = tuple(name for name in INPUTS if name in tokenizer.model_input_names)
-    batches = TokenBatches(backend, int(model.max_seq_length), inputs, (tokenizer.pad_token_id, tokenizer.pad_token))
+    batches = TokenBatches(backend, int(length), inputs, (tokenizer.pad_token_id, tokenizer.pad_token))
+    try:
+        same = _same_as_encode(model, batches)
+    except (TypeError, ValueError, KeyError, RuntimeError) as error:  # a model whose modules want other inputs
+        log.info("encoding through sentence-transformers' encode: running the model directly failed: %s", error)
+        return None
+    if not same:
+        log.info("encoding through sentence-transformers' encode: running the model directly differs from it")
+        return None
+    return batches
+
+
+def _same_as_encode(model: Any, batches: TokenBatches) -> bool:
     theirs = np.asarray(model.encode(PROBES, convert_to_numpy=True, show_progress_bar=False), dtype=np.float32)
     ours = batches.encode(PROBES, len(PROBES), functools.partial(run_modules, model))
     preprocess = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers 6, and before
     their_ids = np.asarray(preprocess([LONG_PROBE])["input_ids"])
-    same = ours.shape == theirs.shape and np.array_equal(batches.inputs([LONG_PROBE])["input_ids"], their_ids)
-    if not same or float(np.min(np.sum(unit(ours) * unit(theirs), axis=1))) < 0.9999:
-        log.info("encoding through sentence-transformers' encode: running the model directly differs from it")
-        return None
-    return batches
+    if ours.shape != theirs.shape or not np.array_equal(batches.inputs([LONG_PROBE])["input_ids"], their_ids):
+        return False
+    return float(np.min(np.sum(unit(ours) * unit(theirs), axis=1))) >= 0.9999
 
 
 def run_modules(model: Any, feed: Feed) -> Any:
@@ -261,6 +273,6 @@ class TextEncoder:
         return unit_rows(vectors)
 
     def _encode_torch(self, model: Any, texts: list[str]) -> Any:
-        if self._batches is not None and self._run is not None:
+        if self._batches is not None and self._run is not None:  # both set together, at load
             return self._batches.encode(texts, self._batch_size, self._run)
         return model.encode(texts, batch_size=self._batch_size, show_progress_bar=False, convert_to_numpy=True)

@@ -106,7 +106,7 @@ def test_the_torch_model_runs_on_its_tokenizers_batches_and_gives_sentence_trans
     assert np.abs(ours - alone).max() < 1e-5
 
 
-@pytest.mark.parametrize("fault", ["vectors", "truncation"])
+@pytest.mark.parametrize("fault", ["vectors", "truncation", "failing"])
 def test_a_model_the_direct_run_gets_wrong_is_encoded_by_sentence_transformers(
     encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
@@ -116,9 +116,12 @@ def test_a_model_the_direct_run_gets_wrong_is_encoded_by_sentence_transformers(
     def short(tokenizer: Any, max_length: int, *rest: Any) -> TokenBatches:  # a truncation the model does not have
         return TokenBatches(tokenizer, 128, *rest)
 
+    def failing(model: object, feed: Feed) -> object:  # modules that want inputs the direct run does not give
+        raise TypeError("forward() missing 1 required positional argument: 'pixel_values'")
+
     reference = np.array(encoder.encode(TEXTS))
-    if fault == "vectors":
-        monkeypatch.setattr("ragsync.model.run_modules", shifted)
+    if fault in ("vectors", "failing"):
+        monkeypatch.setattr("ragsync.model.run_modules", shifted if fault == "vectors" else failing)
     else:
         monkeypatch.setattr("ragsync.model.TokenBatches", short)
     fallback = TextEncoder()
