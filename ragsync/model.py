@@ -22,7 +22,7 @@ import numpy as np
 
 from ragsync.errors import SetupError
 from ragsync.settings import check_variant
-from ragsync.tokens import INPUTS, Feed, TokenBatches
+from ragsync.tokens import INPUTS, Feed, TokenBatches, Vectors
 
 if TYPE_CHECKING:
     from ragsync.onnx_model import OnnxRunner
@@ -176,8 +176,8 @@ class TextEncoder:
         self._cache = cache
         self._model: Any = None
         self._onnx: OnnxRunner | None = None
-        self._batches: TokenBatches | None = None  # torch: the model run on tokenized batches, where that is exact
-        self._run: Callable[[Feed], Any] | None = None
+        # torch: the model run on its tokenizer's batches (see `direct_batches`), where that gives encode's vectors
+        self._direct: Callable[[list[str]], Vectors] | None = None
         self._lock = threading.Lock()
         # Every asynchronous encode runs on this one thread. torch keeps a team of worker threads per calling
         # thread, spinning a while after each batch: encodes hopping between executor threads left idle teams
@@ -198,8 +198,9 @@ class TextEncoder:
                     torch.set_num_threads(self._threads)
                 dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
                 model = SentenceTransformer(self._path, device="cpu", model_kwargs={"dtype": dtype})
-                self._batches = direct_batches(model)
-                self._run = functools.partial(run_modules, model)
+                if (batches := direct_batches(model)) is not None:
+                    run = functools.partial(run_modules, model)
+                    self._direct = functools.partial(batches.encode, batch_size=self._batch_size, run=run)
                 self._model = model
             return self._model
 
@@ -227,7 +228,7 @@ class TextEncoder:
     def direct(self) -> bool:
         """Whether the torch model runs on `TokenBatches` (see `direct_batches`) rather than through
         sentence-transformers' `encode`; known once loaded."""
-        return self._batches is not None
+        return self._direct is not None
 
     @property
     def loaded(self) -> bool:
@@ -273,6 +274,6 @@ class TextEncoder:
         return unit_rows(vectors)
 
     def _encode_torch(self, model: Any, texts: list[str]) -> Any:
-        if self._batches is not None and self._run is not None:  # both set together, at load
-            return self._batches.encode(texts, self._batch_size, self._run)
+        if self._direct is not None:
+            return self._direct(texts)
         return model.encode(texts, batch_size=self._batch_size, show_progress_bar=False, convert_to_numpy=True)
