@@ -86,12 +86,16 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self._revisions: dict[tuple[str, int], tuple[int, datetime]] = {}
         self._removed: set[tuple[str, int]] = set()
         self._tombstones: dict[tuple[str, int], datetime] = {}
+        # The listing of the last (service, since) asked for, until a record changes: a sync of N records asks
+        # for N/limit pages of one listing, and building it for each page cost O(N) a page, O(N^2) a sync.
+        self._listing: tuple[tuple[str, datetime | None, int], list[int]] | None = None
 
     def change(self, service: str, indices: list[int]) -> None:
         """Records `indices` of `service` change upstream now (new content, new `updated_at`)."""
         for index in indices:
             revision = self._revisions.get((service, index), (0, datetime.now(UTC)))[0] + 1
             self._revisions[(service, index)] = (revision, datetime.now(UTC))
+        self._listing = None
 
     def revision(self, service: str, index: int) -> int:
         """How many times record `index` of `service` changed."""
@@ -100,18 +104,25 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def remove(self, service: str, indices: list[int]) -> None:
         """Records disappear from the listing (as a hard delete upstream looks to a full sync)."""
         self._removed.update((service, index) for index in indices)
+        self._listing = None
 
     def tombstone(self, service: str, indices: list[int]) -> None:
         """Records are listed as deleted (`deleted: true`), as a soft delete upstream looks."""
         self._tombstones.update({(service, index): datetime.now(UTC) for index in indices})
+        self._listing = None
 
     def _listed(self, service: str, since: datetime | None) -> list[int]:
         """Indices of the records listed, in order; cheap, so a page generates only its own records."""
-        return [
-            index
-            for index in range(self.items_per_service)
-            if (service, index) not in self._removed and (since is None or self._updated_at(service, index) > since)
-        ]
+        asked = (service, since, self.items_per_service)
+        if self._listing is None or self._listing[0] != asked:
+            listed = [
+                index
+                for index in range(self.items_per_service)
+                if (service, index) not in self._removed
+                and (since is None or self._updated_at(service, index) > since)
+            ]
+            self._listing = (asked, listed)
+        return self._listing[1]
 
     def _updated_at(self, service: str, index: int) -> datetime:
         if (service, index) in self._tombstones:
