@@ -3,6 +3,7 @@ no model download: the in-memory store, a hashing encoder and a publisher that k
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 
 from ragsync.delivery import Position, Unreadable
 from ragsync.events import DeadLetter, EmbedProgress
-from tests.unit.doubles import TOPICS, EmbeddingStage
+from ragsync.store import point_id
+from ragsync.streams.embedder import WRITE_SLICE, Embedder
+from tests.unit.doubles import TOPICS, EmbeddingStage, HashingEncoder
 
 
 @pytest.fixture
@@ -65,3 +68,42 @@ async def test_an_unchanged_item_is_not_embedded_again_and_its_count_goes_on(sta
     assert outcome.settled[("run-1", "acme", "payment-service")][0] == [(1, "skipped")]
     run = stage.ledger.book.get("run-1")
     assert run is not None and (run.items_upserted, run.items_skipped) == (1, 1)
+
+
+async def test_a_batch_larger_than_a_slice_stores_each_item_with_its_own_vector(stage: EmbeddingStage) -> None:
+    count = 2 * WRITE_SLICE + 88  # three slices, the last a short one
+    batch = [stage.item(f"p-{n}", f"payment {n} for course {n % 7}") for n in range(count)]
+    await stage.embedder.process(batch, "member-a")
+
+    assert stage.store.count() == count
+    assert sorted(stage.encoder.encoded) == sorted(f"title: payment {n} for course {n % 7}" for n in range(count))
+    ids = {point_id("acme", "payment-service", f"p-{n}"): n for n in (0, WRITE_SLICE - 1, WRITE_SLICE, count - 1)}
+    stored = stage.store.points(list(ids), ["item_id"], vectors=True)
+    for point, n in ids.items():
+        expected = HashingEncoder.encode(stage.encoder, [f"title: payment {n} for course {n % 7}"])[0]
+        assert stored[point].payload["item_id"] == f"p-{n}"
+        assert stored[point].vector == pytest.approx(expected)
+
+
+class FailingOnSecondSlice(HashingEncoder):
+    """Encodes the first slice of a batch, then fails: the model went away mid-batch."""
+
+    async def encode_async(self, texts: list[str]) -> list[list[float]]:
+        if self.encoded:
+            await asyncio.sleep(0)  # the first slice's write is on its thread by now
+            raise RuntimeError("model went away")
+        return self.encode(texts)
+
+
+async def test_a_slice_that_fails_leaves_no_write_running_and_the_retried_batch_stores_all(tmp_path: Path) -> None:
+    async with EmbeddingStage(tmp_path) as stage:
+        failing = FailingOnSecondSlice(tmp_path)
+        embedder = Embedder(failing, stage.store, stage.publisher, TOPICS, stage.ledger)
+        batch = [stage.item(f"p-{n}", f"refund {n}") for n in range(WRITE_SLICE + 10)]
+        with pytest.raises(RuntimeError, match="model went away"):
+            await embedder.process(batch, "member-a")
+        assert stage.store.count() == WRITE_SLICE  # the first slice's write ended before the error came out
+        assert stage.publisher.on(TOPICS.sync_runs) == []  # nothing counted: the batch is retried whole
+
+        await stage.embedder.process(batch, "member-a")
+        assert stage.store.count() == WRITE_SLICE + 10
