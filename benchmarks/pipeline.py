@@ -360,7 +360,8 @@ def _where_the_time_went(corpus: str, count: int, seconds: float, stages: tuple[
         count,
         seconds,
         0.0,
-        f"encode {encode_s / seconds:.0%}, upsert {upsert_s / seconds:.1%}, "
+        f"encode {encode_s / seconds:.0%}, upsert {upsert_s / seconds:.1%} (a batch's slices are upserted while the "
+        f"next is encoded, so the two overlap and what is left is a lower bound), "
         f"everything else {rest_s / seconds:.1%} ({rest_s:.2f} s); {texts / max(calls, 1):.0f} texts per encode call; "
         f"then pruning and the index build, not counted: {after:.2f} s",
     )
