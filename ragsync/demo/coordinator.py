@@ -118,8 +118,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
             listed = [
                 index
                 for index in range(self.items_per_service)
-                if (service, index) not in self._removed
-                and (since is None or self._updated_at(service, index) > since)
+                if (service, index) not in self._removed and (since is None or self._updated_at(service, index) > since)
             ]
             self._listing = (asked, listed)
         return self._listing[1]
