@@ -45,8 +45,24 @@ def memory_mb(pid: int) -> dict[str, float]:
     return {name: int(fields[name].split()[0]) / 1024 for name in wanted}
 
 
+def children_mb(pid: int) -> float:
+    """The peak resident MB (VmHWM) of the process's children, together (an embedder's model process)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for child in children:
+        try:
+            total += memory_mb(int(child))["VmHWM"]
+        except (OSError, RuntimeError):
+            continue  # it ended between the two reads
+    return total
+
+
 class MemoryPeaks(Sampler):
-    """The peak of each figure of `memory_mb` of a process while the block runs."""
+    """The peak of each figure of `memory_mb` of a process while the block runs, and of its children's
+    (`children`: the sum of their VmHWM)."""
 
     def __init__(self, pid: int, interval: float = 0.2) -> None:
         super().__init__(interval)
@@ -54,7 +70,8 @@ class MemoryPeaks(Sampler):
         self.peaks: dict[str, float] = {}
 
     def sample(self) -> None:
-        for name, value in memory_mb(self._pid).items():
+        figures = {**memory_mb(self._pid), "children": children_mb(self._pid)}
+        for name, value in figures.items():
             self.peaks[name] = max(value, self.peaks.get(name, 0.0))
 
 

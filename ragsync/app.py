@@ -23,6 +23,7 @@ from ragsync.items import ItemRules
 from ragsync.kafka import Committed, Publisher, assign_every_partition, make_consumer, start_client
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
+from ragsync.model_process import ProcessEncoder
 from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
 from ragsync.requests import RequestDefaults
 from ragsync.schemas import Schemas
@@ -87,7 +88,8 @@ class App:
     def encoder(self) -> TextEncoder:
         """The embedding model (loads on first use)."""
         s = self.settings
-        return TextEncoder(
+        kind = ProcessEncoder if s.embedding_process else TextEncoder
+        return kind(
             s.embedding_model,
             s.embedding_batch_size,
             s.torch_threads,
@@ -237,12 +239,15 @@ class App:
         await self.ensure_topics()
         own_store = store is None
         store = store or open_store(self.settings)
+        own_encoder = encoder is None
         encoder = encoder or self.encoder()
         try:
             if load_model:
                 await encoder.load_async()
             await self._embed(stop, count, store, encoder, rules, serve_ops)
         finally:
+            if own_encoder:
+                encoder.close()
             if own_store:
                 store.close()
 

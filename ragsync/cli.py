@@ -181,14 +181,15 @@ async def _one_shot(
     query: str | None,
     timeout: float,
 ) -> dict[str, Any]:
+    from ragsync.app import App
     from ragsync.console import RunProgressBars, hits_table, summary_table
     from ragsync.oneshot import one_shot_app, run_sync
     from ragsync.store import open_store
 
     store = open_store(settings)
+    encoder = App(settings).encoder()
     try:
         async with one_shot_app(settings) as app_:
-            encoder = app_.encoder()
             with RunProgressBars(err) if not as_json else _NoBars() as bars:
                 report = await run_sync(
                     app_, store, encoder, services, sync_type, embedders, endpoint, timeout, on_change=bars.update
@@ -200,6 +201,7 @@ async def _one_shot(
                 out.print(hits_table(query, await asyncio.to_thread(store.search, vector, 5), out.width))
         return report.as_json()
     finally:
+        encoder.close()
         store.close()
 
 
@@ -268,7 +270,8 @@ def search(
             err.print(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first")
             hits = []
         else:
-            hits = store.search(App(settings).encoder().encode([text])[0], k, tenant, service)
+            one_query = settings.model_copy(update={"embedding_process": False})  # not worth a process of its own
+            hits = store.search(App(one_query).encoder().encode([text])[0], k, tenant, service)
         linked: list[list[RelatedItem]] = [_related_of(store, hit.payload) for hit in hits] if related else []
     if as_json:
         found = [{"score": h.score, **h.payload} for h in hits]

@@ -65,6 +65,10 @@ STORE_SPACE_PAUSES = Counter(
     "ragsync_store_space_pauses_total", "Times the embedder stopped taking batches for want of disk space."
 )
 STORE_ERRORS = Counter("ragsync_store_errors_total", "Batches Qdrant (or the broker) refused; retried.")
+MODEL_PROCESS_EXITS = Counter(
+    "ragsync_model_process_exits_total",
+    "Times the model's own process (EMBEDDING_PROCESS) exited while encoding; its batch is retried on a new one.",
+)
 CONSUMER_LAG = Gauge(
     "ragsync_consumer_lag",
     "Items not yet committed by the embedder group: high-water mark minus committed offset.",

@@ -265,13 +265,22 @@ class TextEncoder:
 
     def encode(self, texts: list[str]) -> list[list[float]]:
         """One normalised vector per text."""
+        result: list[list[float]] = self.vectors(texts).tolist()
+        return result
+
+    def vectors(self, texts: list[str]) -> Vectors:
+        """One normalised vector per text, as the rows of an array."""
         if not texts:
-            return []
+            return np.empty((0, 0), dtype=np.float32)
         if self.backend == "onnx":
             vectors = self._runner().encode(texts, self._batch_size)
         else:
             vectors = self._encode_torch(self._load(), texts)
-        return unit_rows(vectors)
+        return unit(vectors)
+
+    def close(self) -> None:
+        """Let the model's thread end once its work is done."""
+        self._thread.shutdown(wait=False)
 
     def _encode_torch(self, model: Any, texts: list[str]) -> Any:
         if self._direct is not None:

@@ -39,6 +39,7 @@ class Components:
             "DATA_DIR": str(s.data_dir),
             "EMBEDDING_MODEL": s.embedding_model,
             "TORCH_THREADS": "1",
+            "EMBEDDING_PROCESS": str(s.embedding_process).lower(),
             **env,
         }
         full_env = {name: value for name, value in wanted.items() if value is not None}

@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     embedding_precision: Literal["fp32", "bf16", "int8"] = Field(
         "fp32", description="torch: fp32 or bf16; onnx: fp32 or int8. Changing it re-embeds, like a model change."
     )
+    embedding_process: bool = Field(
+        False,
+        description="on: the model runs in a child process of the embedder, so encoding overlaps the store's writes "
+        "(they hold the GIL). For fast encoders; costs a second copy of the model in memory.",
+    )
 
     # --- related-content edges ---
     related_edges: bool = Field(

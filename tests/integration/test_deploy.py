@@ -46,6 +46,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "StageCrashing",
         "StoreDiskLow",
         "RelatedEdgesFailing",
+        "ModelProcessExiting",
     }
 
 

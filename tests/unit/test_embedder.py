@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from ragsync.delivery import Position, Unreadable
 from ragsync.events import DeadLetter, EmbedProgress
 from ragsync.store import point_id
-from ragsync.streams.embedder import WRITE_SLICE, Embedder
+from ragsync.streams.embedder import LAST_SLICE, WRITE_SLICE, Chunk, Embedder, Item, in_slices
 from tests.unit.doubles import TOPICS, EmbeddingStage, HashingEncoder
 
 
@@ -71,7 +72,7 @@ async def test_an_unchanged_item_is_not_embedded_again_and_its_count_goes_on(sta
 
 
 async def test_a_batch_larger_than_a_slice_stores_each_item_with_its_own_vector(stage: EmbeddingStage) -> None:
-    count = 2 * WRITE_SLICE + 88  # three slices, the last a short one
+    count = 2 * WRITE_SLICE + 88  # slices of WRITE_SLICE, WRITE_SLICE, 24 and LAST_SLICE
     batch = [stage.item(f"p-{n}", f"payment {n} for course {n % 7}") for n in range(count)]
     await stage.embedder.process(batch, "member-a")
 
@@ -83,6 +84,23 @@ async def test_a_batch_larger_than_a_slice_stores_each_item_with_its_own_vector(
         expected = HashingEncoder.encode(stage.encoder, [f"title: payment {n} for course {n % 7}"])[0]
         assert stored[point].payload["item_id"] == f"p-{n}"
         assert stored[point].vector == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("count", "sizes"),
+    [
+        (1024, [WRITE_SLICE] * 3 + [WRITE_SLICE - LAST_SLICE, LAST_SLICE]),
+        (2 * WRITE_SLICE + 88, [WRITE_SLICE, WRITE_SLICE, 88 - LAST_SLICE, LAST_SLICE]),
+        (LAST_SLICE + 1, [1, LAST_SLICE]),
+        (LAST_SLICE, [LAST_SLICE]),
+        (3, [3]),
+    ],
+)
+def test_a_batch_is_cut_into_slices_ending_with_a_small_one(count: int, sizes: list[int]) -> None:
+    chunks = [Chunk(cast(Item, None), n, 1, str(n)) for n in range(count)]
+    slices = in_slices(chunks)
+    assert [len(part) for part in slices] == sizes
+    assert [chunk for part in slices for chunk in part] == chunks  # every chunk once, in order
 
 
 class FailingOnSecondSlice(HashingEncoder):
@@ -99,11 +117,12 @@ async def test_a_slice_that_fails_leaves_no_write_running_and_the_retried_batch_
     async with EmbeddingStage(tmp_path) as stage:
         failing = FailingOnSecondSlice(tmp_path)
         embedder = Embedder(failing, stage.store, stage.publisher, TOPICS, stage.ledger)
-        batch = [stage.item(f"p-{n}", f"refund {n}") for n in range(WRITE_SLICE + 10)]
+        count = WRITE_SLICE + LAST_SLICE + 10  # slices of WRITE_SLICE, 10, and LAST_SLICE
+        batch = [stage.item(f"p-{n}", f"refund {n}") for n in range(count)]
         with pytest.raises(RuntimeError, match="model went away"):
             await embedder.process(batch, "member-a")
         assert stage.store.count() == WRITE_SLICE  # the first slice's write ended before the error came out
         assert stage.publisher.on(TOPICS.sync_runs) == []  # nothing counted: the batch is retried whole
 
         await stage.embedder.process(batch, "member-a")
-        assert stage.store.count() == WRITE_SLICE + 10
+        assert stage.store.count() == count
