@@ -15,7 +15,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -37,18 +37,19 @@ from ragsync.topics import Topics
 log = logging.getLogger(__name__)
 SPACE_CHECK_S = 1.0  # how often a member waiting for disk space looks again (and polls, to stay in the group)
 # Chunks encoded, and points written, at a time within a batch: one slice is written while the next is encoded. The
-# model computes mostly without the GIL and qdrant-edge converts points holding it, so the two partly overlap. On the
-# one-layer scale encoder, the embedder alone (no broker) went from 3,317 to 3,441 items/s with 32 texts per forward
-# pass, and from 3,468 to 3,842 with 128 (fewer passes, so fewer waits for the GIL between the model's steps).
+# model computes mostly without the GIL and qdrant-edge converts points holding it, so the two overlap, fully with the
+# model in a process of its own. A batch is also sorted in parts of this size, so the model starts on the first.
 WRITE_SLICE = 256
-# The last slice is small: once the model has given its last vectors, the batch waits only for their write.
+# The last part is small: once the model has given its last vectors, the batch waits only for their write.
 LAST_SLICE = 64
 
 
+T = TypeVar("T")
 RunKey = tuple[str, str, str]  # run id, tenant, service
 Outcome = Literal["upserted", "skipped", "deleted", "dead_lettered"]
 OUTCOMES: tuple[Outcome, ...] = ("upserted", "skipped", "deleted", "dead_lettered")
 Settled = list[tuple[int, Outcome]]  # (offset, outcome) of each event of a run on one items partition
+PointMaker = Callable[["Chunk", list[float], float], Point]  # a chunk, its vector and the time it was written
 
 
 def content_hash(model: str, text: str) -> str:
@@ -126,11 +127,11 @@ class Chunk:
     text: str
 
 
-def in_slices(chunks: list[Chunk]) -> list[list[Chunk]]:
-    """`chunks` in slices of WRITE_SLICE, and a last one of LAST_SLICE at most."""
-    tail = max(len(chunks) - LAST_SLICE, 0)
+def in_slices(things: list[T]) -> list[list[T]]:
+    """`things` in slices of WRITE_SLICE, and a last one of LAST_SLICE at most."""
+    tail = max(len(things) - LAST_SLICE, 0)
     starts = [*range(0, tail, WRITE_SLICE), tail]
-    return [chunks[start:end] for start, end in zip(starts, [*starts[1:], len(chunks)], strict=True) if end > start]
+    return [things[start:end] for start, end in zip(starts, [*starts[1:], len(things)], strict=True) if end > start]
 
 
 @dataclass
@@ -144,13 +145,92 @@ class Spent:
 
 @dataclass
 class Triage:
-    """A batch sorted: items to store, deletions, events that cannot be processed, and events superseded by a
-    later event of the same item in the batch."""
+    """Events sorted: items to store, deletions, and events that cannot be processed."""
 
     items: list[Item] = field(default_factory=list)
     deletions: list[Delivered[ItemEvent]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    superseded: list[Delivered[ItemEvent]] = field(default_factory=list)
+
+
+@dataclass
+class Sorting:
+    """A batch as its parts are sorted: the stored state of its items, the changed ones (with their number of
+    chunks), the unchanged ones, and the events that cannot be processed."""
+
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed: list[tuple[Item, int]] = field(default_factory=list)
+    unchanged: list[Item] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _latest(
+    events: Sequence[Delivered[ItemEvent]],
+) -> tuple[list[Delivered[ItemEvent]], list[Delivered[ItemEvent]]]:
+    """Each item's latest event in the batch (only it is stored), and the events a later one superseded."""
+    latest: dict[str, Delivered[ItemEvent]] = {}
+    superseded = []
+    for delivered in events:
+        key = delivered.event.key
+        if key in latest:
+            superseded.append(latest[key])
+        latest[key] = delivered
+    return list(latest.values()), superseded
+
+
+class SliceWriter:
+    """Encodes the chunks handed to it WRITE_SLICE at a time and upserts each slice as soon as its vectors arrive,
+    in the order given, while the model encodes the next. The model gets every slice at once, so it works through
+    them without waiting on the event loop in between."""
+
+    def __init__(self, encoder: TextEncoder, store: VectorStore, point: PointMaker) -> None:
+        self.spent = Spent()
+        self._encoder, self._store, self._point = encoder, store, point
+        self._slices: asyncio.Queue[tuple[list[Chunk], asyncio.Future[list[list[float]]]] | None] = asyncio.Queue()
+        self._encodings: list[asyncio.Future[list[list[float]]]] = []
+        self._writing: asyncio.Future[None] | None = None
+        self._started: float | None = None
+        self._touched_at = time.time()
+        self._task = asyncio.ensure_future(self._write_in_order())
+
+    def add(self, chunks: list[Chunk]) -> None:
+        """Hand `chunks` to the model; they are written once encoded."""
+        if chunks and self._started is None:
+            self._started = time.perf_counter()
+        for start in range(0, len(chunks), WRITE_SLICE):
+            part = chunks[start : start + WRITE_SLICE]
+            encoding = asyncio.ensure_future(self._encoder.encode_async([chunk.text for chunk in part]))
+            self._encodings.append(encoding)
+            self._slices.put_nowait((part, encoding))
+
+    async def finish(self) -> Spent:
+        """Return once every chunk handed over is durable (the first error, if any, comes out here)."""
+        self._slices.put_nowait(None)
+        await self._task
+        return self.spent
+
+    async def settle(self) -> None:
+        """Wait until no encode or write of this writer runs any more, whatever failed: a batch that failed is
+        retried whole, and its retry must never run beside them."""
+        self._slices.put_nowait(None)  # after an error elsewhere, the slices handed over are still written
+        await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(*self._encodings, *(w for w in (self._writing,) if w), return_exceptions=True)
+
+    async def _write_in_order(self) -> None:
+        while (queued := await self._slices.get()) is not None:
+            part, encoding = queued
+            vectors = await encoding
+            self.spent.encoding = time.perf_counter() - (self._started or 0.0)  # until the last vectors came
+            points = [self._point(chunk, vector, self._touched_at) for chunk, vector in zip(part, vectors, strict=True)]
+            if self._writing is not None:
+                await self._writing
+            self._writing = asyncio.ensure_future(self._upsert(points))
+        if self._writing is not None:
+            await self._writing
+
+    async def _upsert(self, points: list[Point]) -> None:
+        started = time.perf_counter()
+        await asyncio.to_thread(self._store.upsert, points)
+        self.spent.upserting += time.perf_counter() - started
 
 
 class Embedder:
@@ -190,24 +270,26 @@ class Embedder:
         self, events: Sequence[Delivered[ItemEvent]], member: str, unreadable: Sequence[Unreadable] = ()
     ) -> BatchOutcome:
         """Store one batch (and dead-letter its unreadable records); returns once Qdrant acknowledged it and
-        `member`'s counts are published."""
-        batch = self._triage(events, unreadable)
+        `member`'s counts are published.
+
+        The batch is sorted, looked up and chunked a part at a time, each part's chunks handed to the model at
+        once: the model starts on the first part while the others are sorted, rather than after all of them."""
+        latest, superseded = _latest(events)
         outcome = BatchOutcome()
-        for deletion in batch.deletions:
-            event = deletion.event
-            await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id)
-            outcome.count(deletion.at, event, "deleted")
-        stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in batch.items])
-        changed: list[Item] = []
-        unchanged: list[Item] = []
-        for item in batch.items:
-            same = stored.get(item.first_point, {}).get("content_hash") == item.hash
-            (unchanged if same else changed).append(item)
-        await self._write(changed, stored, outcome)
-        await self._touch(unchanged, stored, outcome)
-        for older in batch.superseded:
+        sorting = Sorting(rejected=[Rejected(bad.at, bad.reason, bad.original) for bad in unreadable])
+        writer = SliceWriter(self._encoder, self._store, self._point)
+        try:
+            for part in in_slices(latest):
+                await self._sort(part, sorting, writer, outcome)
+            spent = await writer.finish()
+        finally:
+            await writer.settle()
+        self._observe(sorting.changed, spent)
+        await self._drop_surplus_chunks(sorting.changed, sorting.stored, outcome)
+        await self._touch(sorting.unchanged, sorting.stored, outcome)
+        for older in superseded:
             outcome.count(older.at, older.event, "skipped")
-        for reject in batch.rejected:
+        for reject in sorting.rejected:
             await self._dead_letter(reject)
             if reject.event is not None:
                 outcome.count(reject.at, reject.event, "dead_lettered")
@@ -215,56 +297,53 @@ class Embedder:
         outcome.add_to_metrics()
         return outcome
 
-    async def _write(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
-        """Chunk, embed and upsert the changed items; drop chunks an item no longer has."""
-        if items:
+    async def _sort(
+        self, part: list[Delivered[ItemEvent]], sorting: Sorting, writer: SliceWriter, outcome: BatchOutcome
+    ) -> None:
+        """Sort one part of a batch: delete what was deleted, and hand the chunks of what changed to `writer`."""
+        batch = self._triage(part)
+        sorting.rejected += batch.rejected
+        await self._delete(batch.deletions, outcome)
+        stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in batch.items])
+        sorting.stored |= stored
+        fresh: list[Item] = []
+        for item in batch.items:
+            same = stored.get(item.first_point, {}).get("content_hash") == item.hash
+            (sorting.unchanged if same else fresh).append(item)
+        sorting.changed += await self._chunk(fresh, writer)
+
+    async def _delete(self, deletions: list[Delivered[ItemEvent]], outcome: BatchOutcome) -> None:
+        for deletion in deletions:
+            event = deletion.event
+            await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id)
+            outcome.count(deletion.at, event, "deleted")
+
+    async def _chunk(self, items: list[Item], writer: SliceWriter) -> list[tuple[Item, int]]:
+        """Cut the changed items into chunks and hand them to `writer`; each item and its number of chunks."""
+        if items and not self._encoder.loaded:
             await self._encoder.load_async()  # the chunker needs the tokenizer; loading it must not block the loop
         chunked = [(item, self._chunker.split(item.text)) for item in items]
-        chunks = [Chunk(item, index, len(texts), text) for item, texts in chunked for index, text in enumerate(texts)]
-        metrics.EMBED_BATCH.observe(len(chunks))
-        if chunks:
-            spent = await self._store_in_slices(chunks)
+        writer.add(
+            [Chunk(item, index, len(texts), text) for item, texts in chunked for index, text in enumerate(texts)]
+        )
+        return [(item, len(texts)) for item, texts in chunked]
+
+    @staticmethod
+    def _observe(changed: list[tuple[Item, int]], spent: Spent) -> None:
+        metrics.EMBED_BATCH.observe(sum(chunks for _, chunks in changed))
+        if changed:
             metrics.EMBED_SECONDS.observe(spent.encoding)
             metrics.UPSERT_SECONDS.observe(spent.upserting)
-        for item, texts in chunked:
-            if int(stored.get(item.first_point, {}).get("chunks", 0)) > len(texts):
+
+    async def _drop_surplus_chunks(
+        self, changed: list[tuple[Item, int]], stored: dict[str, dict[str, Any]], outcome: BatchOutcome
+    ) -> None:
+        """Delete the chunks a changed item no longer has (its text got shorter); count it upserted."""
+        for item, chunks in changed:
+            if int(stored.get(item.first_point, {}).get("chunks", 0)) > chunks:
                 event = item.event
-                await asyncio.to_thread(
-                    self._store.delete_item, event.tenant_id, event.service, event.item_id, len(texts)
-                )
+                await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id, chunks)
             outcome.count(item.at, item.event, "upserted")
-
-    async def _store_in_slices(self, chunks: list[Chunk]) -> Spent:
-        """Encode and upsert `chunks` WRITE_SLICE at a time: every slice is handed to the model at once, and each is
-        upserted as soon as its vectors arrive, while the model encodes the next; returns once every slice is
-        durable."""
-        slices = in_slices(chunks)
-        spent = Spent()
-        touched_at = time.time()
-        started = time.perf_counter()
-        # The model works through the queued slices without waiting on this loop between them.
-        encodings = [asyncio.ensure_future(self._encoder.encode_async([c.text for c in part])) for part in slices]
-        writing: asyncio.Future[None] | None = None
-        try:
-            for part, encoding in zip(slices, encodings, strict=True):
-                vectors = await encoding
-                spent.encoding = time.perf_counter() - started  # until the last slice's vectors came
-                points = [self._point(chunk, vector, touched_at) for chunk, vector in zip(part, vectors, strict=True)]
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(self._upsert(points, spent))
-            if writing is not None:
-                await writing
-        finally:
-            # A slice that failed leaves later encodes or the last upsert running: they end before the batch does,
-            # so a retry of the batch never runs beside them.
-            await asyncio.gather(*encodings, *(w for w in (writing,) if w is not None), return_exceptions=True)
-        return spent
-
-    async def _upsert(self, points: list[Point], spent: Spent) -> None:
-        started = time.perf_counter()
-        await asyncio.to_thread(self._store.upsert, points)
-        spent.upserting += time.perf_counter() - started
 
     async def _touch(self, items: list[Item], stored: dict[str, dict[str, Any]], outcome: BatchOutcome) -> None:
         """Mark the points of unchanged items with their run: the sweep after a full run keeps what it touched."""
@@ -278,16 +357,10 @@ class Embedder:
         for run_id, ids in by_run.items():
             await asyncio.to_thread(self._store.touch, ids, run_id, touched_at)
 
-    def _triage(self, events: Sequence[Delivered[ItemEvent]], unreadable: Sequence[Unreadable]) -> Triage:
-        """Sort a batch. When one item appears several times in a batch only its latest version is stored."""
-        batch = Triage(rejected=[Rejected(bad.at, bad.reason, bad.original) for bad in unreadable])
-        latest: dict[str, Delivered[ItemEvent]] = {}
+    def _triage(self, events: Sequence[Delivered[ItemEvent]]) -> Triage:
+        """Sort events of distinct items into items to store, deletions and events that cannot be embedded."""
+        batch = Triage()
         for delivered in events:
-            key = delivered.event.key
-            if key in latest:
-                batch.superseded.append(latest[key])
-            latest[key] = delivered
-        for delivered in latest.values():
             event = delivered.event
             if event.op == "delete":
                 batch.deletions.append(delivered)
