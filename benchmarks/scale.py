@@ -83,7 +83,7 @@ async def scale_rows(bench: Bench, sizes: list[int]) -> list[Row]:
                 f"{before:.0f}/s, after: {after:.0f}/s); {rate / library:.2f} of sentence-transformers' own encode "
                 f"of it ({library:.0f}/s); peak RSS {peaks['VmHWM']:.0f} MB: heap "
                 f"{peaks['RssAnon']:.0f} MB (the store's points {store[count]:.0f} MB, the rest {rest[count]:.0f} MB), "
-                f"mapped files {peaks['RssFile']:.0f} MB; the model's process {peaks['children']:.0f} MB",
+                f"mapped files {peaks['RssFile']:.0f} MB; its child processes (the model's) {peaks['children']:.0f} MB",
                 f">= {GOAL} of the encoder, heap besides the store flat",
                 rate / raw >= GOAL and rest[count] <= 1.15 * min(rest.values()),
             )
