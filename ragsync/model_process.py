@@ -160,6 +160,7 @@ class ModelProcess:
 
     def _fail_pending(self) -> None:
         self._process.join()
+        atexit.unregister(self.stop)  # an ended child needs no stopping at exit, nor this object kept until then
         with self._lock:
             self.alive = False
             pending: list[Future[Any]] = [*self._pending.values(), self.loaded]
