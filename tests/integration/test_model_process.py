@@ -29,33 +29,31 @@ def in_process() -> Iterator[ProcessEncoder]:
     encoder.close()
 
 
-def test_the_models_process_gives_the_models_own_vectors(encoder: TextEncoder, in_process: ProcessEncoder) -> None:
+async def test_the_models_process_gives_the_models_own_vectors(
+    encoder: TextEncoder, in_process: ProcessEncoder
+) -> None:
     assert in_process.loaded and in_process.pid not in (None, os.getpid())
     expected = np.array(encoder.encode(TEXTS))
     assert np.abs(np.array(in_process.encode(TEXTS)) - expected).max() < 1e-6
-    together = asyncio.run(in_process.encode_async(TEXTS))
+    together = await in_process.encode_async(TEXTS)
     assert np.abs(np.array(together) - expected).max() < 1e-6
     assert in_process.encode([]) == []
 
 
-def test_a_killed_model_process_fails_its_encodes_with_a_reason_and_the_next_encode_starts_another(
+async def test_a_killed_model_process_fails_its_encodes_with_a_reason_and_the_next_encode_starts_another(
     in_process: ProcessEncoder,
 ) -> None:
     exits = metrics.MODEL_PROCESS_EXITS._value.get()
     first = in_process.pid
     assert first is not None
-
-    async def killed_while_encoding() -> None:
-        encoding = asyncio.ensure_future(in_process.encode_async(TEXTS * 200))  # seconds of work
-        await asyncio.sleep(0.5)
-        os.kill(first, signal.SIGKILL)
-        await encoding
-
+    encoding = asyncio.ensure_future(in_process.encode_async(TEXTS * 200))  # seconds of work
+    await asyncio.sleep(0.5)
+    os.kill(first, signal.SIGKILL)
     with pytest.raises(ModelProcessExited, match=r"exited \(exit code -9"):
-        asyncio.run(killed_while_encoding())
+        await encoding
     assert metrics.MODEL_PROCESS_EXITS._value.get() == exits + 1
     assert not in_process.loaded
-    assert len(asyncio.run(in_process.encode_async(TEXTS))) == len(TEXTS)
+    assert len(await in_process.encode_async(TEXTS)) == len(TEXTS)
     assert in_process.loaded and in_process.pid not in (None, first)
 
 

@@ -48,7 +48,8 @@ def test_plaintext_is_the_default_and_gives_faust_no_credentials() -> None:
     assert faust_credentials(settings) is None
 
 
-def test_coordinator_tls_turns_on_with_a_ca(tmp_path: Path) -> None:
+async def test_coordinator_tls_turns_on_with_a_ca(tmp_path: Path) -> None:
+    # async: the client's grpc.aio channel takes the running loop, not whatever loop an earlier test left current
     ca = TestCa(tmp_path / "ca")
     client = ca.issue("ragsync")
     settings = Settings(
