@@ -42,6 +42,12 @@ SPACE_CHECK_S = 1.0  # how often a member waiting for disk space looks again (an
 WRITE_SLICE = 256
 # The last part is small: once the model has given its last vectors, the batch waits only for their write.
 LAST_SLICE = 64
+# A batch aims to take about this long: each has fixed costs (the model idles while its last write, progress record
+# and commit finish and the next batch is decoded and sorted, 30-45 ms), which a batch of a second keeps to a few %.
+BATCH_SECONDS = 1.0
+# Batches are never smaller than this (unless EMBEDDER_MAX_BATCH is): a slow model's batch takes longer than
+# BATCH_SECONDS, and smaller ones would only add fixed costs.
+BATCH_FLOOR = 1024
 
 
 T = TypeVar("T")
@@ -432,6 +438,30 @@ class Embedder:
         await self._ledger.publish(self._publisher, *reports)  # folded here at once: the next batch counts on
 
 
+@dataclass
+class BatchSize:
+    """How many item events the next batch reads: what the last batches stored in BATCH_SECONDS, between
+    BATCH_FLOOR and `cap` (EMBEDDER_MAX_BATCH). A fast encoder gets large batches, a slow one keeps frequent
+    progress and commits."""
+
+    cap: int
+    rate: float | None = None  # items a second, smoothed over the last batches
+
+    def next(self) -> int:
+        """The most item events the next batch may hold."""
+        floor = min(BATCH_FLOOR, self.cap)
+        if self.rate is None:
+            return floor
+        return max(floor, min(self.cap, int(self.rate * BATCH_SECONDS)))
+
+    def observe(self, items: int, seconds: float) -> None:
+        """A batch of `items` took `seconds`, from its poll to its commit."""
+        if items <= 0 or seconds <= 0:
+            return
+        rate = items / seconds
+        self.rate = rate if self.rate is None else (self.rate + rate) / 2
+
+
 class EmbeddingConsumer:
     """One member of the embedding consumer group: poll a batch, process it, commit its offsets."""
 
@@ -456,7 +486,7 @@ class EmbeddingConsumer:
         if in_group:  # a member is told when the group gives it partitions; assigned ones stay as they are
             consumer.subscribe(topics=sorted(consumer.subscription()), listener=_Assignments(self))
         self._embedder = embedder
-        self._max_batch = max_batch
+        self.batch_size = BatchSize(max_batch)
         self._poll_timeout_ms = poll_timeout_ms
         self._retry_max_seconds = retry_max_seconds
         self._keepalive_seconds = keepalive_seconds
@@ -466,9 +496,10 @@ class EmbeddingConsumer:
         self.last_error: str | None = None
 
     def status(self) -> dict[str, Any]:
-        """This member on /status: items processed, readiness, last error, partitions."""
+        """This member on /status: items processed, the next batch's size, readiness, last error, partitions."""
         return {
             "items_processed": self.items_processed,
+            "batch_size": self.batch_size.next(),
             "ready": self.ready,
             "last_error": self.last_error,
             "partitions": sorted(tp.partition for tp in self._consumer.assignment()),
@@ -481,15 +512,17 @@ class EmbeddingConsumer:
         while not stop.is_set():
             if not await self._room_for_a_batch(stop):
                 return
-            poll = self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self._max_batch)
+            poll = self._consumer.getmany(timeout_ms=self._poll_timeout_ms, max_records=self.batch_size.next())
             batch = await unless_stopped(poll, stop) or {}
             messages = [m for partition in batch.values() for m in partition]
             self.busy = bool(messages)
             if not messages:
                 continue
+            started = time.monotonic()
             if not await self._process_until_done(messages, stop):
                 return
             await self._commit(batch)
+            self.batch_size.observe(len(messages), time.monotonic() - started)
             self._on_commit()
             self.items_processed += len(messages)
 

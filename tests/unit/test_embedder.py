@@ -13,7 +13,17 @@ import pytest
 from ragsync.delivery import Position, Unreadable
 from ragsync.events import DeadLetter, EmbedProgress
 from ragsync.store import point_id
-from ragsync.streams.embedder import LAST_SLICE, WRITE_SLICE, Chunk, Embedder, Item, in_slices
+from ragsync.streams.embedder import (
+    BATCH_FLOOR,
+    BATCH_SECONDS,
+    LAST_SLICE,
+    WRITE_SLICE,
+    BatchSize,
+    Chunk,
+    Embedder,
+    Item,
+    in_slices,
+)
 from tests.unit.doubles import TOPICS, EmbeddingStage, HashingEncoder
 
 
@@ -101,6 +111,26 @@ def test_a_batch_is_cut_into_slices_ending_with_a_small_one(count: int, sizes: l
     slices = in_slices(chunks)
     assert [len(part) for part in slices] == sizes
     assert [chunk for part in slices for chunk in part] == chunks  # every chunk once, in order
+
+
+def test_batches_grow_to_what_a_fast_encoder_stores_in_a_second_and_no_further_than_the_cap() -> None:
+    size = BatchSize(cap=4 * BATCH_FLOOR)
+    assert size.next() == BATCH_FLOOR  # nothing measured yet
+    size.observe(BATCH_FLOOR, BATCH_SECONDS / 3)  # 3 floors a second
+    assert size.next() == 3 * BATCH_FLOOR
+    size.observe(3 * BATCH_FLOOR, BATCH_SECONDS / 10)  # faster still: capped
+    assert size.next() == 4 * BATCH_FLOOR
+    size.observe(0, 0.0)  # an empty poll measures nothing
+    assert size.next() == 4 * BATCH_FLOOR
+
+
+def test_a_slow_model_keeps_batches_at_the_floor_and_a_small_cap_wins() -> None:
+    slow = BatchSize(cap=4 * BATCH_FLOOR)
+    slow.observe(BATCH_FLOOR, 5 * BATCH_SECONDS)  # 200 items a second, as all-MiniLM-L6-v2 on this CPU
+    assert slow.next() == BATCH_FLOOR
+    small = BatchSize(cap=16)
+    small.observe(16, 0.001)
+    assert small.next() == 16
 
 
 class FailingOnSecondSlice(HashingEncoder):
