@@ -43,7 +43,7 @@ WRITE_SLICE = 256
 # The last part is small: once the model has given its last vectors, the batch waits only for their write.
 LAST_SLICE = 64
 # A batch aims to take about this long: each has fixed costs (the model idles while its last write, progress record
-# and commit finish and the next batch is decoded and sorted, 30-45 ms), which a batch of a second keeps to a few %.
+# and commit finish and the next batch is decoded and sorted, 20-45 ms), which a batch of a second keeps to a few %.
 BATCH_SECONDS = 1.0
 # Batches are never smaller than this (unless EMBEDDER_MAX_BATCH is): a slow model's batch takes longer than
 # BATCH_SECONDS, and smaller ones would only add fixed costs.
