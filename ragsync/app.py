@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
+from ragsync import metrics
 from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
+from ragsync.deletions import DeletionBudget, DeletionGuard, PruneConfirmations
 from ragsync.errors import SetupError
 from ragsync.items import ItemRules
 from ragsync.kafka import Committed, Publisher, assign_every_partition, make_consumer, start_client
@@ -143,7 +145,7 @@ class App:
         status: Callable[[], dict[str, Any]],
         checks: dict[str, Check],
         enabled: bool,
-        admin_sync: Action | None = None,
+        admin: Mapping[str, Action] | None = None,
     ) -> AsyncIterator[OpsServer | None]:
         """The component's /healthz, /readyz, /status and /metrics while the block runs (when enabled)."""
         if not enabled:
@@ -151,7 +153,7 @@ class App:
             return
         port = self.settings.ops_port if self.settings.ops_port is not None else DEFAULT_PORTS[component]
         server = OpsServer(
-            component, self.settings.ops_host, port, status, checks, admin_sync, reveal(self.settings.admin_token)
+            component, self.settings.ops_host, port, status, checks, admin, reveal(self.settings.admin_token)
         )
         await server.start()
         try:
@@ -271,10 +273,13 @@ class App:
             embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
             await embedder.prepare()
             pruner = Pruner(store, ledger, publisher)
+            for service in self.settings.batch_sync_services:  # a counter alerts see rise from 0, not appear at 1
+                metrics.DELETIONS_HELD.labels(service)
             consumers = [self._items_consumer(self.embedder_group) for _ in range(count)]
             space = self.store_space()
             share = self.settings.run_max_dead_letter_share
-            completion = RunCompletion(ledger, publisher, self.topics, consumers[0].committed, share)
+            guard = DeletionGuard(store, self.deletion_budget())
+            completion = RunCompletion(ledger, publisher, self.topics, consumers[0].committed, guard, share)
             stages: dict[str, Callable[[], Awaitable[object]]] = {
                 "pruner": lambda: pruner.run(stop),
                 "completion": lambda: completion.run(stop),
@@ -302,11 +307,12 @@ class App:
                     await assign_every_partition([related.consumer], self.topics.items)
                 stages["related edges"] = lambda: related.run(stop)
             log.info("%d embedder consumer(s) in group %s", count, self.embedder_group)
-            status = _embedder_status(members, space, pruner, completion, related)
+            status = _embedder_status(members, space, pruner, completion, related, ledger)
             checks = _embedder_checks(store, encoder, members, space, supervisor, related)
+            admin = {"prune": PruneConfirmations(ledger, publisher).over_http}
             self.related = related
             try:
-                async with self.ops("embedder", status, checks, serve_ops):
+                async with self.ops("embedder", status, checks, serve_ops, admin):
                     await supervisor.run_stages(stages, stop)
             finally:
                 self.related = None
@@ -348,6 +354,11 @@ class App:
         )
         return RelatedConsumer(consumer, edges, stored_up_to, s.related_max_batch, embedders_busy=embedders_busy)
 
+    def deletion_budget(self) -> DeletionBudget:
+        """What a run may delete without a person: RUN_MAX_DELETE_SHARE and RUN_MIN_DELETE_HOLD."""
+        s = self.settings
+        return DeletionBudget(max_share=s.run_max_delete_share, min_hold=s.run_min_delete_hold)
+
     def store_space(self) -> StoreSpace | None:
         """The watch on the embedded store's disk (None for a Qdrant server, or with STORE_MIN_FREE_MB=0)."""
         s = self.settings
@@ -374,7 +385,6 @@ class App:
 
     async def run_scheduler(self, stop: asyncio.Event, serve_ops: bool = False) -> None:
         """The scheduler (cron and start-up sync requests) and the stall watchdog."""
-        from ragsync import metrics
         from ragsync.producers.retention import History, RunRetention
         from ragsync.producers.scheduler import Scheduler
         from ragsync.streams.watchdog import StallRules, Watchdog
@@ -402,7 +412,8 @@ class App:
             }
             try:
                 checks = {"broker": _ledger_check(ledger), "stages": supervisor.check}
-                async with self.ops("scheduler", status, checks, serve_ops, scheduler.requested_over_http):
+                admin = {"sync": scheduler.requested_over_http}
+                async with self.ops("scheduler", status, checks, serve_ops, admin):
                     await supervisor.run_stages(stages, stop)
             finally:
                 REGISTRY.unregister(collector)
@@ -422,9 +433,11 @@ def _embedder_status(
     pruner: Pruner,
     completion: RunCompletion,
     related: RelatedConsumer | None,
+    ledger: RunLedger,
 ) -> Callable[[], dict[str, Any]]:
     def status() -> dict[str, Any]:
         return {
+            "held_runs": _held_runs(ledger),
             "consumers": [member.status() for member in members],
             "store_free_mb": round(space.free() / MB) if space else None,
             "last_index_error": pruner.last_index_error,
@@ -456,7 +469,16 @@ def _embedder_checks(
 
 
 def _runs_status(ledger: RunLedger) -> dict[str, Any]:
-    return {"active_runs": len(ledger.book.active()), "runs": [r.summary() for r in ledger.book.recent()]}
+    return {
+        "active_runs": len(ledger.book.active()),
+        "held_runs": _held_runs(ledger),
+        "runs": [r.summary() for r in ledger.book.recent()],
+    }
+
+
+def _held_runs(ledger: RunLedger) -> list[dict[str, Any]]:
+    """The runs whose deletions wait for a person (`ragsync prune RUN --confirm`)."""
+    return [run.summary() for run in ledger.book.held()]
 
 
 def _ledger_check(ledger: RunLedger) -> Check:

@@ -221,7 +221,8 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(report))
     failed = [r for r in report["runs"] if r["status"] != "succeeded"]
     for run in failed:
-        err.print(f"[red]run of {run['service']} {run['status']}:[/red] {run['error']}")
+        status = "" if run["status"] == "held" else f" {run['status']}"  # a held run's error starts with "held:"
+        err.print(f"[red]run of {run['service']}{status}:[/red] {run['error']}")
     raise typer.Exit(1 if failed else 0)
 
 
@@ -249,6 +250,66 @@ def trigger(
     _run(run(), settings)
     for request in requests:
         out.print(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}")
+
+
+@app.command()
+def prune(
+    run_id: Annotated[str, typer.Argument(help="The held run's id (its first characters will do).")],
+    confirm: Annotated[bool, typer.Option("--confirm", help="Carry out the deletion the run holds.")] = False,
+    timeout: Annotated[float, typer.Option(min=0, help="Seconds to wait for an embedder to carry it out.")] = 120,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Carry out a held run's deletion, once you checked that its records really went away upstream."""
+    from ragsync.errors import Refused
+
+    settings = _settings()
+    if not confirm:
+        err.print(
+            f"nothing deleted: add --confirm to carry out what run {run_id} holds; "
+            f"`ragsync status --run-id {run_id}` shows what it would remove"
+        )
+        raise typer.Exit(2)
+    try:
+        if settings.kafka_bootstrap_servers:
+            done = _run(_confirm_on_topic(settings, run_id, timeout), settings)
+        else:
+            done = _confirm_here(settings, run_id)
+    except Refused as refused:
+        err.print(f"[red]refused:[/red] {refused}", soft_wrap=True)
+        raise typer.Exit(1) from refused
+    if as_json:
+        print(json.dumps(done))
+    elif done["carried_out"]:
+        out.print(
+            f"deleted {done['swept'] + done['deleted']} points of {done['service']}/{done['tenant_id']} held by run "
+            f"{done['run_id']}: {done['swept']} it did not see, {done['deleted']} of records flagged deleted"
+        )
+    else:
+        err.print(
+            f"confirmed; no embedder carried it out within {timeout:g} s: it is carried out when `ragsync embedder` "
+            f"(or the next `ragsync sync`) runs; `ragsync status --run-id {done['run_id']}` shows when"
+        )
+    raise typer.Exit(0 if done["carried_out"] else 1)
+
+
+async def _confirm_on_topic(settings: Settings, prefix: str, timeout: float) -> dict[str, Any]:
+    from ragsync.app import App
+    from ragsync.deletions import PruneConfirmations, carried_out
+
+    app_ = App(settings)
+    async with app_.ledger() as ledger, app_.publisher() as publisher:
+        await ledger.caught_up()
+        confirmations = PruneConfirmations(ledger, publisher)
+        run = confirmations.held_run(prefix, app_.topics.sync_runs)
+        done = await confirmations.confirm(run, "cli", timeout)
+        return carried_out(done or run)
+
+
+def _confirm_here(settings: Settings, prefix: str) -> dict[str, Any]:
+    from ragsync.deletions import HELD_FILE, HeldFile, confirm_here
+
+    with _setup_errors_reported(settings), _store(settings) as store:
+        return confirm_here(store, HeldFile(settings.data_dir / HELD_FILE), prefix)
 
 
 @app.command()
@@ -357,17 +418,26 @@ def coordinator(
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve TLS (with --tls-key).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM key of --tls-cert.")] = None,
     tls_client_ca: Annotated[Path | None, typer.Option(help="PEM CA: require client certificates it signed.")] = None,
+    wrong_answer: Annotated[
+        str | None,
+        typer.Option(help="Answer wrongly, without an error: empty, cut-short (after --cut-after pages), all-deleted."),
+    ] = None,
+    cut_after: Annotated[int, typer.Option(min=1, help="With --wrong-answer cut-short: the last page listed.")] = 2,
 ) -> None:
     """The demo Coordinator: a real gRPC server with synthetic records for the demo services."""
     from ragsync.coordinator.signing import Verifier
     from ragsync.coordinator.tls import ChannelTls
-    from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+    from ragsync.demo.coordinator import WRONG_ANSWERS, CoordinatorServer, DemoCoordinator, Faults, WrongAnswer
 
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together; --tls-client-ca needs both")
     tls = ChannelTls(tls_client_ca, tls_cert, tls_key) if tls_cert else None
+    if wrong_answer is not None and wrong_answer not in WRONG_ANSWERS:
+        raise typer.BadParameter(f"--wrong-answer {wrong_answer!r}: use {', '.join(WRONG_ANSWERS)}")
+    wrong = WrongAnswer(wrong_answer, cut_after) if wrong_answer else None
     verifier = Verifier.from_pem(public_key.read_bytes()) if public_key else None
-    servicer = DemoCoordinator(items_per_service, Faults(latency_s=latency_ms / 1000, error_rate=error_rate), verifier)
+    faults = Faults(latency_s=latency_ms / 1000, error_rate=error_rate)
+    servicer = DemoCoordinator(items_per_service, faults, verifier, wrong)
 
     async def component(stop: asyncio.Event) -> None:
         async with CoordinatorServer(servicer, f"{host}:{port}", tls) as server:

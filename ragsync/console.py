@@ -53,8 +53,9 @@ class RunProgressBars:
 # Tables fit the width they are printed at (80 columns in a pipe): short headers, one-space gaps, every column
 # as wide as its content except one (service, text) that gives way, and long text (errors, reasons) on lines of
 # its own. `--json` is the form for machines.
-SUMMARY_COLUMNS = ("service", "status", "fetched", "stored", "unchanged", "deleted", "dead", "s", "items/s")
-RUN_COLUMNS = ("run", "service", "status", "fetched", "stored", "dead", "pending", "started")
+SUMMARY_COLUMNS = ("service", "status", "fetched", "stored", "unchanged", "deleted", "swept", "dead", "s", "items/s")
+RUN_COLUMNS = ("run", "service", "status", "fetched", "stored", "swept", "dead", "pending", "started")
+FAILED = ("failed", "held")
 TEXT_COLUMNS = ("run", "tenant", "service", "status", "started", "item", "text")
 
 
@@ -89,6 +90,7 @@ def _summary_row(label: str, status: str, runs: list[RunState], seconds: float) 
         sum(r.items_upserted for r in runs),
         sum(r.items_skipped for r in runs),
         sum(r.deleted for r in runs),
+        sum(r.swept for r in runs),
         sum(r.dead_lettered for r in runs),
     ]
     rate = fetched / seconds if seconds else 0.0
@@ -99,12 +101,19 @@ def summary_table(report: SyncReport, width: int = 80) -> Group:
     """Per service: items fetched / stored / found unchanged / deleted / dead-lettered, seconds, rate; then
     the error of each failed run."""
     rows = [
-        _summary_row(run.service, run.status if run.status != "failed" else "[red]failed[/red]", [run], run.seconds)
+        _summary_row(
+            run.service, run.status if run.status not in FAILED else f"[red]{run.status}[/red]", [run], run.seconds
+        )
         for run in report.runs
     ]
     rows.append(_summary_row("[bold]all", "", report.runs, report.seconds))
     title = f"sync finished in {report.seconds:.1f}s; {report.points_in_collection} points in Qdrant"
-    failed = [f"{run.service} failed: {run.error}" for run in report.runs if run.status == "failed"]
+    # A held run's error starts with "held:" already.
+    failed = [
+        f"{run.service}{'' if run.status == 'held' else ' failed'}: {run.error}"
+        for run in report.runs
+        if run.status in FAILED
+    ]
     return Group(fitted_table(title, SUMMARY_COLUMNS, rows, "service", width), _lines(failed + _related(report)))
 
 
@@ -123,7 +132,7 @@ def runs_table(runs: list[RunState], width: int = 80) -> Group:
     """The runs, newest first: status, progress, start (the tenant's column only when there are several);
     then each run's error under the table."""
     tenants = sorted({run.tenant_id for run in runs})
-    colours = {"succeeded": "green", "failed": "red", "stalled": "yellow", "skipped": "magenta"}
+    colours = {"succeeded": "green", "failed": "red", "held": "red", "stalled": "yellow", "skipped": "magenta"}
     rows = []
     for run in runs:
         colour = colours.get(run.status, "cyan")
@@ -135,6 +144,7 @@ def runs_table(runs: list[RunState], width: int = 80) -> Group:
                 f"[{colour}]{run.status}[/{colour}]",
                 str(run.items_fetched),
                 str(run.items_upserted),
+                str(run.swept),
                 str(run.dead_lettered),
                 str(run.items_pending),
                 run.started_at.strftime("%m-%d %H:%M") if run.started_at else "",

@@ -131,6 +131,9 @@ class FetchProgress(RunRecord):
     dead_reasons: dict[str, int] = Field(default_factory=dict, description="Those records by kind of reason.")
     dead_examples: dict[str, str] = Field(default_factory=dict, description="The first reason of each kind, in full.")
     marks: dict[int, int] = Field(default_factory=dict)
+    last_page: str | None = Field(
+        None, max_length=500, description="The last page as the Coordinator answered it: records, why it was the last."
+    )
     started_at: datetime = Field(default_factory=utc_now)
     error: str | None = None
 
@@ -191,20 +194,52 @@ class WatchdogNotice(RunRecord):
     error: str
 
 
+class Deletion(BaseModel):
+    """What a run's deletions remove from its tenant's points of its service: the points its sweep finds unseen
+    and the points of the records it found flagged deleted, counted by filter, out of the points there were."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    swept: int = Field(0, ge=0, description="Points of items the full run did not see.")
+    deleted: int = Field(0, ge=0, description="Points of records flagged deleted.")
+    points: int = Field(0, ge=0, description="The tenant's points of the service, before the deletion.")
+
+    @property
+    def total(self) -> int:
+        """Points removed."""
+        return self.swept + self.deleted
+
+    @property
+    def share(self) -> float:
+        """The share of the points removed (0 when there were none)."""
+        return self.total / self.points if self.points else 0.0
+
+
 class RunEnded(RunRecord):
     """Every item event the run produced was committed by the embedder group after Qdrant acknowledged it: the run
-    succeeded, or failed because too many of its records were dead-lettered (RUN_MAX_DEAD_LETTER_SHARE)."""
+    succeeded, or failed because too many of its records were dead-lettered (RUN_MAX_DEAD_LETTER_SHARE), or
+    because its deletions were over the budget (RUN_MAX_DELETE_SHARE): `held` says what they would remove."""
 
     kind: Literal["end"] = "end"
     status: Literal["succeeded", "failed"] = "succeeded"
     error: str | None = None
+    held: Deletion | None = None
+
+
+class DeletionConfirmed(RunRecord):
+    """A person confirmed a held run's deletion (`ragsync prune RUN --confirm`): the pruner carries it out."""
+
+    kind: Literal["confirm"] = "confirm"
+    by: str = Field("cli", max_length=200, description="Where the confirmation came from: cli or http.")
 
 
 class RunPruned(RunRecord):
-    """After a succeeded full run: how many points of items gone upstream were deleted."""
+    """A run's deletions, carried out: after a succeeded run, or after a held run was confirmed. `pruned` is what
+    the sweep removed (points of items a full run did not see), `deleted` the points of records flagged deleted."""
 
     kind: Literal["pruned"] = "pruned"
     pruned: int = Field(ge=0)
+    deleted: int = Field(0, ge=0)
 
 
 class RunMark(BaseModel):
@@ -237,7 +272,7 @@ class Cursor(Event):
 
 
 StateRecord = Annotated[
-    RunQueued | FetchProgress | EmbedProgress | WatchdogNotice | RunEnded | RunPruned | Cursor,
+    RunQueued | FetchProgress | EmbedProgress | WatchdogNotice | RunEnded | DeletionConfirmed | RunPruned | Cursor,
     Field(discriminator="kind"),
 ]
 STATE_RECORD: TypeAdapter[StateRecord] = TypeAdapter(StateRecord)

@@ -235,7 +235,8 @@ class RunLedger:
         on_change: Callable[[RunState], None] = lambda run: None,
         guard: Sequence[asyncio.Task[Any]] = (),
     ) -> list[RunState]:
-        """Wait until every run in `run_ids` finished, calling `on_change` on each change.
+        """Wait until every run in `run_ids` is done (finished, and its deletions carried out when it may make
+        any), calling `on_change` on each change.
 
         Raises `RunTimeoutError` past `timeout` seconds, and `ComponentStoppedError` as soon as one of the
         `guard` tasks (the stages doing the work) ends, instead of waiting for a run that cannot finish.
@@ -250,14 +251,14 @@ class RunLedger:
         self.listeners.append(relay)
         deadline = time.monotonic() + timeout
         try:
-            while not all((run := self.book.get(r)) is not None and run.finished for r in wanted):
+            while not all((run := self.book.get(r)) is not None and run.done for r in wanted):
                 stopped = [task for task in guard if task.done()]
                 if stopped:
                     raise ComponentStoppedError(stopped[0])
                 self._check_alive()
                 if time.monotonic() > deadline:
                     unfinished = [self.book.get(r) or RunState(r, "?", "?") for r in order]
-                    raise RunTimeoutError([r for r in unfinished if not r.finished], timeout)
+                    raise RunTimeoutError([r for r in unfinished if not r.done], timeout)
                 await self._next_round()
         finally:
             self.listeners.remove(relay)

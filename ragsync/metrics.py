@@ -28,6 +28,12 @@ RUNS_FAILED = Counter("ragsync_run_failures_total", "Runs this fetcher failed, b
 RUNS_SKIPPED = Counter(
     "ragsync_runs_skipped_total", "Requests skipped because a run of the service was active.", ["service"]
 )
+DELETIONS_HELD = Counter(
+    "ragsync_deletions_held_total",
+    "Runs whose deletions were held over the deletion budget (RUN_MAX_DELETE_SHARE): nothing was deleted, a person "
+    "confirms with `ragsync prune RUN --confirm`.",
+    ["service"],
+)
 STALLS = Counter("ragsync_stalled_runs_total", "Stalls the watchdog acted on, by action.", ["service", "action"])
 EMBED_BATCH = Histogram(
     "ragsync_embed_batch_size", "Items per embedding batch.", buckets=(1, 4, 8, 16, 32, 64, 128, 256, 512)

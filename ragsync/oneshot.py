@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ragsync.app import App
 from ragsync.broker import LocalBroker
+from ragsync.deletions import HELD_FILE, HeldFile
 from ragsync.events import SyncType
 from ragsync.model import TextEncoder
 from ragsync.requests import RequestDefaults, publish_requests, sync_requests
@@ -65,6 +66,8 @@ async def run_sync(
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         raise errors[0]
+    if app.exclusive:  # the run state goes with this command's broker: keep what `ragsync prune` needs
+        HeldFile(app.settings.data_dir / HELD_FILE).record(runs)
     points = await asyncio.to_thread(store.count)
     return SyncReport(runs=runs, points_in_collection=points, seconds=seconds, related=related)
 

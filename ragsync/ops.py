@@ -6,19 +6,25 @@ import asyncio
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ragsync.errors import Refused
 
 log = logging.getLogger(__name__)
 
 # A readiness check answers None when all is well, or what is wrong; one that hangs must not hang /status.
 CHECK_TIMEOUT_S = 5.0
 Check = Callable[[], Awaitable[str | None]]
-# An admin action takes the request's JSON body and answers JSON (raises ValueError for a bad body).
+# An admin action takes the request's JSON body and answers JSON (raises ValueError for a bad body, Refused when
+# the request is well-formed but cannot be done).
 Action = Callable[[Any], Awaitable[dict[str, Any]]]
+# What each admin action answers when it went through: a sync is requested (it runs later), a prune is done.
+ADMIN_STATUS = {"sync": 202, "prune": 200}
+
 DEFAULT_PORTS = {"scheduler": 9100, "fetcher": 9101, "embedder": 9102}
 
 
@@ -32,7 +38,7 @@ class OpsServer:
         port: int,
         status: Callable[[], dict[str, Any]],
         checks: dict[str, Check],
-        admin_sync: Action | None = None,
+        admin: Mapping[str, Action] | None = None,
         admin_token: str | None = None,
     ) -> None:
         self.component = component
@@ -44,9 +50,9 @@ class OpsServer:
         app.router.add_get("/readyz", self._readyz)
         app.router.add_get("/status", self._status_page)
         app.router.add_get("/metrics", self._metrics)
-        self._admin_sync, self._admin_token = admin_sync, admin_token or ""
-        if admin_sync is not None and admin_token:
-            app.router.add_post("/admin/sync", self._sync)
+        self._admin_token = admin_token or ""
+        for name, action in (admin or {}).items() if admin_token else ():
+            app.router.add_post(f"/admin/{name}", self._admin(action, ADMIN_STATUS[name]))
         self._runner = web.AppRunner(app, access_log=None)
 
     @property
@@ -100,20 +106,26 @@ class OpsServer:
         }
         return web.json_response(body, dumps=_dumps)
 
-    async def _sync(self, request: web.Request) -> web.Response:
-        """Start syncs over HTTP: 401 without a bearer token, 403 with a wrong one, 400 for a bad body, 202."""
-        assert self._admin_sync is not None
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            return web.json_response({"error": "send Authorization: Bearer <ADMIN_TOKEN>"}, status=401)
-        if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), self._admin_token.encode()):
-            return web.json_response({"error": "the bearer token is not ADMIN_TOKEN"}, status=403)
-        try:
-            body = await request.json() if request.can_read_body else {}
-            accepted = await self._admin_sync(body)
-        except (ValueError, TypeError) as error:
-            return web.json_response({"error": str(error)}, status=400)
-        return web.json_response(accepted, status=202)
+    def _admin(self, action: Action, done: int) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """An admin route: 401 without a bearer token, 403 with a wrong one, 400 for a bad body, 409 for a request
+        refused, else `done`."""
+
+        async def handle(request: web.Request) -> web.Response:
+            header = request.headers.get("Authorization", "")
+            if not header.startswith("Bearer "):
+                return web.json_response({"error": "send Authorization: Bearer <ADMIN_TOKEN>"}, status=401)
+            if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), self._admin_token.encode()):
+                return web.json_response({"error": "the bearer token is not ADMIN_TOKEN"}, status=403)
+            try:
+                body = await request.json() if request.can_read_body else {}
+                answer = await action(body)
+            except (ValueError, TypeError) as error:
+                return web.json_response({"error": str(error)}, status=400)
+            except Refused as refused:
+                return web.json_response({"error": str(refused)}, status=409)
+            return web.json_response(answer, status=done)
+
+        return handle
 
     async def _metrics(self, request: web.Request) -> web.Response:
         response = web.Response(body=generate_latest())

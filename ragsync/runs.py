@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from ragsync.events import (
     Cursor,
+    Deletion,
+    DeletionConfirmed,
     EmbedProgress,
     FetchProgress,
     PartitionCounts,
@@ -27,7 +29,7 @@ from ragsync.events import (
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-RunStatusName = Literal["queued", "fetching", "embedding", "succeeded", "failed", "stalled", "skipped"]
+RunStatusName = Literal["queued", "fetching", "embedding", "succeeded", "failed", "held", "stalled", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class RunState:
     embeds: dict[str, EmbedProgress] = field(default_factory=dict)  # by member
     watchdog: WatchdogNotice | None = None
     end: RunEnded | None = None
+    confirm: DeletionConfirmed | None = None
     prune: RunPruned | None = None
 
     def apply(self, record: RunRecord) -> None:
@@ -65,6 +68,8 @@ class RunState:
             self.watchdog = record
         elif isinstance(record, RunEnded):
             self.end = record
+        elif isinstance(record, DeletionConfirmed):
+            self.confirm = record
         elif isinstance(record, RunPruned):
             self.prune = record
 
@@ -78,6 +83,7 @@ class RunState:
                 ("fetch", self.fetch),
                 ("watchdog", self.watchdog),
                 ("end", self.end),
+                ("confirm", self.confirm),
                 ("pruned", self.prune),
             )
             if value is not None
@@ -135,13 +141,34 @@ class RunState:
 
     @property
     def pruned(self) -> int | None:
-        """Points deleted after the run because it did not see them; None until the sweep ran."""
+        """Points the sweep deleted after the run because it did not see them; None until its deletions ran."""
         return self.prune.pruned if self.prune else None
 
     @property
+    def swept(self) -> int:
+        """Points the sweep deleted (0 until the run's deletions ran)."""
+        return self.pruned or 0
+
+    @property
     def deleted(self) -> int:
-        """Items deleted because their record said so, plus points pruned after a full run."""
-        return sum(c.deleted for c in self.partition_counts().values()) + (self.pruned or 0)
+        """Items whose record said they were deleted upstream (their points go with the run's deletions)."""
+        return sum(c.deleted for c in self.partition_counts().values())
+
+    @property
+    def held(self) -> Deletion | None:
+        """What the run's deletions would remove, while they are held (over RUN_MAX_DELETE_SHARE, not confirmed
+        and carried out yet)."""
+        return self.end.held if self.end is not None and self.prune is None else None
+
+    @property
+    def deletion_pending(self) -> bool:
+        """Whether the run's deletions are still to be carried out: after it succeeded (a full run's sweep, or
+        records flagged deleted), or after its held deletion was confirmed."""
+        if self.prune is not None or self.end is None:
+            return False
+        if self.end.held is not None:
+            return self.confirm is not None
+        return self.end.status == "succeeded" and (self.full or self.deleted > 0)
 
     @property
     def items_settled(self) -> int:
@@ -223,6 +250,11 @@ class RunState:
         return self.final is not None
 
     @property
+    def done(self) -> bool:
+        """Whether the run finished and its deletions, if it may make any, were carried out."""
+        return self.finished and not self.deletion_pending
+
+    @property
     def finished_at(self) -> datetime | None:
         """When the run reached its final status."""
         final = self.final
@@ -237,6 +269,8 @@ class RunState:
     def status(self) -> RunStatusName:
         """queued, fetching, embedding, stalled (no progress since the watchdog's notice), or final."""
         final = self.final
+        if final is not None and self.end is not None and self.end.held is not None and final.at == self.end.at:
+            return "held" if self.prune is None else "succeeded"  # a person confirmed it, and it was carried out
         if final is not None:
             return final.status
         progress = self.last_progress_at
@@ -251,7 +285,7 @@ class RunState:
         """Why the run failed, was skipped or stalled."""
         final = self.final
         if final is not None:
-            return final.error
+            return final.error if self.status != "succeeded" else None
         return self.watchdog.error if self.status == "stalled" and self.watchdog else None
 
     @property
@@ -282,6 +316,9 @@ class RunState:
             "items_upserted": self.items_upserted,
             "items_skipped": self.items_skipped,
             "deleted": self.deleted,
+            "swept": self.swept,
+            "held": self.held.model_dump() if self.held else None,
+            "confirmed": self.confirm is not None,
             "dead_lettered": self.dead_lettered,
             "items_pending": self.items_pending,
             "stalls": self.stalls,
@@ -332,6 +369,18 @@ class RunBook:
     def starting_with(self, prefix: str) -> list[RunState]:
         """The kept runs whose id starts with `prefix` (tables show the first 12 characters), newest first."""
         return _by_start((r for r in self.runs.values() if r.run_id.startswith(prefix)), newest_first=True)
+
+    def held(self) -> list[RunState]:
+        """Runs whose deletions are held, waiting for a person, newest first (not those a newer full run of their
+        tenant and service superseded: it decided its deletions afresh)."""
+        waiting = (r for r in self.runs.values() if r.held is not None and self.superseded_by(r) is None)
+        return _by_start(waiting, newest_first=True)
+
+    def superseded_by(self, run: RunState) -> RunMark | None:
+        """The newer full run of the run's tenant and service that succeeded after it finished, if any."""
+        newer = self.last_success(run.tenant_id, run.service, full=True)
+        finished = run.finished_at
+        return newer if newer is not None and finished is not None and newer.finished_at > finished else None
 
     def active(self) -> list[RunState]:
         """Runs not finished, oldest first."""

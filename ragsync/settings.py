@@ -103,6 +103,20 @@ class Settings(BaseSettings):
         description="A run fails when more of its records than this share were dead-lettered, or when records came "
         "in and none was stored, unchanged or deleted (0: any dead letter fails it; 1: never, as before).",
     )
+    run_max_delete_share: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="A run whose deletions (its sweep and the records flagged deleted) would remove more than this "
+        "share of its tenant's points of the service is held: nothing is deleted until `ragsync prune RUN --confirm` "
+        "(0: every deletion is held; 1: the guard is off).",
+    )
+    run_min_delete_hold: int = Field(
+        100,
+        ge=0,
+        description="A deletion of fewer points than this is never held, so a small service can shrink (except an "
+        "empty answer to a full sync, which is always held while the guard is on).",
+    )
     run_history_days: float = Field(
         14.0, gt=0, description="Finished runs older than this are removed from the run-state topic (cursors stay)."
     )

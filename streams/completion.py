@@ -1,5 +1,8 @@
 """Ends runs by offsets, not by ids: a run succeeds once the embedder group committed past every mark.
 
+Before a run succeeds, its deletions (a full run's sweep, the records flagged deleted) are counted and judged
+against the deletion budget: over it, the run ends failed and held, and nothing is deleted.
+
 The fetcher records, per items partition, the highest offset the broker acknowledged for the run (its marks).
 The embedder group commits a batch only after Qdrant acknowledged it and its counts were published. So once the
 fetch is done and the group's committed offset on each marked partition is past the mark, every item event of
@@ -17,11 +20,13 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from ragsync import metrics
-from ragsync.events import Cursor, RunEnded, RunMark
+from ragsync.deletions import DeletionGuard
+from ragsync.events import Cursor, Deletion, RunEnded, RunMark
 from ragsync.items import NO_ID
 from ragsync.kafka import Committed, Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
+from ragsync.store import StoreError
 from ragsync.supervision import unless_stopped
 from ragsync.topics import Topics
 
@@ -41,9 +46,11 @@ class RunCompletion:
         publisher: Publisher,
         topics: Topics,
         committed: Committed,
+        guard: DeletionGuard,
         max_dead_letter_share: float = 0.5,
     ) -> None:
         self._ledger = ledger
+        self._guard = guard
         self._max_dead_letter_share = max_dead_letter_share
         self._publisher = publisher
         self._topics = topics
@@ -77,16 +84,15 @@ class RunCompletion:
                 self._candidates.discard(run_id)  # finished, expired, or not counted yet: noticed again if it is
                 continue
             try:
-                passed = await self._passed(run)
-            except (KafkaError, OSError, TimeoutError) as error:
+                if await self._passed(run):
+                    await self._end(run)
+                    self._candidates.discard(run_id)
+            except (KafkaError, OSError, TimeoutError, StoreError) as error:
                 self.last_error = f"{type(error).__name__}: {error}"
                 metrics.COMPLETION_CHECK_FAILURES.inc()
-                log.warning("could not read the embedder group's committed offsets (retrying): %s", self.last_error)
+                log.warning("could not decide whether runs are complete (retrying): %s", self.last_error)
                 return
             self.last_error = None
-            if passed:
-                await self._end(run)
-                self._candidates.discard(run_id)
 
     async def _passed(self, run: RunState) -> bool:
         for partition, mark in sorted(run.marks.items()):
@@ -97,16 +103,16 @@ class RunCompletion:
         return True
 
     async def _end(self, run: RunState) -> None:
-        """Publish the run's end: failed when too many of its records were dead-lettered, else succeeded, and its
-        service's cursor moves to it."""
+        """Publish the run's end: failed when too many of its records were dead-lettered, or held when its
+        deletions are over the budget, else succeeded, and its service's cursor moves to it."""
         error = tolerance_error(run, self._max_dead_letter_share)
         if error is not None:
-            failed = RunEnded(
-                run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error
-            )
-            await self._ledger.publish(self._publisher, failed)
-            metrics.RUNS_FAILED.labels(run.service).inc()
-            log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
+            await self._fail(run, error)
+            return
+        deletion, held = await self._guard.check(run)
+        if held is not None:
+            metrics.DELETIONS_HELD.labels(run.service).inc()
+            await self._fail(run, held, deletion)
             return
         ended = RunEnded(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service)
         assert run.request is not None and run.started_at is not None  # a fetched run has both
@@ -121,6 +127,18 @@ class RunCompletion:
             last_full=mark if run.full else (previous.last_full if previous else None),
         )
         await self._ledger.publish(self._publisher, ended, cursor)
+        self._log_success(run)
+
+    async def _fail(self, run: RunState, error: str, held: Deletion | None = None) -> None:
+        failed = RunEnded(
+            run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error, held=held
+        )
+        await self._ledger.publish(self._publisher, failed)
+        metrics.RUNS_FAILED.labels(run.service).inc()
+        log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
+
+    @staticmethod
+    def _log_success(run: RunState) -> None:
         log.info(
             "run %s (%s) succeeded: %d items, %d upserted, %d unchanged, %d dead-lettered",
             run.run_id,

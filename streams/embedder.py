@@ -319,9 +319,14 @@ class Embedder:
         sorting.changed += await self._chunk(fresh, writer)
 
     async def _delete(self, deletions: list[Delivered[ItemEvent]], outcome: BatchOutcome) -> None:
+        """Mark the points of records flagged deleted: they go with their run's deletions, once its deletion
+        budget allows or a person confirmed them (an upstream that flags everything deleted deletes nothing)."""
+        at = time.time()
         for deletion in deletions:
             event = deletion.event
-            await asyncio.to_thread(self._store.delete_item, event.tenant_id, event.service, event.item_id)
+            await asyncio.to_thread(
+                self._store.mark_deleted, event.tenant_id, event.service, event.item_id, event.run_id, at
+            )
             outcome.count(deletion.at, event, "deleted")
 
     async def _chunk(self, items: list[Item], writer: SliceWriter) -> list[tuple[Item, int]]:

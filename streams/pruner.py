@@ -1,9 +1,10 @@
-"""After a full run fetched every page and every item settled, delete the points it did not see.
+"""Carry out a run's deletions once they are allowed: after it succeeded, or after a person confirmed its hold.
 
-Every point a run writes or finds unchanged carries the run's id as its generation, so the points it did not see
-are those of its tenant and service with another generation, last touched before it started: the store deletes
-them by filter, page by page, and nothing holds the run's ids. Never after a partial or failed run: only a
-succeeded batch or daily run knows the whole upstream set.
+A run's deletions are the points of the records it found flagged deleted (the embedder marks them with the run's
+id instead of deleting them) and, after a full run, the points it did not see: those of its tenant and service
+with another generation, last touched before it started. The store deletes both by filter, page by page, and
+nothing holds the run's ids. The completion stage counted and judged them against the deletion budget first
+(`ragsync.deletions`): a held run deletes nothing until a person confirms it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import asyncio
 import logging
 
 from ragsync import metrics
-from ragsync.events import RunPruned
+from ragsync.deletions import refusal, scope_of
+from ragsync.events import Cursor, Deletion, RunPruned
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Pruner:
-    """Watches the ledger for succeeded full runs not pruned yet, and prunes each once."""
+    """Watches the ledger for runs whose deletions are pending, and carries out each once."""
 
     def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher) -> None:
         self._store = store
@@ -35,7 +37,7 @@ class Pruner:
         ledger.listeners.append(self._notice)
 
     def _notice(self, run: RunState) -> None:
-        if run.status == "succeeded" and run.full and run.pruned is None and run.run_id not in self._queued:
+        if run.deletion_pending and run.run_id not in self._queued:
             self._queued.add(run.run_id)
             self._queue.put_nowait(run)
 
@@ -45,22 +47,55 @@ class Pruner:
             run = await unless_stopped(self._queue.get(), stop)
             if run is None:
                 continue
-            if run.pruned is None:  # another replica may have pruned it meanwhile
+            if run.deletion_pending:  # another replica may have pruned it meanwhile
                 await self.prune(run)
             self._queued.discard(run.run_id)  # its pruned record is in the book now: not noticed again
 
-    async def prune(self, run: RunState) -> int:
-        """Delete the run's tenant and service points it did not see; report the count on the run."""
-        assert run.started_at is not None
-        started = run.started_at.timestamp()
-        removed = await asyncio.to_thread(self._store.sweep, run.tenant_id, run.service, run.run_id, started)
-        await self._build_index(run)
-        if removed:
-            log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
-        metrics.ITEMS.labels("pruned", run.service).inc(removed)
-        record = RunPruned(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, pruned=removed)
-        await self._ledger.publish(self._publisher, record)
+    async def prune(self, run: RunState) -> Deletion | None:
+        """Delete what the run's deletions remove; report the counts on the run. None, with nothing deleted, for a
+        confirmation that came too late (a newer full run decided afresh) or that no held deletion matches."""
+        confirmed = run.confirm is not None
+        refused = refusal(run, self._ledger.book) if confirmed else None
+        if refused is not None:
+            log.error("a confirmation of run %s is not carried out: %s", run.run_id, refused)
+            return None
+        removed = await asyncio.to_thread(self._store.remove, scope_of(run))
+        if removed.total:
+            how = "confirmed by a person" if confirmed else "within the deletion budget"
+            log.warning(
+                "run %s (%s/%s), %s: deleted %d points of items gone upstream and %d of records flagged deleted",
+                run.run_id,
+                run.service,
+                run.tenant_id,
+                how,
+                removed.swept,
+                removed.deleted,
+            )
+        metrics.ITEMS.labels("swept", run.service).inc(removed.swept)
+        record = RunPruned(
+            run_id=run.run_id,
+            tenant_id=run.tenant_id,
+            service=run.service,
+            pruned=removed.swept,
+            deleted=removed.deleted,
+        )
+        await self._ledger.publish(self._publisher, record, *self._cursor(run, confirmed))
+        if run.full:
+            await self._build_index(run)
         return removed
+
+    def _cursor(self, run: RunState, confirmed: bool) -> list[Cursor]:
+        """A confirmed run is a success after all: its tenant and service's cursor moves to it, unless a later run
+        already moved it on."""
+        if not confirmed:
+            return []
+        mark = run.mark()
+        previous = self._ledger.book.cursors.get((run.tenant_id, run.service))
+        last = previous.last_success if previous and previous.last_success.finished_at > mark.finished_at else mark
+        full = previous.last_full if previous else None
+        if run.full and (full is None or full.finished_at < mark.finished_at):
+            full = mark
+        return [Cursor(tenant_id=run.tenant_id, service=run.service, last_success=last, last_full=full)]
 
     async def _build_index(self, run: RunState) -> None:
         """A full run is the bulk load: build the search index now rather than on the first query. A failure

@@ -36,6 +36,11 @@ class Page:
     number: int
     records: list[dict[str, Any]]
     has_more: bool
+    why_last: str = ""  # on the last page: what the Coordinator's answer said to stop
+
+    def describe(self) -> str:
+        """The page as the Coordinator answered it, for a person."""
+        return f"page {self.number}: {len(self.records)} records" + (f", {self.why_last}" if self.why_last else "")
 
 
 def _has_more(fields: dict[str, str], record_count: int, limit: int, service: str, page: int) -> bool:
@@ -75,8 +80,10 @@ async def iterate_pages(
             raise PagingError(
                 f"{query.service} page {number}: identical to page {number - 1}; the Coordinator ignores `page`"
             )
-        more = _has_more(dict(response.normalized_fields), len(records), query.limit, query.service, number)
-        yield Page(number=number, records=records, has_more=more)
+        fields = dict(response.normalized_fields)
+        more = _has_more(fields, len(records), query.limit, query.service, number)
+        why_last = "" if more else "has_more false" if "has_more" in fields else f"fewer than the limit {query.limit}"
+        yield Page(number=number, records=records, has_more=more, why_last=why_last)
         if not more:
             return
         previous_digest = digest

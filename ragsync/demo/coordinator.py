@@ -1,7 +1,8 @@
 """A real gRPC server implementing the Coordinator contract over the synthetic demo records.
 
 Each demo service answers in a different envelope shape, two send `has_more` and two rely on short pages,
-so the client's parser and paging are exercised end to end. Latency and errors can be injected.
+so the client's parser and paging are exercised end to end. Latency and errors can be injected, and so can the
+wrong answers an upstream gives without an error (`WrongAnswer`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,31 @@ class Faults:
         return fail
 
 
+WRONG_ANSWERS = ("empty", "cut-short", "all-deleted")
+
+
+@dataclass(frozen=True)
+class WrongAnswer:
+    """An upstream that answers wrongly, without an error: `empty` answers every page with no records, `cut-short`
+    stops listing after page `cut_after` (has_more false there, nothing after), `all-deleted` flags every record
+    deleted."""
+
+    kind: str
+    cut_after: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kind not in WRONG_ANSWERS:
+            raise ValueError(f"wrong answer {self.kind!r}: use {', '.join(WRONG_ANSWERS)}")
+
+    def listed(self, page: int) -> bool:
+        """Whether `page` lists its records at all."""
+        return self.kind != "empty" and not (self.kind == "cut-short" and page > self.cut_after)
+
+    def last(self, page: int) -> bool:
+        """Whether `page` says it is the last."""
+        return self.kind == "empty" or (self.kind == "cut-short" and page >= self.cut_after)
+
+
 @dataclass(frozen=True)
 class ReceivedCall:
     """A call as it reached the server: the request and its headers."""
@@ -78,9 +104,11 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         items_per_service: int = 200,
         faults: Faults | None = None,
         verifier: Verifier | None = None,
+        wrong: WrongAnswer | None = None,
     ) -> None:
         self.items_per_service = items_per_service
         self.faults = faults or Faults()
+        self.wrong = wrong
         self.verifier = verifier
         self.calls: list[ReceivedCall] = []
         self._revisions: dict[tuple[str, int], tuple[int, datetime]] = {}
@@ -132,7 +160,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def _record(self, service: str, index: int) -> dict[str, Any]:
         record = demo_record(service, index, self.revision(service, index))
         record["updated_at"] = self._updated_at(service, index).isoformat()
-        if (service, index) in self._tombstones:
+        if (service, index) in self._tombstones or (self.wrong and self.wrong.kind == "all-deleted"):
             record["deleted"] = True
         return record
 
@@ -179,12 +207,13 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return service, page, limit, since
 
     def _page(self, service: str, page: int, limit: int, since: datetime | None) -> coordinator_pb2.RouteResponse:
-        listed = self._listed(service, since)
+        listed = self._listed(service, since) if self.wrong is None or self.wrong.listed(page) else []
         start = (page - 1) * limit
         chunk = [self._record(service, index) for index in listed[start : start + limit]]
         fields = {"successful_service": service, "rank_used": "1", "quality_score": "0.97", "total_attempts": "1"}
         if service in self.SENDS_HAS_MORE:
-            fields["has_more"] = "true" if start + limit < len(listed) else "false"
+            last = start + limit >= len(listed) or (self.wrong is not None and self.wrong.last(page))
+            fields["has_more"] = "false" if last else "true"
         return coordinator_pb2.RouteResponse(
             target_services=[service],
             normalized_fields=fields,

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ragsync.errors import SetupError
+from ragsync.events import Deletion
 
 POINT_NAMESPACE = uuid.UUID("6f1c2a7e-5b0d-4e43-9d2a-7a8f3c1e5b90")
-# `related_ids` (the first-point ids an item's related-content edges point at) finds the edges that point at an item.
-PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id", "generation", "related_ids")
+# `related_ids` (the first-point ids an item's related-content edges point at) finds the edges that point at an item;
+# `deleted_by` (the run that found the item's record flagged deleted) finds the points a run's deletions remove.
+PAYLOAD_KEYWORDS = ("tenant_id", "service", "item_id", "run_id", "generation", "related_ids", "deleted_by")
 PAYLOAD_FLOATS = ("touched_at",)
 SCROLL_PAGE = 1000
 
@@ -83,6 +85,32 @@ class Selection:
     def everything(self) -> bool:
         """True when nothing narrows the selection."""
         return not self.equals and not self.chunk_from and not self.differs and self.before is None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeletionScope:
+    """Whose points a run's deletions may touch, and which: its tenant's points of its service, those it found
+    flagged deleted (marked with its id) and, after a full run, those it did not see (another generation, last
+    written or touched before it started, at `before` in epoch seconds)."""
+
+    run_id: str
+    tenant_id: str
+    service: str
+    full: bool
+    before: float
+
+
+def _marked(scope: DeletionScope) -> Selection:
+    return Selection({"tenant_id": scope.tenant_id, "service": scope.service, "deleted_by": scope.run_id})
+
+
+def _unseen(scope: DeletionScope) -> Selection:
+    # Points without the fields (older layouts) count as unseen and older than the run.
+    return Selection(
+        {"tenant_id": scope.tenant_id, "service": scope.service},
+        differs={"generation": scope.run_id},
+        before=("touched_at", scope.before),
+    )
 
 
 @dataclass(frozen=True)
@@ -207,6 +235,13 @@ class VectorStore(ABC):
                 return False
         return live != self.target
 
+    def write_to_live(self) -> bool:
+        """Write to the collection searches see, as a command that loads no model does; False when none exists."""
+        live = self.live_collection()
+        if live is not None:
+            self.target = live
+        return live is not None
+
     def switch_alias(self) -> None:
         """Point the alias at the collection being written, in one step: searches never see a gap."""
         with self._lock:
@@ -237,26 +272,50 @@ class VectorStore(ABC):
 
         For the points of unchanged items, which are not written again. An id with no point raises (after the
         others may have been marked, which is harmless to repeat): the point went since the caller looked it up,
-        and a retried batch finds it missing and writes it again.
+        and a retried batch finds it missing and writes it again. A record seen again is no longer deleted:
+        the mark of an earlier run's held deletion goes, so confirming that run later leaves the point alone.
         """
         if ids:
             with self._lock:
-                self._set_payload(self.target, ids, {"generation": generation, "touched_at": at})
+                self._set_payload(self.target, ids, {"generation": generation, "touched_at": at, "deleted_by": ""})
 
-    def sweep(self, tenant_id: str, service: str, generation: str, before: float) -> int:
-        """Delete the service's points that run `generation` neither wrote nor touched and that were last written
-        or touched before `before` (epoch seconds); points without those fields (older layouts) count as such.
-        Returns how many were deleted.
+    def mark_deleted(self, tenant_id: str, service: str, item_id: str, run_id: str, at: float) -> None:
+        """Mark an item's points as deleted by run `run_id`: they go with the run's deletions (`remove`), once
+        its deletion budget allows or a person confirmed it, never before. Marked as touched by the run too, so
+        its sweep does not count them a second time."""
+        selection = Selection.of(tenant_id=tenant_id, service=service, item_id=item_id)
+        payload = {"generation": run_id, "touched_at": at, "deleted_by": run_id}
+        offset: str | None = None
+        while True:
+            with self._lock:  # read and marked under one hold: a point deleted meanwhile is not marked
+                records, offset = self._scroll(self.target, selection, [], offset)
+                if records:
+                    self._set_payload(self.target, [record.id for record in records], payload)
+            if offset is None:
+                return
 
-        Called after a full run fetched every page: what it did not see no longer exists upstream. Points written
-        or touched from `before` on belong to a later run and are left alone.
-        """
-        selection = Selection(
-            {"tenant_id": tenant_id, "service": service},
-            differs={"generation": generation},
-            before=("touched_at", before),
-        )
-        # Page by page rather than count and one delete by filter: that call gathers every matching id in memory
+    def deletion(self, scope: DeletionScope) -> Deletion:
+        """What `remove(scope)` would delete, and the points there are, counted by filter: no id is listed, so
+        this costs three counts whatever the size of the service."""
+        with self._lock:
+            if not self._exists(self.target):
+                return Deletion()  # nothing stored yet: nothing to delete
+            points = self._count(self.target, Selection.of(tenant_id=scope.tenant_id, service=scope.service))
+            deleted = self._count(self.target, _marked(scope))
+            swept = self._count(self.target, _unseen(scope)) if scope.full else 0
+        return Deletion(swept=swept, deleted=deleted, points=points)
+
+    def remove(self, scope: DeletionScope) -> Deletion:
+        """Carry out a run's deletions: the points of records it found flagged deleted and, after a full run,
+        the points it did not see (the sweep). What it removed (`points`: those there were before)."""
+        points = self.count(scope.tenant_id, scope.service, collection=self.target)
+        deleted = self._delete_selected(_marked(scope))
+        swept = self.sweep(scope.tenant_id, scope.service, scope.run_id, scope.before) if scope.full else 0
+        return Deletion(swept=swept, deleted=deleted, points=points)
+
+    def _delete_selected(self, selection: Selection) -> int:
+        """Delete the points of `selection`; how many."""
+        # Page by page rather than one delete by filter: that call gathers every matching id in memory
         # and holds this lock, and in qdrant-edge the GIL, for all of them. Measured on 100,000 points, half
         # stale (qdrant-edge): one call took 0.9 s, its heap grew 30 MB and the other threads stopped for up to
         # 0.8 s, both growing with the store; the pages took 2.4 s in all, 50 ms each, with the heap flat.
@@ -273,6 +332,12 @@ class VectorStore(ABC):
             deleted += len(records)
             if offset is None:
                 return deleted
+
+    def sweep(self, tenant_id: str, service: str, generation: str, before: float) -> int:
+        """Delete the service's points that run `generation` neither wrote nor touched and that were last written
+        or touched before `before` (epoch seconds): what a full run did not see. How many were deleted."""
+        scope = DeletionScope(run_id=generation, tenant_id=tenant_id, service=service, full=True, before=before)
+        return self._delete_selected(_unseen(scope))
 
     def search(
         self, vector: list[float], limit: int = 5, tenant_id: str | None = None, service: str | None = None

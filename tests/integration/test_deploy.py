@@ -47,6 +47,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "StoreDiskLow",
         "RelatedEdgesFailing",
         "ModelProcessExiting",
+        "DeletionHeld",
     }
 
 

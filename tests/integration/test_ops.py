@@ -33,7 +33,7 @@ async def scheduler_ops(settings: Settings, token: str | None) -> AsyncIterator[
             0,
             lambda: {"scheduler": scheduler.state.as_json()},
             {"broker": failing},
-            scheduler.requested_over_http,
+            {"sync": scheduler.requested_over_http},
             token,
         )
         await server.start()

@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ragsync.app import App
+from ragsync.deletions import DeletionGuard
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.events import DeadLetter, SyncRequest
@@ -77,7 +78,8 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
     async with app.publisher() as publisher, app.ledger(prompt=False) as ledger:
         embedder = Embedder(encoder, store, publisher, app.topics, ledger)
         await embedder.prepare()
-        completion = RunCompletion(ledger, publisher, app.topics, consumers[0].committed)
+        guard = DeletionGuard(store, app.deletion_budget())
+        completion = RunCompletion(ledger, publisher, app.topics, consumers[0].committed, guard)
         members = [
             EmbeddingConsumer(c, embedder, max_batch=32, poll_timeout_ms=200, on_commit=completion.wake)
             for c in consumers

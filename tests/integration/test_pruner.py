@@ -12,7 +12,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from ragsync.app import App, store_check
-from ragsync.events import FetchProgress, RunEnded, SyncRequest
+from ragsync.events import Deletion, FetchProgress, RunEnded, SyncRequest
 from ragsync.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore, point_id
@@ -73,16 +73,16 @@ async def test_index_builds_are_counted_by_outcome_and_a_failure_is_reported(
         async with app.publisher() as publisher, app.ledger() as ledger:
             pruner = Pruner(store, ledger, publisher)
             removed = await pruner.prune(_full_run(store, {"kept"}))
-            assert removed == 1 and store.count() == 1
+            assert removed is not None and removed.swept == 1 and store.count() == 1
             assert pruner.last_index_error is not None and "index build failed (injected)" in pruner.last_index_error
             assert builds() == {**before, "failed": before["failed"] + 1}
             store.OPTIMIZE = EdgeStore.OPTIMIZE  # the next full run's build goes through
             store.upsert(_points(["new"]))
-            assert await pruner.prune(_full_run(store, {"kept", "new"})) == 0
+            assert await pruner.prune(_full_run(store, {"kept", "new"})) == Deletion(points=2)
             assert pruner.last_index_error is None
             assert store.search([1.0, 0.0, 0.0], 1)[0].payload["item_id"] == "kept"
             # A run of a service with no points touches and deletes nothing: nothing written since the last build.
-            assert await pruner.prune(_full_run(store, set(), service="empty")) == 0
+            assert await pruner.prune(_full_run(store, set(), service="empty")) == Deletion()
             assert builds() == {o: before[o] + 1 for o in outcomes}
     finally:
         store.close()

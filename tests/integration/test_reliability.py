@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
+from ragsync.deletions import DeletionGuard
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.events import DeadLetter, ItemEvent, SyncRequest, TenantRequest
 from ragsync.kafka import Publisher, make_consumer
@@ -282,7 +283,8 @@ async def member_running(
         async with app.publisher() as publisher, app.ledger() as ledger:
             embedder = Embedder(encoder, store, publisher, app.topics, ledger)
             await embedder.prepare()
-            completion = RunCompletion(ledger, publisher, app.topics, consumer.committed)
+            guard = DeletionGuard(store, app.deletion_budget())
+            completion = RunCompletion(ledger, publisher, app.topics, consumer.committed, guard)
             member = EmbeddingConsumer(consumer, embedder, poll_timeout_ms=100, on_commit=completion.wake, **options)
             await consumer.start()
             stop = asyncio.Event()

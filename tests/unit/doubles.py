@@ -13,6 +13,7 @@ from typing import Any, Literal, Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
+from ragsync.deletions import DeletionBudget, DeletionGuard
 from ragsync.delivery import Delivered, Position
 from ragsync.events import Event, FetchProgress, ItemEvent, TenantRequest
 from ragsync.kafka import Publisher
@@ -148,3 +149,8 @@ class EmbeddingStage:
 
     async def __aexit__(self, *exc: object) -> None:
         self.store.close()
+
+
+def nothing_stored() -> DeletionGuard:
+    """The deletion guard over an empty in-memory store: no run has anything to delete."""
+    return DeletionGuard(ClientStore.memory("ragsync"), DeletionBudget())

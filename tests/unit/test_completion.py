@@ -13,6 +13,7 @@ from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
 from ragsync.streams.completion import RunCompletion, tolerance_error
 from ragsync.topics import Topics
+from tests.unit.doubles import nothing_stored
 
 TOPICS = Topics("requests", "items", "runs", "dead")
 RUN = {"run_id": "r1", "tenant_id": "t", "service": "s"}
@@ -51,7 +52,7 @@ async def test_a_run_ends_only_once_every_marked_partition_is_committed_past_its
 
     ledger = RunLedger(AIOKafkaConsumer(), "runs")
     publisher = Recorded()
-    completion = RunCompletion(ledger, publisher, TOPICS, offsets)
+    completion = RunCompletion(ledger, publisher, TOPICS, offsets, nothing_stored())
     _fetched_run(ledger)
     await completion.check()
     assert publisher.sent == [], "ended while partition 1 was committed only up to its mark"
@@ -78,7 +79,7 @@ async def test_a_run_not_all_counted_is_not_asked_about_and_a_broker_error_is_re
         raise KafkaConnectionError("broker away")
 
     ledger = RunLedger(AIOKafkaConsumer(), "runs")
-    completion = RunCompletion(ledger, Recorded(), TOPICS, unreachable)
+    completion = RunCompletion(ledger, Recorded(), TOPICS, unreachable, nothing_stored())
     _fetched_run(ledger)
     ledger.record(EmbedProgress(**RUN, member="m2", partitions={1: PartitionCounts(next_offset=7)}))
     ledger.record(EmbedProgress(**RUN, member="m", partitions={0: PartitionCounts(next_offset=5, upserted=3)}))
@@ -142,7 +143,7 @@ async def test_a_run_over_the_share_ends_failed_without_moving_the_cursor() -> N
 
     ledger = RunLedger(AIOKafkaConsumer(), "runs")
     publisher = Recorded()
-    completion = RunCompletion(ledger, publisher, TOPICS, offsets, max_dead_letter_share=0.5)
+    completion = RunCompletion(ledger, publisher, TOPICS, offsets, nothing_stored(), max_dead_letter_share=0.5)
     processed = _processed_run(200, no_id=150)
     assert processed.fetch is not None
     ledger.record(processed.fetch.model_copy(update={"marks": {0: 49}}))

@@ -142,7 +142,7 @@ def test_a_run_lists_every_key_it_has_for_its_tombstones() -> None:
         ("embed", "m1"),
         ("embed", "m2"),
     ]
-    assert (run.pruned, run.deleted) == (2, 2)
+    assert (run.pruned, run.swept, run.deleted) == (2, 2, 0)
     book.forget("r1")
     assert book.get("r1") is None
 
