@@ -19,6 +19,7 @@ from rich.console import Console
 from ragsync.errors import SetupError
 from ragsync.events import SyncType
 from ragsync.settings import Settings
+from ragsync.shown import ShownLogRecords, as_text, labelled
 
 if TYPE_CHECKING:
     from ragsync.related import RelatedItem
@@ -31,8 +32,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
+# Lines that hold data are `Text` (ragsync.shown), never markup; and no emoji codes: a record's `:smile:` is data.
+err = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 
 SAMPLE_QUERY = "refund after the learner withdrew from the course"
 
@@ -54,6 +56,8 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ShownLogRecords())
     if log_level is None and ctx.invoked_subcommand in LONG_RUNNING:
         # A component that runs for days says what it does; one-shot commands keep the terminal for progress bars.
         for name in OWN_LOGGERS:
@@ -75,10 +79,10 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        err.print(f"[red]bad setting:[/red] {describe_invalid(error)}", soft_wrap=True)
+        err.print(labelled("bad setting:", describe_invalid(error)), soft_wrap=True)
         raise typer.Exit(2) from error
     except SetupError as error:
-        err.print(f"[red]bad setting:[/red] {error}", soft_wrap=True)
+        err.print(labelled("bad setting:", error), soft_wrap=True)
         raise typer.Exit(2) from error
 
 
@@ -91,10 +95,10 @@ def _setup_errors_reported(settings: Settings | None = None) -> Iterator[None]:
     try:
         yield
     except SetupError as error:
-        err.print(f"[red]cannot start:[/red] {error}", soft_wrap=True)
+        err.print(labelled("cannot start:", error), soft_wrap=True)
         raise typer.Exit(2) from error
     except KafkaConnectionError as error:
-        err.print(f"[red]cannot reach[/red] {_kafka_problem(settings)}", soft_wrap=True)
+        err.print(labelled("cannot reach", _kafka_problem(settings)), soft_wrap=True)
         raise typer.Exit(2) from error
 
 
@@ -133,7 +137,7 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Sett
         _run(run(), settings)
     except StageCrashLoopError as error:
         # Each crash was logged with its traceback; this ends the process for its supervisor to restart.
-        err.print(f"[red]stopping:[/red] {error}")
+        err.print(labelled("stopping:", error))
         raise typer.Exit(3) from error
 
 
@@ -221,7 +225,7 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(report))
     failed = [r for r in report["runs"] if r["status"] != "succeeded"]
     for run in failed:
-        err.print(f"[red]run of {run['service']} {run['status']}:[/red] {run['error']}")
+        err.print(labelled(f"run of {run['service']} {run['status']}:", run["error"]))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -248,7 +252,7 @@ def trigger(
 
     _run(run(), settings)
     for request in requests:
-        out.print(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}")
+        out.print(as_text(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}"))
 
 
 @app.command()
@@ -267,7 +271,7 @@ def search(
     settings = _settings()
     with _setup_errors_reported(settings), _store(settings) as store:
         if store.count() == 0:
-            err.print(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first")
+            err.print(as_text(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first"))
             hits = []
         else:
             one_query = settings.model_copy(update={"embedding_process": False})  # not worth a process of its own
@@ -299,14 +303,18 @@ def related(
         found = read_related(store, tenant_id, service, item_id)
     if found is None:
         err.print(
-            f"no item {item_id!r} of {service} (tenant {tenant_id}) in {settings.qdrant_collection}: check the id, "
-            "--service and --tenant, or sync the service first"
+            as_text(
+                f"no item {item_id!r} of {service} (tenant {tenant_id}) in {settings.qdrant_collection}: check the "
+                "id, --service and --tenant, or sync the service first"
+            )
         )
         raise typer.Exit(1)
     if not found.computed:
         err.print(
-            f"the edges of {item_id!r} are not computed: RELATED_EDGES is off, or they are still waiting "
-            "(the embedder's /status shows related_edges.waiting)"
+            as_text(
+                f"the edges of {item_id!r} are not computed: RELATED_EDGES is off, or they are still waiting "
+                "(the embedder's /status shows related_edges.waiting)"
+            )
         )
     if as_json:
         print(
@@ -430,11 +438,13 @@ def status(
     elif not runs and run_id:
         s = app_.settings
         out.print(
-            f"no run {run_id} on {app_.topics.sync_runs}: finished runs are kept {s.run_history_days:g} days and "
-            f"{s.run_history_per_service} per service; `ragsync status` lists the kept ones"
+            as_text(
+                f"no run {run_id} on {app_.topics.sync_runs}: finished runs are kept {s.run_history_days:g} days and "
+                f"{s.run_history_per_service} per service; `ragsync status` lists the kept ones"
+            )
         )
     elif not runs:
-        out.print(f"no runs yet on {app_.topics.sync_runs}: `ragsync trigger` or `ragsync sync` starts one")
+        out.print(as_text(f"no runs yet on {app_.topics.sync_runs}: `ragsync trigger` or `ragsync sync` starts one"))
     else:
         out.print(runs_table(runs, out.width))
 
@@ -459,7 +469,7 @@ def dead_letters_list(
     if as_json:
         print(json.dumps([{"ref": s.ref, **s.letter.model_dump(mode="json")} for s in letters]))
     elif not letters:
-        out.print(f"no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}")
+        out.print(as_text(f"no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}"))
     else:
         out.print(letters_table(letters))
 
@@ -486,7 +496,7 @@ def dead_letters_replay(
 
     sent, skipped = _run(run(), app_.settings)
     if not sent and not skipped:
-        out.print(f"nothing to replay: no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}")
+        out.print(as_text(f"nothing to replay: no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}"))
         return
     out.print(f"replayed {sent} dead letter(s)")
     if skipped:
