@@ -10,14 +10,17 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import UsageError  # typer's own click: every bad option, value or argument
+from typer.core import TyperGroup
 
 from ragsync.errors import SetupError
-from ragsync.events import SyncType
+from ragsync.events import LetterStage, SyncType
 from ragsync.settings import Settings
 from ragsync.shown import ShownLogRecords, as_text, labelled
 
@@ -27,7 +30,35 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+class CommandLine(TyperGroup):
+    """The `ragsync` group. A bad option, a value outside the accepted ones or a missing argument is one line naming
+    what is accepted, and exit code 2, as every other start-up problem is; not click's usage block and framed
+    panel."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except UsageError as error:
+            _usage_error(error)
+        except typer.Abort:
+            err.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: UsageError) -> NoReturn:
+    if type(error).__name__ != "NoArgsIsHelpError":  # that one's help is printed already
+        where = error.ctx.command_path if error.ctx is not None else "ragsync"
+        # Typer's check of a Literal or Enum value says "Value error, " before the values: noise on one line.
+        err.print(labelled(f"{where}:", error.format_message().replace("Value error, ", "")), soft_wrap=True)
+    sys.exit(error.exit_code)
+
+
 app = typer.Typer(
+    cls=CommandLine,
     help="Keep a RAG system's Qdrant collection in step with the platform's records.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -43,16 +74,26 @@ OWN_LOGGERS = ("ragsync",)
 LONG_RUNNING = frozenset({"scheduler", "fetcher", "embedder", "coordinator", "broker"})
 
 
+class LogLevel(StrEnum):
+    """The levels `--log-level` accepts (in any case)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR. Default: INFO for long-running components.")
+        LogLevel | None,
+        typer.Option(case_sensitive=False, help="Default: INFO for long-running components, else WARNING."),
     ] = None,
 ) -> None:
     """ragsync: scheduler, fetcher agent and embedding consumer group over Kafka, into Qdrant."""
     logging.basicConfig(
-        level=(log_level or "WARNING").upper(),
+        level=(log_level or LogLevel.WARNING).value,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -116,11 +157,6 @@ def _run(main: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
         return asyncio.run(main)
 
 
-def _check_sync_type(value: str) -> None:
-    if value not in get_args(SyncType):
-        raise typer.BadParameter(f"--type {value!r}: use {', '.join(get_args(SyncType))}")
-
-
 def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Settings | None = None) -> None:
     """Run a long-running component until SIGINT or SIGTERM."""
 
@@ -163,14 +199,13 @@ def demo(
 @app.command()
 def sync(
     service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
-    sync_type: Annotated[str, typer.Option("--type", help="batch, daily or incremental.")] = "batch",
+    sync_type: Annotated[SyncType, typer.Option("--type", help="Kind of sync.")] = "batch",
     embedders: Annotated[int, typer.Option(min=1)] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every run.")] = 3600,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
-    _check_sync_type(sync_type)
     report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout), settings)
     _finish(report, as_json)
 
@@ -179,7 +214,7 @@ async def _one_shot(
     settings: Settings,
     endpoint: str | None,
     services: list[str] | None,
-    sync_type: Any,
+    sync_type: SyncType,
     embedders: int,
     as_json: bool,
     query: str | None,
@@ -232,7 +267,7 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
 @app.command()
 def trigger(
     service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
-    sync_type: Annotated[str, typer.Option("--type", help="batch, daily or incremental.")] = "batch",
+    sync_type: Annotated[SyncType, typer.Option("--type", help="Kind of sync.")] = "batch",
     since: Annotated[datetime | None, typer.Option(help="For incremental syncs: ISO-8601 time.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.")] = None,
 ) -> None:
@@ -241,8 +276,7 @@ def trigger(
     from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 
     settings = _settings()
-    _check_sync_type(sync_type)
-    requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)  # type: ignore[arg-type]
+    requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)
 
     async def run() -> None:
         app_ = App(settings)
@@ -456,7 +490,7 @@ app.add_typer(dead_letters_app, name="dead-letters")
 @dead_letters_app.command("list")
 def dead_letters_list(
     run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
-    stage: Annotated[str | None, typer.Option(help="fetcher or embedder.")] = None,
+    stage: Annotated[LetterStage | None, typer.Option(help="Only this stage's.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every dead letter with its reason."""
@@ -481,7 +515,7 @@ def _of_run(run_id: str | None, stage: str | None) -> str:
 @dead_letters_app.command("replay")
 def dead_letters_replay(
     run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
-    stage: Annotated[str | None, typer.Option(help="fetcher or embedder.")] = None,
+    stage: Annotated[LetterStage | None, typer.Option(help="Only this stage's.")] = None,
 ) -> None:
     """Re-submit dead-lettered messages to the topic they came from (after fixing the cause)."""
     from ragsync.app import App

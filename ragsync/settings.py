@@ -266,8 +266,13 @@ def check_variant(backend: str, precision: str) -> None:
         )
 
 
+# What pydantic accepts where its own message does not say (a Literal's message lists its values already).
+ACCEPTED = {"bool_parsing": "use true or false (also on/off, yes/no, 1/0)"}
+
+
 def describe_invalid(error: ValidationError) -> str:
-    """A settings error as one line per bad setting: its environment name, the value given, what is wrong."""
+    """A settings error as one line per bad setting: its environment name, the value given, what is wrong and,
+    for a fixed set of values, which are accepted."""
     lines = []
     for problem in error.errors(include_url=False):
         name = "_".join(str(part) for part in problem["loc"]).upper()
@@ -276,7 +281,8 @@ def describe_invalid(error: ValidationError) -> str:
             continue
         given = problem.get("input")
         value = f"={given!r}" if isinstance(given, str | int | float) and not _secret(name) else ""
-        lines.append(f"{name}{value}: {problem['msg']}")
+        accepted = ACCEPTED.get(problem["type"])
+        lines.append(f"{name}{value}: {problem['msg']}" + (f"; {accepted}" if accepted else ""))
     return "; ".join(lines)
 
 
