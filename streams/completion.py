@@ -105,7 +105,7 @@ class RunCompletion:
                 run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error
             )
             await self._ledger.publish(self._publisher, failed)
-            metrics.RUNS_FAILED.labels(run.service).inc()
+            metrics.RUNS_FAILED.labels(metrics.service_label(run.service)).inc()
             log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
             return
         ended = RunEnded(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service)

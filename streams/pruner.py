@@ -57,7 +57,7 @@ class Pruner:
         await self._build_index(run)
         if removed:
             log.warning("run %s (%s): deleted %d points of items gone upstream", run.run_id, run.service, removed)
-        metrics.ITEMS.labels("pruned", run.service).inc(removed)
+        metrics.ITEMS.labels(metrics.stage_label("pruned"), metrics.service_label(run.service)).inc(removed)
         record = RunPruned(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, pruned=removed)
         await self._ledger.publish(self._publisher, record)
         return removed

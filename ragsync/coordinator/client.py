@@ -147,7 +147,7 @@ class CoordinatorClient:
         # Each attempt is signed afresh: the signature covers the call's own timestamp.
         code = "OK"
         try:
-            with metrics.COORDINATOR_SECONDS.labels(service).time():
+            with metrics.COORDINATOR_SECONDS.labels(metrics.service_label(service)).time():
                 response: coordinator_pb2.RouteResponse = await self._stub.Route(
                     request, timeout=timeout, metadata=self.call_metadata(request)
                 )
@@ -155,7 +155,7 @@ class CoordinatorClient:
             code = error.code().name
             raise
         finally:
-            metrics.COORDINATOR_CALLS.labels(service, code).inc()
+            metrics.COORDINATOR_CALLS.labels(metrics.service_label(service), code).inc()
         return response
 
     def _error(self, error: BaseException | None, service: str, page: int, attempts: int) -> CoordinatorError:

@@ -109,7 +109,8 @@ async def test_a_run_whose_records_all_lack_an_id_fails_naming_the_reason_and_th
     records = [{"course_ref": f"c{n}", "title": f"course {n}"} for n in range(40)] + [{"id": "x", "title": "one"}]
     envelope = json.dumps({"data": records})
     failures = REGISTRY.get_sample_value("ragsync_run_failures_total", {"service": "hidden-courses"}) or 0
-    run = await _scripted_sync(App(settings), store, encoder, envelope, "hidden-courses")
+    configured = settings.model_copy(update={"batch_sync_services": ["hidden-courses"]})  # its own metric series
+    run = await _scripted_sync(App(configured), store, encoder, envelope, "hidden-courses")
     assert run.status == "failed"
     assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (1, 1, 40)
     assert run.error is not None and run.error.startswith("40 of 41 records were dead-lettered (98%")
