@@ -140,6 +140,7 @@ class SyncRunner:
         try:
             async for page in pages:
                 state = await self._store_page(request, page.number, page.records, state, outcome)
+                del page  # let the page go while the next one is fetched: its memory is counted once per run
         except Exception as error:  # noqa: BLE001 - any failure fails this run (loudly), not the agent
             outcome.error = str(error) or repr(error)
             log.error("run %s (%s) failed: %s", request.run_id, request.service, outcome.error)
