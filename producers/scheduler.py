@@ -10,13 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.errors import SetupError
-from ragsync.events import SyncType, Trigger, describe_validation_error
+from ragsync.events import SyncType, Trigger
 from ragsync.kafka import Publisher
-from ragsync.requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.requests import AdminSync, RequestDefaults, publish_requests, sync_requests
 from ragsync.settings import Settings
 from ragsync.topics import Topics
 
@@ -136,24 +135,11 @@ class Scheduler:
         self.state.runs_requested += len(requests)
         metrics.SCHEDULER_LAST_RUN.set(self.state.last_run.timestamp())
 
-    async def requested_over_http(self, body: Any) -> dict[str, Any]:
-        """`POST /admin/sync`: `{"services": [...], "sync_type": "batch", "tenant_id": ...}`, all optional."""
-        if not isinstance(body, dict):
-            raise ValueError("the body must be a JSON object")
-        unknown = set(body) - {"services", "sync_type", "tenant_id", "since"}
-        if unknown:
-            raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
-        try:
-            requests = sync_requests(
-                self._defaults,
-                body.get("services"),
-                "http",
-                body.get("sync_type", "batch"),
-                body.get("since"),
-                body.get("tenant_id"),
-            )
-        except ValidationError as error:
-            raise ValueError(describe_validation_error(error)) from error
+    async def requested_over_http(self, body: bytes) -> dict[str, Any]:
+        """`POST /admin/sync`: the body is an `AdminSync` (`{"services": [...], "sync_type": "batch", "tenant_id":
+        ..., "since": ...}`, all optional); raises pydantic's `ValidationError` for anything else."""
+        order = AdminSync.parse(body, self._defaults.services)
+        requests = sync_requests(self._defaults, order.services, "http", order.sync_type, order.since, order.tenant_id)
         await publish_requests(self._publisher, self._topics, requests)
         self.state.runs_requested += len(requests)
         return {"runs": [{"service": r.service, "run_id": r.run_id, "sync_type": r.sync_type} for r in requests]}

@@ -53,6 +53,7 @@ class App:
         """`exclusive`: this process is the broker's only client (a local broker started for one command), so
         its consumers take every partition directly: no group to join, which costs seconds per group."""
         self.settings = settings
+        metrics.label_services(settings.batch_sync_services)  # every other service's series is `other`
         self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
         self.topics = Topics.from_settings(settings)
         self.exclusive = exclusive

@@ -10,15 +10,19 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from typer._click.exceptions import UsageError  # typer's own click: every bad option, value or argument
+from typer.core import TyperGroup
 
 from ragsync.errors import SetupError
-from ragsync.events import SyncType
+from ragsync.events import LetterStage, SyncType
 from ragsync.settings import Settings
+from ragsync.shown import ShownLogRecords, as_text, labelled
 
 if TYPE_CHECKING:
     from ragsync.related import RelatedItem
@@ -26,13 +30,42 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
+class CommandLine(TyperGroup):
+    """The `ragsync` group. A bad option, a value outside the accepted ones or a missing argument is one line naming
+    what is accepted, and exit code 2, as every other start-up problem is; not click's usage block and framed
+    panel."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except UsageError as error:
+            _usage_error(error)
+        except typer.Abort:
+            err.print("aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(error: UsageError) -> NoReturn:
+    if type(error).__name__ != "NoArgsIsHelpError":  # that one's help is printed already
+        where = error.ctx.command_path if error.ctx is not None else "ragsync"
+        # Typer's check of a Literal or Enum value says "Value error, " before the values: noise on one line.
+        err.print(labelled(f"{where}:", error.format_message().replace("Value error, ", "")), soft_wrap=True)
+    sys.exit(error.exit_code)
+
+
 app = typer.Typer(
+    cls=CommandLine,
     help="Keep a RAG system's Qdrant collection in step with the platform's records.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
+# Lines that hold data are `Text` (ragsync.shown), never markup; and no emoji codes: a record's `:smile:` is data.
+err = Console(stderr=True, emoji=False)
+out = Console(emoji=False)
 
 SAMPLE_QUERY = "refund after the learner withdrew from the course"
 
@@ -41,19 +74,31 @@ OWN_LOGGERS = ("ragsync",)
 LONG_RUNNING = frozenset({"scheduler", "fetcher", "embedder", "coordinator", "broker"})
 
 
+class LogLevel(StrEnum):
+    """The levels `--log-level` accepts (in any case)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     log_level: Annotated[
-        str | None, typer.Option(help="DEBUG, INFO, WARNING or ERROR. Default: INFO for long-running components.")
+        LogLevel | None,
+        typer.Option(case_sensitive=False, help="Default: INFO for long-running components, else WARNING."),
     ] = None,
 ) -> None:
     """ragsync: scheduler, fetcher agent and embedding consumer group over Kafka, into Qdrant."""
     logging.basicConfig(
-        level=(log_level or "WARNING").upper(),
+        level=(log_level or LogLevel.WARNING).value,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ShownLogRecords())
     if log_level is None and ctx.invoked_subcommand in LONG_RUNNING:
         # A component that runs for days says what it does; one-shot commands keep the terminal for progress bars.
         for name in OWN_LOGGERS:
@@ -75,10 +120,10 @@ def _settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        err.print(f"[red]bad setting:[/red] {describe_invalid(error)}", soft_wrap=True)
+        err.print(labelled("bad setting:", describe_invalid(error)), soft_wrap=True)
         raise typer.Exit(2) from error
     except SetupError as error:
-        err.print(f"[red]bad setting:[/red] {error}", soft_wrap=True)
+        err.print(labelled("bad setting:", error), soft_wrap=True)
         raise typer.Exit(2) from error
 
 
@@ -91,10 +136,10 @@ def _setup_errors_reported(settings: Settings | None = None) -> Iterator[None]:
     try:
         yield
     except SetupError as error:
-        err.print(f"[red]cannot start:[/red] {error}", soft_wrap=True)
+        err.print(labelled("cannot start:", error), soft_wrap=True)
         raise typer.Exit(2) from error
     except KafkaConnectionError as error:
-        err.print(f"[red]cannot reach[/red] {_kafka_problem(settings)}", soft_wrap=True)
+        err.print(labelled("cannot reach", _kafka_problem(settings)), soft_wrap=True)
         raise typer.Exit(2) from error
 
 
@@ -110,11 +155,6 @@ def _run(main: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
     """Run `main` to completion, reporting start-up problems."""
     with _setup_errors_reported(settings):
         return asyncio.run(main)
-
-
-def _check_sync_type(value: str) -> None:
-    if value not in get_args(SyncType):
-        raise typer.BadParameter(f"--type {value!r}: use {', '.join(get_args(SyncType))}")
 
 
 def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Settings | None = None) -> None:
@@ -133,7 +173,7 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Sett
         _run(run(), settings)
     except StageCrashLoopError as error:
         # Each crash was logged with its traceback; this ends the process for its supervisor to restart.
-        err.print(f"[red]stopping:[/red] {error}")
+        err.print(labelled("stopping:", error))
         raise typer.Exit(3) from error
 
 
@@ -159,14 +199,13 @@ def demo(
 @app.command()
 def sync(
     service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
-    sync_type: Annotated[str, typer.Option("--type", help="batch, daily or incremental.")] = "batch",
+    sync_type: Annotated[SyncType, typer.Option("--type", help="Kind of sync.")] = "batch",
     embedders: Annotated[int, typer.Option(min=1)] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every run.")] = 3600,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
-    _check_sync_type(sync_type)
     report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout), settings)
     _finish(report, as_json)
 
@@ -175,7 +214,7 @@ async def _one_shot(
     settings: Settings,
     endpoint: str | None,
     services: list[str] | None,
-    sync_type: Any,
+    sync_type: SyncType,
     embedders: int,
     as_json: bool,
     query: str | None,
@@ -222,14 +261,14 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
     failed = [r for r in report["runs"] if r["status"] != "succeeded"]
     for run in failed:
         status = "" if run["status"] == "held" else f" {run['status']}"  # a held run's error starts with "held:"
-        err.print(f"[red]run of {run['service']}{status}:[/red] {run['error']}")
+        err.print(labelled(f"run of {run['service']}{status}:", run["error"]))
     raise typer.Exit(1 if failed else 0)
 
 
 @app.command()
 def trigger(
     service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
-    sync_type: Annotated[str, typer.Option("--type", help="batch, daily or incremental.")] = "batch",
+    sync_type: Annotated[SyncType, typer.Option("--type", help="Kind of sync.")] = "batch",
     since: Annotated[datetime | None, typer.Option(help="For incremental syncs: ISO-8601 time.")] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.")] = None,
 ) -> None:
@@ -238,8 +277,7 @@ def trigger(
     from ragsync.requests import RequestDefaults, publish_requests, sync_requests
 
     settings = _settings()
-    _check_sync_type(sync_type)
-    requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)  # type: ignore[arg-type]
+    requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)
 
     async def run() -> None:
         app_ = App(settings)
@@ -249,7 +287,7 @@ def trigger(
 
     _run(run(), settings)
     for request in requests:
-        out.print(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}")
+        out.print(as_text(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}"))
 
 
 @app.command()
@@ -265,8 +303,10 @@ def prune(
     settings = _settings()
     if not confirm:
         err.print(
-            f"nothing deleted: add --confirm to carry out what run {run_id} holds; "
-            f"`ragsync status --run-id {run_id}` shows what it would remove"
+            as_text(
+                f"nothing deleted: add --confirm to carry out what run {run_id} holds; "
+                f"`ragsync status --run-id {run_id}` shows what it would remove"
+            )
         )
         raise typer.Exit(2)
     try:
@@ -275,19 +315,23 @@ def prune(
         else:
             done = _confirm_here(settings, run_id)
     except Refused as refused:
-        err.print(f"[red]refused:[/red] {refused}", soft_wrap=True)
+        err.print(labelled("refused:", refused), soft_wrap=True)
         raise typer.Exit(1) from refused
     if as_json:
         print(json.dumps(done))
     elif done["carried_out"]:
         out.print(
-            f"deleted {done['swept'] + done['deleted']} points of {done['service']}/{done['tenant_id']} held by run "
-            f"{done['run_id']}: {done['swept']} it did not see, {done['deleted']} of records flagged deleted"
+            as_text(
+                f"deleted {done['swept'] + done['deleted']} points of {done['service']}/{done['tenant_id']} held by "
+                f"run {done['run_id']}: {done['swept']} it did not see, {done['deleted']} of records flagged deleted"
+            )
         )
     else:
         err.print(
-            f"confirmed; no embedder carried it out within {timeout:g} s: it is carried out when `ragsync embedder` "
-            f"(or the next `ragsync sync`) runs; `ragsync status --run-id {done['run_id']}` shows when"
+            as_text(
+                f"confirmed; no embedder carried it out within {timeout:g} s: it is carried out when `ragsync "
+                f"embedder` (or the next `ragsync sync`) runs; `ragsync status --run-id {done['run_id']}` shows when"
+            )
         )
     raise typer.Exit(0 if done["carried_out"] else 1)
 
@@ -328,7 +372,7 @@ def search(
     settings = _settings()
     with _setup_errors_reported(settings), _store(settings) as store:
         if store.count() == 0:
-            err.print(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first")
+            err.print(as_text(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first"))
             hits = []
         else:
             one_query = settings.model_copy(update={"embedding_process": False})  # not worth a process of its own
@@ -360,14 +404,18 @@ def related(
         found = read_related(store, tenant_id, service, item_id)
     if found is None:
         err.print(
-            f"no item {item_id!r} of {service} (tenant {tenant_id}) in {settings.qdrant_collection}: check the id, "
-            "--service and --tenant, or sync the service first"
+            as_text(
+                f"no item {item_id!r} of {service} (tenant {tenant_id}) in {settings.qdrant_collection}: check the "
+                "id, --service and --tenant, or sync the service first"
+            )
         )
         raise typer.Exit(1)
     if not found.computed:
         err.print(
-            f"the edges of {item_id!r} are not computed: RELATED_EDGES is off, or they are still waiting "
-            "(the embedder's /status shows related_edges.waiting)"
+            as_text(
+                f"the edges of {item_id!r} are not computed: RELATED_EDGES is off, or they are still waiting "
+                "(the embedder's /status shows related_edges.waiting)"
+            )
         )
     if as_json:
         print(
@@ -500,11 +548,13 @@ def status(
     elif not runs and run_id:
         s = app_.settings
         out.print(
-            f"no run {run_id} on {app_.topics.sync_runs}: finished runs are kept {s.run_history_days:g} days and "
-            f"{s.run_history_per_service} per service; `ragsync status` lists the kept ones"
+            as_text(
+                f"no run {run_id} on {app_.topics.sync_runs}: finished runs are kept {s.run_history_days:g} days and "
+                f"{s.run_history_per_service} per service; `ragsync status` lists the kept ones"
+            )
         )
     elif not runs:
-        out.print(f"no runs yet on {app_.topics.sync_runs}: `ragsync trigger` or `ragsync sync` starts one")
+        out.print(as_text(f"no runs yet on {app_.topics.sync_runs}: `ragsync trigger` or `ragsync sync` starts one"))
     else:
         out.print(runs_table(runs, out.width))
 
@@ -516,7 +566,7 @@ app.add_typer(dead_letters_app, name="dead-letters")
 @dead_letters_app.command("list")
 def dead_letters_list(
     run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
-    stage: Annotated[str | None, typer.Option(help="fetcher or embedder.")] = None,
+    stage: Annotated[LetterStage | None, typer.Option(help="Only this stage's.")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every dead letter with its reason."""
@@ -529,7 +579,7 @@ def dead_letters_list(
     if as_json:
         print(json.dumps([{"ref": s.ref, **s.letter.model_dump(mode="json")} for s in letters]))
     elif not letters:
-        out.print(f"no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}")
+        out.print(as_text(f"no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}"))
     else:
         out.print(letters_table(letters))
 
@@ -541,7 +591,7 @@ def _of_run(run_id: str | None, stage: str | None) -> str:
 @dead_letters_app.command("replay")
 def dead_letters_replay(
     run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
-    stage: Annotated[str | None, typer.Option(help="fetcher or embedder.")] = None,
+    stage: Annotated[LetterStage | None, typer.Option(help="Only this stage's.")] = None,
 ) -> None:
     """Re-submit dead-lettered messages to the topic they came from (after fixing the cause)."""
     from ragsync.app import App
@@ -556,7 +606,7 @@ def dead_letters_replay(
 
     sent, skipped = _run(run(), app_.settings)
     if not sent and not skipped:
-        out.print(f"nothing to replay: no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}")
+        out.print(as_text(f"nothing to replay: no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}"))
         return
     out.print(f"replayed {sent} dead letter(s)")
     if skipped:

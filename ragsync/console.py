@@ -1,4 +1,9 @@
-"""What a person sees: live progress bars per run, the summary table, search hits."""
+"""What a person sees: live progress bars per run, the summary table, search hits.
+
+Every cell, title and line built from data (record text, ids, tenants, service names, errors, reasons) is a rich
+`Text` made by `ragsync.shown.as_text`: never parsed as markup, its control characters shown as escapes. Only the
+tables' own styling (a status colour, the bold total) is a style.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from rich.text import Text
 from ragsync.dead_letters import StoredLetter
 from ragsync.related import RelatedItem
 from ragsync.runs import RunState, SyncReport
+from ragsync.shown import as_text, shown
 from ragsync.store import Hit
 
 
@@ -21,10 +27,11 @@ class RunProgressBars:
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("[bold]{task.fields[service]:<20}"),
+            # The fields are data: formatted as plain text, never read as markup.
+            TextColumn("{task.fields[service]:<20}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[status]:<10} pages {task.fields[pages]}"),
+            TextColumn("{task.fields[status]:<10} pages {task.fields[pages]}", markup=False),
             TimeElapsedColumn(),
             console=console,
         )
@@ -44,10 +51,10 @@ class RunProgressBars:
         task = self._tasks.get(run.run_id)
         if task is None:
             task = self._tasks[run.run_id] = self._progress.add_task(
-                "", total=None, service=run.service, status=run.status, pages=0
+                "", total=None, service=shown(run.service), status=shown(run.status), pages=0
             )
         total = run.items_fetched if run.fetch_done else max(run.items_fetched, 1) * 2
-        self._progress.update(task, total=total, completed=run.items_settled, status=run.status, pages=run.pages)
+        self._progress.update(task, total=total, completed=run.items_settled, status=shown(run.status), pages=run.pages)
 
 
 # Tables fit the width they are printed at (80 columns in a pipe): short headers, one-space gaps, every column
@@ -59,14 +66,22 @@ FAILED = ("failed", "held")
 TEXT_COLUMNS = ("run", "tenant", "service", "status", "started", "item", "text")
 
 
-def fitted_table(title: str, columns: tuple[str, ...], rows: list[list[str]], flex: str, width: int) -> Table:
+Row = list[Text]
+
+
+def fitted_table(title: str, columns: tuple[str, ...], rows: list[Row], flex: str, width: int) -> Table:
     """A table `width` columns wide at most: each column as wide as its widest cell, `flex` cut with an
-    ellipsis to the room left."""
-    natural = [max([len(c)] + [Text.from_markup(row[i]).cell_len for row in rows]) for i, c in enumerate(columns)]
+    ellipsis to the room left. The title and cells are shown as data."""
+    natural = [max([len(c)] + [row[i].cell_len for row in rows]) for i, c in enumerate(columns)]
     at = columns.index(flex)
     room = width - (sum(natural) - natural[at]) - (len(columns) - 1)
     table = Table(
-        title=title, title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 0), pad_edge=False, show_edge=False
+        title=as_text(title, "table.title"),  # the title a str would get, without reading it as markup
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
+        pad_edge=False,
+        show_edge=False,
     )
     for i, column in enumerate(columns):
         justify: JustifyMethod = "left" if column in TEXT_COLUMNS else "right"
@@ -80,10 +95,10 @@ def fitted_table(title: str, columns: tuple[str, ...], rows: list[list[str]], fl
 
 
 def _lines(lines: list[str]) -> Group:
-    return Group(*(Text(line) for line in lines))
+    return Group(*(as_text(line) for line in lines))
 
 
-def _summary_row(label: str, status: str, runs: list[RunState], seconds: float) -> list[str]:
+def _summary_row(label: Text, status: Text, runs: list[RunState], seconds: float) -> Row:
     fetched = sum(r.items_fetched for r in runs)
     counts = [
         fetched,
@@ -94,7 +109,7 @@ def _summary_row(label: str, status: str, runs: list[RunState], seconds: float) 
         sum(r.dead_lettered for r in runs),
     ]
     rate = fetched / seconds if seconds else 0.0
-    return [label, status, *map(str, counts), f"{seconds:.1f}", f"{rate:.0f}"]
+    return [label, status, *(Text(str(count)) for count in counts), Text(f"{seconds:.1f}"), Text(f"{rate:.0f}")]
 
 
 def summary_table(report: SyncReport, width: int = 80) -> Group:
@@ -102,11 +117,11 @@ def summary_table(report: SyncReport, width: int = 80) -> Group:
     the error of each failed run."""
     rows = [
         _summary_row(
-            run.service, run.status if run.status not in FAILED else f"[red]{run.status}[/red]", [run], run.seconds
+            as_text(run.service), as_text(run.status, "red" if run.status in FAILED else ""), [run], run.seconds
         )
         for run in report.runs
     ]
-    rows.append(_summary_row("[bold]all", "", report.runs, report.seconds))
+    rows.append(_summary_row(Text("all", style="bold"), Text(""), report.runs, report.seconds))
     title = f"sync finished in {report.seconds:.1f}s; {report.points_in_collection} points in Qdrant"
     # A held run's error starts with "held:" already.
     failed = [
@@ -138,16 +153,16 @@ def runs_table(runs: list[RunState], width: int = 80) -> Group:
         colour = colours.get(run.status, "cyan")
         rows.append(
             [
-                run.run_id[:8],
-                *([] if len(tenants) == 1 else [run.tenant_id]),
-                run.service,
-                f"[{colour}]{run.status}[/{colour}]",
-                str(run.items_fetched),
-                str(run.items_upserted),
-                str(run.swept),
-                str(run.dead_lettered),
-                str(run.items_pending),
-                run.started_at.strftime("%m-%d %H:%M") if run.started_at else "",
+                as_text(run.run_id[:8]),
+                *([] if len(tenants) == 1 else [as_text(run.tenant_id)]),
+                as_text(run.service),
+                as_text(run.status, colour),
+                Text(str(run.items_fetched)),
+                Text(str(run.items_upserted)),
+                Text(str(run.swept)),
+                Text(str(run.dead_lettered)),
+                Text(str(run.items_pending)),
+                Text(run.started_at.strftime("%m-%d %H:%M") if run.started_at else ""),
             ]
         )
     columns: tuple[str, ...] = RUN_COLUMNS
@@ -171,7 +186,7 @@ def letters_table(letters: list[StoredLetter]) -> Group:
             f"run {letter.run_id[:8]}" if letter.run_id else "",
             f"item {letter.item_id}" if letter.item_id else "",
         )
-        lines += [Text(" ".join(part for part in parts if part), style="bold"), Text(f"  {letter.reason}")]
+        lines += [as_text(" ".join(part for part in parts if part), "bold"), as_text(f"  {letter.reason}")]
     return Group(*lines)
 
 
@@ -183,26 +198,30 @@ def hits_table(query: str, hits: list[Hit], width: int = 80, related: list[list[
         p = hit.payload
         rows.append(
             [
-                f"{hit.score:.3f}",
-                str(p.get("service")),
-                str(p.get("tenant_id")),
-                str(p.get("item_id")),
+                Text(f"{hit.score:.3f}"),
+                as_text(p.get("service")),
+                as_text(p.get("tenant_id")),
+                as_text(p.get("item_id")),
                 _cut(p.get("text", "")),
             ]
         )
         for item in related[n] if related else []:
             edge = item.edge
-            rows.append([f"↳ {edge.score:.3f}", edge.service, edge.tenant_id, edge.item_id, _cut(item.text)])
+            score = Text(f"↳ {edge.score:.3f}")
+            rows.append([score, as_text(edge.service), as_text(edge.tenant_id), as_text(edge.item_id), _cut(item.text)])
     columns = ("score", "service", "tenant", "item", "text")
     return fitted_table(f"top {len(hits)} for {query!r}", columns, rows, "text", width)
 
 
 def related_table(service: str, item_id: str, items: list[RelatedItem], width: int = 80) -> Table:
     """An item's related items: score, service, item id, the start of the text."""
-    rows = [[f"{i.edge.score:.3f}", i.edge.service, i.edge.item_id, _cut(i.text)] for i in items]
+    rows = [
+        [Text(f"{i.edge.score:.3f}"), as_text(i.edge.service), as_text(i.edge.item_id), _cut(i.text)] for i in items
+    ]
     title = f"{len(items)} related to {service}/{item_id}"
     return fitted_table(title, ("score", "service", "item", "text"), rows, "text", width)
 
 
-def _cut(text: object) -> str:
-    return str(text).replace("\n", " | ")[:300]
+def _cut(text: object) -> Text:
+    """The start of a record's text on one line: its line breaks as ` | `, the rest shown as data."""
+    return as_text(str(text).replace("\n", " | ")[:300])

@@ -22,7 +22,7 @@ REJECTED = "rejected"  # the key of letters that name no run (a message that cou
 async def send_dead_letter(publisher: Publisher, topics: Topics, letter: DeadLetter) -> None:
     """Queue a dead letter, keyed by its run so that a run's letters stay in order, and count it by stage. The
     caller logs it with what it knows; the publisher's next flush delivers it."""
-    metrics.DEAD_LETTERS.labels(letter.stage).inc()
+    metrics.DEAD_LETTERS.labels(metrics.stage_label(letter.stage)).inc()
     await publisher.send(topics.dead_letters, letter.run_id or REJECTED, letter)
 
 

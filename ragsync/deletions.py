@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ragsync.errors import Refused
 from ragsync.events import Deletion, DeletionConfirmed
@@ -125,6 +127,16 @@ async def confirm_held(
     return None
 
 
+class AdminPrune(BaseModel):
+    """The body of `POST /admin/prune`: the held run (its id, or the first characters of it), and `confirm`, which
+    must be true: deleting is never a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run_id: str = Field(min_length=1, max_length=200)
+    confirm: Literal[True]
+
+
 class PruneConfirmations:
     """A person's confirmations of held deletions, against the run-state topic: checked, recorded, and waited
     for until an embedder's pruner carried them out."""
@@ -151,16 +163,10 @@ class PruneConfirmations:
         """Record the confirmation of `run`'s held deletion and wait for it to be carried out (see `confirm_held`)."""
         return await confirm_held(self._ledger, self._publisher, run, by, timeout)
 
-    async def over_http(self, body: Any) -> dict[str, Any]:
-        """`POST /admin/prune`: `{"run_id": "...", "confirm": true}`."""
-        if not isinstance(body, dict) or set(body) - {"run_id", "confirm"}:
-            raise ValueError('the body must be {"run_id": "<run id>", "confirm": true}')
-        prefix = body.get("run_id")
-        if not isinstance(prefix, str) or not prefix:
-            raise ValueError(f"run_id={prefix!r}: give the held run's id (or its first characters)")
-        if body.get("confirm") is not True:
-            raise ValueError(f"confirm={body.get('confirm')!r}: must be true, to delete what the run holds")
-        run = self.held_run(prefix, "the run-state topic")
+    async def over_http(self, body: bytes) -> dict[str, Any]:
+        """`POST /admin/prune`: an `AdminPrune` body; pydantic's `ValidationError` for anything else."""
+        order = AdminPrune.model_validate_json(body.decode("utf-8", errors="replace").strip() or "{}")
+        run = self.held_run(order.run_id, "the run-state topic")
         done = await self.confirm(run, "http", HTTP_CONFIRM_WAIT_S)
         return carried_out(run if done is None else done)
 

@@ -18,6 +18,7 @@ from ragsync.keys import cursor_key, item_key, run_key
 SyncType = Literal["batch", "daily", "incremental"]
 Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay", "model-change"]
 SERVICE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
+LetterStage = Literal["fetcher", "embedder"]  # the stages that write dead letters
 
 
 def utc_now() -> datetime:
@@ -286,7 +287,7 @@ class DeadLetter(Event):
     tenant_id: str | None
     service: str | None
     item_id: str | None = None
-    stage: Literal["fetcher", "embedder"]
+    stage: LetterStage
     reason: str
     source_topic: str
     source_partition: int | None = None

@@ -234,15 +234,19 @@ class RunLedger:
         timeout: float,
         on_change: Callable[[RunState], None] = lambda run: None,
         guard: Sequence[asyncio.Task[Any]] = (),
+        deletions: bool = True,
     ) -> list[RunState]:
-        """Wait until every run in `run_ids` is done (finished, and its deletions carried out when it may make
-        any), calling `on_change` on each change.
+        """Wait until every run in `run_ids` is done (finished, and unless `deletions` is false, its deletions
+        carried out when it may make any), calling `on_change` on each change.
 
         Raises `RunTimeoutError` past `timeout` seconds, and `ComponentStoppedError` as soon as one of the
         `guard` tasks (the stages doing the work) ends, instead of waiting for a run that cannot finish.
         """
         order = list(run_ids)
         wanted = set(order)
+
+        def ended(run: RunState) -> bool:
+            return run.done if deletions else run.finished
 
         def relay(run: RunState) -> None:
             if run.run_id in wanted:
@@ -251,14 +255,14 @@ class RunLedger:
         self.listeners.append(relay)
         deadline = time.monotonic() + timeout
         try:
-            while not all((run := self.book.get(r)) is not None and run.done for r in wanted):
+            while not all((run := self.book.get(r)) is not None and ended(run) for r in wanted):
                 stopped = [task for task in guard if task.done()]
                 if stopped:
                     raise ComponentStoppedError(stopped[0])
                 self._check_alive()
                 if time.monotonic() > deadline:
                     unfinished = [self.book.get(r) or RunState(r, "?", "?") for r in order]
-                    raise RunTimeoutError([r for r in unfinished if not r.done], timeout)
+                    raise RunTimeoutError([r for r in unfinished if not ended(r)], timeout)
                 await self._next_round()
         finally:
             self.listeners.remove(relay)

@@ -3,13 +3,45 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from ragsync.events import LetterStage
 from ragsync.runs import RunBook
+from ragsync.settings import DEFAULT_SERVICES
+
+# Label values are bounded: a `service` label is one of the configured services (BATCH_SYNC_SERVICES, set by the
+# app at start), a `stage` label one of the stages below, and anything else is counted under `other`. Service
+# names come from requests any Kafka client can publish; made-up ones must not grow Prometheus' series.
+OTHER = "other"
+ITEM_STAGES = ("fetched", "upserted", "skipped", "deleted", "swept")
+STAGES = frozenset((*ITEM_STAGES, *get_args(LetterStage)))
+_CONFIGURED_SERVICES: set[str] = set(DEFAULT_SERVICES)
+
+
+def label_services(services: Iterable[str]) -> None:
+    """Label series by these services (BATCH_SYNC_SERVICES) from now on; any other is `other`."""
+    _CONFIGURED_SERVICES.clear()
+    _CONFIGURED_SERVICES.update(services)
+
+
+def service_label(service: str) -> str:
+    """The `service` label of `service`: its name when configured, else `other`."""
+    return _bounded(service, _CONFIGURED_SERVICES)
+
+
+def stage_label(stage: str) -> str:
+    """The `stage` label of `stage`: its name when it is a known stage, else `other`."""
+    return _bounded(stage, STAGES)
+
+
+def _bounded(value: str, known: Collection[str]) -> str:
+    return value if value in known else OTHER
+
 
 SYNC_REQUESTS = Counter("ragsync_sync_requests_total", "Sync requests published, by trigger.", ["trigger"])
 COORDINATOR_CALLS = Counter(
@@ -114,7 +146,8 @@ class RunBookCollector(Collector):
         by_status = GaugeMetricFamily(
             "ragsync_runs", "Runs in the ledger by service and status.", labels=["service", "status"]
         )
-        for (service, status), count in Tally((r.service, r.status) for r in book.runs.values()).items():
+        by_label = Tally((service_label(r.service), r.status) for r in book.runs.values())
+        for (service, status), count in by_label.items():
             by_status.add_metric([service, status], count)
         yield by_status
         last_success = GaugeMetricFamily(
@@ -123,7 +156,8 @@ class RunBookCollector(Collector):
         latest: dict[str, float] = {}
         for cursor in book.cursors.values():  # cursors never expire, unlike the runs they point at
             stamp = cursor.last_success.finished_at.timestamp()
-            latest[cursor.service] = max(latest.get(cursor.service, 0.0), stamp)
+            service = service_label(cursor.service)
+            latest[service] = max(latest.get(service, 0.0), stamp)
         for service, stamp in latest.items():
             last_success.add_metric([service], stamp)
         yield last_success
@@ -132,7 +166,7 @@ class RunBookCollector(Collector):
         )
         per_service: Tally[str] = Tally()
         for run in book.active():
-            per_service[run.service] += run.items_pending
+            per_service[service_label(run.service)] += run.items_pending
         for service, count in per_service.items():
             pending.add_metric([service], count)
         yield pending

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 
 from ragsync.errors import Refused
 
@@ -19,12 +20,12 @@ log = logging.getLogger(__name__)
 # A readiness check answers None when all is well, or what is wrong; one that hangs must not hang /status.
 CHECK_TIMEOUT_S = 5.0
 Check = Callable[[], Awaitable[str | None]]
-# An admin action takes the request's JSON body and answers JSON (raises ValueError for a bad body, Refused when
-# the request is well-formed but cannot be done).
-Action = Callable[[Any], Awaitable[dict[str, Any]]]
+# An admin action takes the request's body and answers JSON; it validates the body as a pydantic model, raising
+# ValidationError for a bad one, and Refused for a well-formed request that cannot be done.
+Action = Callable[[bytes], Awaitable[dict[str, Any]]]
 # What each admin action answers when it went through: a sync is requested (it runs later), a prune is done.
 ADMIN_STATUS = {"sync": 202, "prune": 200}
-
+SHOWN_VALUE_CHARS = 200  # of a bad value echoed back in a 422: enough to recognise it
 DEFAULT_PORTS = {"scheduler": 9100, "fetcher": 9101, "embedder": 9102}
 
 
@@ -107,8 +108,8 @@ class OpsServer:
         return web.json_response(body, dumps=_dumps)
 
     def _admin(self, action: Action, done: int) -> Callable[[web.Request], Awaitable[web.Response]]:
-        """An admin route: 401 without a bearer token, 403 with a wrong one, 400 for a bad body, 409 for a request
-        refused, else `done`."""
+        """An admin route: 401 without a bearer token, 403 with a wrong one, 422 naming each bad field of the body
+        and its value, 409 for a request refused, else `done`."""
 
         async def handle(request: web.Request) -> web.Response:
             header = request.headers.get("Authorization", "")
@@ -117,10 +118,9 @@ class OpsServer:
             if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), self._admin_token.encode()):
                 return web.json_response({"error": "the bearer token is not ADMIN_TOKEN"}, status=403)
             try:
-                body = await request.json() if request.can_read_body else {}
-                answer = await action(body)
-            except (ValueError, TypeError) as error:
-                return web.json_response({"error": str(error)}, status=400)
+                answer = await action(await request.read())
+            except ValidationError as error:
+                return web.json_response({"error": "invalid body", "fields": invalid_fields(error)}, status=422)
             except Refused as refused:
                 return web.json_response({"error": str(refused)}, status=409)
             return web.json_response(answer, status=done)
@@ -131,6 +131,27 @@ class OpsServer:
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
+
+
+def invalid_fields(error: ValidationError) -> list[dict[str, Any]]:
+    """Each problem of a body: the field (`services.1`; `body` for the body itself), the value given (cut to
+    SHOWN_VALUE_CHARS of its JSON when longer) and what is wrong with it."""
+    return [
+        {
+            "field": ".".join(str(part) for part in problem["loc"]) or "body",
+            "value": _shown_value(problem.get("input")),
+            "problem": str(problem["msg"]).removeprefix("Value error, "),
+        }
+        for problem in error.errors(include_url=False)
+    ]
+
+
+def _shown_value(value: Any) -> Any:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):  # not a JSON value: say what it was
+        return repr(value)[:SHOWN_VALUE_CHARS]
+    return value if len(text) <= SHOWN_VALUE_CHARS else text[:SHOWN_VALUE_CHARS] + "..."
 
 
 def _dumps(value: Any) -> str:

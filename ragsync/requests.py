@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
 from ragsync import metrics
 from ragsync.events import RunQueued, SyncType, TenantRequest, Trigger
 from ragsync.kafka import Publisher
@@ -30,6 +32,46 @@ class RequestDefaults:
     def from_settings(cls, settings: Settings) -> RequestDefaults:
         """BATCH_SYNC_SERVICES, DEFAULT_TENANT_ID and BATCH_SYNC_LIMIT."""
         return cls(tuple(settings.batch_sync_services), settings.default_tenant_id, settings.batch_sync_limit)
+
+
+class AdminSync(BaseModel):
+    """The body of `POST /admin/sync`, every field optional: which of the configured services to sync (default:
+    all), the kind of sync, the tenant, and for incremental syncs the time since when. Validate it with `parse`,
+    which knows the configured services."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A list, never a string: pydantic refuses "payment-service" here instead of syncing one service per letter.
+    services: list[str] | None = None
+    sync_type: SyncType = "batch"
+    tenant_id: str | None = Field(None, min_length=1, max_length=200)
+    since: datetime | None = None
+
+    @classmethod
+    def parse(cls, body: bytes, configured: Sequence[str]) -> AdminSync:
+        """The body (empty: `{}`) as an order for `configured` services; `ValidationError` naming each bad field
+        and its value."""
+        text = body.decode("utf-8", errors="replace")  # as text, so that an unreadable body is echoed as text
+        return cls.model_validate_json(text if text.strip() else "{}", context={"configured": tuple(configured)})
+
+    @field_validator("services")
+    @classmethod
+    def _configured(cls, services: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Only configured services, each at most once: a request names what the operators set up, and a list
+        cannot ask for more syncs than there are services."""
+        configured: tuple[str, ...] = (info.context or {}).get("configured", ())
+        if services is None:
+            return None
+        if len(services) > len(configured):
+            raise ValueError(f"names {len(services)} services; BATCH_SYNC_SERVICES has {len(configured)}")
+        unknown = [service for service in services if service not in configured]
+        if unknown:
+            raise ValueError(
+                f"not configured: {', '.join(map(repr, unknown))} (BATCH_SYNC_SERVICES: {', '.join(configured)})"
+            )
+        if len(services) > len(set(services)):
+            raise ValueError("names a service more than once")
+        return services
 
 
 def sync_requests(

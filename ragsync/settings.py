@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from ragsync.errors import SetupError
 
 PRECISIONS: dict[str, tuple[str, ...]] = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
+# The Coordinator page limit: FETCHER_CONCURRENCY (4) pages in flight, each costing at most 8 times its size, fit
+# the fetcher's 768 MiB beside its own 128 MiB (the arithmetic is in the README, at COORDINATOR_MAX_MESSAGE_BYTES).
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_SERVICES = ["payment-service", "assessment-service", "devlab-service", "analytics-service"]
 
 
@@ -42,7 +45,9 @@ class Settings(BaseSettings):
     coordinator_backoff_initial: float = Field(0.5, gt=0)
     coordinator_backoff_max: float = Field(30.0, gt=0)
     coordinator_max_message_bytes: int = Field(
-        256 * 1024 * 1024, ge=4 * 1024 * 1024, description="Largest page the client accepts (gRPC's default is 4 MB)."
+        DEFAULT_MAX_MESSAGE_BYTES,
+        ge=4 * 1024 * 1024,
+        description="Largest page the client accepts (gRPC's default is 4 MB); a larger one fails its run.",
     )
     coordinator_max_pages: int = Field(100_000, ge=1, description="A run past this many pages stops with an error.")
     coordinator_tls_ca: Path | None = Field(None, description="PEM CA of the Coordinator's certificate; turns TLS on.")
@@ -280,8 +285,13 @@ def check_variant(backend: str, precision: str) -> None:
         )
 
 
+# What pydantic accepts where its own message does not say (a Literal's message lists its values already).
+ACCEPTED = {"bool_parsing": "use true or false (also on/off, yes/no, 1/0)"}
+
+
 def describe_invalid(error: ValidationError) -> str:
-    """A settings error as one line per bad setting: its environment name, the value given, what is wrong."""
+    """A settings error as one line per bad setting: its environment name, the value given, what is wrong and,
+    for a fixed set of values, which are accepted."""
     lines = []
     for problem in error.errors(include_url=False):
         name = "_".join(str(part) for part in problem["loc"]).upper()
@@ -290,7 +300,8 @@ def describe_invalid(error: ValidationError) -> str:
             continue
         given = problem.get("input")
         value = f"={given!r}" if isinstance(given, str | int | float) and not _secret(name) else ""
-        lines.append(f"{name}{value}: {problem['msg']}")
+        accepted = ACCEPTED.get(problem["type"])
+        lines.append(f"{name}{value}: {problem['msg']}" + (f"; {accepted}" if accepted else ""))
     return "; ".join(lines)
 
 

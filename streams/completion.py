@@ -111,7 +111,7 @@ class RunCompletion:
             return
         deletion, held = await self._guard.check(run)
         if held is not None:
-            metrics.DELETIONS_HELD.labels(run.service).inc()
+            metrics.DELETIONS_HELD.labels(metrics.service_label(run.service)).inc()
             await self._fail(run, held, deletion)
             return
         ended = RunEnded(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service)
@@ -134,7 +134,7 @@ class RunCompletion:
             run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error, held=held
         )
         await self._ledger.publish(self._publisher, failed)
-        metrics.RUNS_FAILED.labels(run.service).inc()
+        metrics.RUNS_FAILED.labels(metrics.service_label(run.service)).inc()
         log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
 
     @staticmethod

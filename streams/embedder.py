@@ -80,7 +80,7 @@ class BatchOutcome:
         """Add the batch to `ragsync_items_total`: once per outcome and service, not per event."""
         for (outcome, service), events in self.tally.items():
             if outcome != "dead_lettered":  # counted by ragsync_dead_letters_total
-                metrics.ITEMS.labels(outcome, service).inc(events)
+                metrics.ITEMS.labels(metrics.stage_label(outcome), metrics.service_label(service)).inc(events)
 
 
 def account(base: PartitionCounts, events: Settled) -> PartitionCounts:

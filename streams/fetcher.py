@@ -142,10 +142,11 @@ class SyncRunner:
                 state = await self._store_page(request, page.number, page.records, state, outcome)
                 if not page.has_more:
                     state = _changed(state, last_page=page.describe())
+                del page  # let the page go while the next one is fetched: its memory is counted once per run
         except Exception as error:  # noqa: BLE001 - any failure fails this run (loudly), not the agent
             outcome.error = str(error) or repr(error)
             log.error("run %s (%s) failed: %s", request.run_id, request.service, outcome.error)
-            metrics.RUNS_FAILED.labels(request.service).inc()
+            metrics.RUNS_FAILED.labels(metrics.service_label(request.service)).inc()
             await self._publish(_changed(state, status="failed", error=outcome.error))
         else:
             await self._publish(_changed(state, status="fetched"))
@@ -180,8 +181,9 @@ class SyncRunner:
         await self._publish(state)
         outcome.pages, outcome.items = outcome.pages + 1, outcome.items + len(landed)
         outcome.dead_lettered += len(dead)
-        metrics.PAGES.labels(request.service).inc()
-        metrics.ITEMS.labels("fetched", request.service).inc(len(landed))
+        service = metrics.service_label(request.service)
+        metrics.PAGES.labels(service).inc()
+        metrics.ITEMS.labels(metrics.stage_label("fetched"), service).inc(len(landed))
         return state
 
     def _record(self, request: TenantRequest, resume: FetchProgress | None) -> FetchProgress:
@@ -391,7 +393,7 @@ class FetcherAgent:
     async def _skip(self, request: TenantRequest, blocker: str) -> None:
         reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"
         log.warning("request %s skipped: %s", request.run_id, reason)
-        metrics.RUNS_SKIPPED.labels(request.service).inc()
+        metrics.RUNS_SKIPPED.labels(metrics.service_label(request.service)).inc()
         record = FetchProgress(
             run_id=request.run_id,
             tenant_id=request.tenant_id,

@@ -71,7 +71,7 @@ class Pruner:
                 removed.swept,
                 removed.deleted,
             )
-        metrics.ITEMS.labels("swept", run.service).inc(removed.swept)
+        metrics.ITEMS.labels(metrics.stage_label("swept"), metrics.service_label(run.service)).inc(removed.swept)
         record = RunPruned(
             run_id=run.run_id,
             tenant_id=run.tenant_id,

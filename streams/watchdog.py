@@ -95,12 +95,12 @@ class Watchdog:
 
     async def _stalled(self, run: RunState, reason: str, action: str) -> None:
         log.error("run %s (%s) stalled: %s", run.run_id, run.service, reason)
-        metrics.STALLS.labels(run.service, action).inc()
+        metrics.STALLS.labels(metrics.service_label(run.service), action).inc()
         await self._notice(run, "stalled", reason, run.stalls + 1)
 
     async def _fail(self, run: RunState, reason: str) -> None:
         log.error("run %s (%s) failed by the watchdog: %s", run.run_id, run.service, reason)
-        metrics.STALLS.labels(run.service, "failed").inc()
+        metrics.STALLS.labels(metrics.service_label(run.service), "failed").inc()
         await self._notice(run, "failed", f"stalled: {reason}", run.stalls)
 
     async def _notice(self, run: RunState, status: Literal["stalled", "failed"], reason: str, stalls: int) -> None:

@@ -12,6 +12,7 @@ from ragsync import metrics
 from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
+from ragsync.settings import DEFAULT_MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,14 @@ class CoordinatorError(RuntimeError):
 
 # A certificate refused stays refused: failing at once names the setting sooner than five attempts would.
 TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "Hostname Verification")
+# gRPC's RESOURCE_EXHAUSTED for an answer over the channel's receive limit: the same page is as large next time.
+OVER_LIMIT = "larger than max"
 
 
 def _is_retryable(error: BaseException) -> bool:
     if not isinstance(error, grpc.aio.AioRpcError) or error.code() not in RETRYABLE_CODES:
         return False
-    return not any(refusal in (error.details() or "") for refusal in TLS_REFUSALS)
+    return not any(refusal in (error.details() or "") for refusal in (*TLS_REFUSALS, OVER_LIMIT))
 
 
 def tls_hint(detail: str, tls: ChannelTls | None) -> str:
@@ -58,6 +61,17 @@ def tls_hint(detail: str, tls: ChannelTls | None) -> str:
     return ""
 
 
+def size_hint(detail: str, max_message_bytes: int) -> str:
+    """What to change when an answer was over the receive limit (empty when it was not)."""
+    if OVER_LIMIT not in detail:
+        return ""
+    return (
+        f"the page is over COORDINATOR_MAX_MESSAGE_BYTES={max_message_bytes}: lower the records per page "
+        "(BATCH_SYNC_LIMIT, or the request's limit), or raise COORDINATOR_MAX_MESSAGE_BYTES together with the "
+        "fetcher's memory limit"
+    )
+
+
 class CoordinatorClient:
     """Calls `Route` on the Coordinator. Use as an async context manager, or `close()` when done."""
 
@@ -68,16 +82,19 @@ class CoordinatorClient:
         max_attempts: int = 5,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
-        max_message_bytes: int = 256 * 1024 * 1024,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         tls: ChannelTls | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.tls = tls
+        self.max_message_bytes = max_message_bytes
         self._signer = signer
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        # A page of 1000 records easily passes gRPC's 4 MB default; such a page must not fail for its size.
+        # A page of 1000 records easily passes gRPC's 4 MB default; such a page must not fail for its size. The
+        # limit also bounds the fetcher's memory: gRPC refuses a larger answer before holding it, and every page in
+        # flight is parsed whole.
         options = [("grpc.max_receive_message_length", max_message_bytes)]
         if tls is None:
             self._channel = grpc.aio.insecure_channel(endpoint, options=options)
@@ -147,7 +164,7 @@ class CoordinatorClient:
         # Each attempt is signed afresh: the signature covers the call's own timestamp.
         code = "OK"
         try:
-            with metrics.COORDINATOR_SECONDS.labels(service).time():
+            with metrics.COORDINATOR_SECONDS.labels(metrics.service_label(service)).time():
                 response: coordinator_pb2.RouteResponse = await self._stub.Route(
                     request, timeout=timeout, metadata=self.call_metadata(request)
                 )
@@ -155,12 +172,12 @@ class CoordinatorClient:
             code = error.code().name
             raise
         finally:
-            metrics.COORDINATOR_CALLS.labels(service, code).inc()
+            metrics.COORDINATOR_CALLS.labels(metrics.service_label(service), code).inc()
         return response
 
     def _error(self, error: BaseException | None, service: str, page: int, attempts: int) -> CoordinatorError:
         if isinstance(error, grpc.aio.AioRpcError):
             detail = error.details() or ""
-            hint = tls_hint(detail, self.tls)
+            hint = tls_hint(detail, self.tls) or size_hint(detail, self.max_message_bytes)
             return CoordinatorError(service, page, error.code(), f"{detail} ({hint})" if hint else detail, attempts)
         return CoordinatorError(service, page, None, repr(error), attempts)

@@ -20,7 +20,8 @@ from ragsync.events import TenantRequest
 from ragsync.model import TextEncoder
 from ragsync.requests import publish_requests
 from ragsync.settings import Settings
-from ragsync.store import VectorStore
+from ragsync.store import Point, VectorStore, open_store
+from ragsync.store.base import point_id
 from tests.integration.conftest import embedders_running, fetcher_running, read_all, scripted_coordinator
 
 RAGSYNC = [sys.executable, "-m", "ragsync"]
@@ -186,7 +187,7 @@ async def test_status_and_dead_letters_commands_read_the_topics(
     table = await asyncio.to_thread(_run, ["status", "--run-id", request.run_id[:8]], tmp_path, 60, COLUMNS="80", **env)
     lines = table.stdout.splitlines()
     assert max(map(len, lines)) <= 80, table.stdout
-    assert lines[1].split() == ["run", "service", "status", "fetched", "stored", "dead", "pending", "started"]
+    assert lines[1].split() == ["run", "service", "status", "fetched", "stored", "swept", "dead", "pending", "started"]
     assert lines[3].split()[:6] == [request.run_id[:8], "demo-service", "succeeded", "2", "1", "2"], table.stdout
 
     readable = await asyncio.to_thread(_run, ["dead-letters", "list"], tmp_path, 60, COLUMNS="80", **env)
@@ -203,3 +204,40 @@ async def test_status_and_dead_letters_commands_read_the_topics(
     assert "replayed 1 dead letter(s)" in replayed.stdout and "1 cannot be replayed" in replayed.stderr
     items = await read_all(settings.bootstrap_servers, app.topics.items, 3)
     assert json.loads(items[-1])["item_id"] == "b"
+
+
+HOSTILE_TEXTS = [
+    "refund [/] closing nothing, [bold red]x[/bold red] and [link=http://x]y[/link]",
+    "refund \x1b[31mred\x1b[0m \x1b]8;;http://x\x07link\x1b]8;;\x07 and \u202eabc",
+]
+
+
+def test_search_prints_markup_and_escape_sequences_in_stored_texts_as_data(
+    settings: Settings, encoder: TextEncoder, tmp_path: Path
+) -> None:
+    store = open_store(settings)
+    try:
+        store.ensure_collection(encoder.dimension, settings.embedding_model)
+        vectors = encoder.encode(HOSTILE_TEXTS)
+        tenant = "acme\nERROR forged line"
+        store.upsert(
+            [
+                Point(
+                    point_id(tenant, "s", f"i{n}"),
+                    list(vector),
+                    {"tenant_id": tenant, "service": "s", "item_id": f"[/]i{n}", "text": text},
+                )
+                for n, (text, vector) in enumerate(zip(HOSTILE_TEXTS, vectors, strict=True))
+            ]
+        )
+    finally:
+        store.close()
+    for extra in ([], ["--related"]):
+        shown = _run(
+            ["search", "refund", "-k", "2", *extra], tmp_path, 120, QDRANT_PATH=str(settings.qdrant_path), COLUMNS="200"
+        )
+        assert shown.returncode == 0, shown.stderr[-3000:]
+        assert "Traceback" not in shown.stderr
+        assert not [c for c in shown.stdout if c in "\x1b\x07\u202e"], repr(shown.stdout)
+        assert "[/]" in shown.stdout and "\\x1b[31mred" in shown.stdout and "\\u202eabc" in shown.stdout
+        assert "acme\\nERROR" in shown.stdout

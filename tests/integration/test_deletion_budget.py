@@ -226,7 +226,7 @@ async def test_held_runs_of_running_components_are_counted_shown_and_confirmed(
             code, answer = _admin_prune(port, {"run_id": held["empty"].run_id, "confirm": True})
             assert code == 409 and "a newer full run" in answer["error"]
             code, answer = _admin_prune(port, {"run_id": held["empty"].run_id})
-            assert code == 400 and "confirm=None" in answer["error"]
+            assert code == 422 and [f["field"] for f in answer["fields"]] == ["confirm"]
             assert await wait_for_status(port, lambda s: not s["held_runs"]) is not None
     finally:
         components.stop_all()

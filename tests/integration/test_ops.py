@@ -55,10 +55,18 @@ async def test_admin_sync_needs_the_token_and_publishes_requests(settings: Setti
         url = f"{base}/admin/sync"
         assert (await _post(url, {}, None))[0] == 401
         assert (await _post(url, {}, "wrong"))[0] == 403
-        status, body = await _post(url, {"sync_type": "hourly"}, "s3cret")
-        assert status == 400 and "sync_type='hourly'" in body["error"]
-        status, body = await _post(url, {"colour": "red"}, "s3cret")
-        assert status == 400 and "colour" in body["error"]
+        refused: list[tuple[Any, str, Any]] = [
+            ({"sync_type": "hourly"}, "sync_type", "hourly"),
+            ({"colour": "red"}, "colour", "red"),
+            ({"services": "payment-service"}, "services", "payment-service"),  # a string, not a list
+            ({"services": ["devlab-service", "made-up-service"]}, "services", ["devlab-service", "made-up-service"]),
+            (["devlab-service"], "body", ["devlab-service"]),
+        ]
+        for sent, field, given in refused:
+            status, body = await _post(url, sent, "s3cret")
+            assert status == 422 and body["error"] == "invalid body", body
+            assert [(f["field"], f["value"]) for f in body["fields"]] == [(field, given)], body
+        assert (await _post(url, {"services": "payment-service"}, "wrong"))[0] == 403  # the token comes first
         status, body = await _post(url, {"services": ["devlab-service"], "sync_type": "incremental"}, "s3cret")
         assert status == 202
         [run] = body["runs"]

@@ -99,7 +99,8 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
             for request in requests:
                 await publisher.send(app.topics.sync_requests, request.service, request)
             await publisher.flush()
-            runs = await watcher.wait([r.run_id for r in requests], timeout=120, guard=[fetcher, *tasks])
+            # This wiring runs no pruner: the runs' deletions are not waited for.
+            runs = await watcher.wait([r.run_id for r in requests], 120, guard=[fetcher, *tasks], deletions=False)
         stop.set()
         await asyncio.gather(*tasks)
         assignments = [c.assignment() for c in consumers]

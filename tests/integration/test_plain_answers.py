@@ -111,3 +111,43 @@ def test_each_command_answers_each_condition_plainly(
         # One line: the components' own start-up log lines come first, with their timestamps.
         plain = [line for line in result.stderr.splitlines() if line.strip() and not line[:4].isdigit()]
         assert len(plain) == 1, result.stderr[-3000:]
+
+
+# (arguments, the start of the one line said): each value outside an option's fixed set, and the other usage errors.
+BAD_OPTIONS = [
+    (
+        ["--log-level", "verbose", "status"],
+        "ragsync: Invalid value for '--log-level': 'verbose' is not one of 'debug', 'info', 'warning', 'error'.",
+    ),
+    (
+        ["sync", "--type", "hourly"],
+        "ragsync sync: Invalid value for '--type': 'hourly' is not one of 'batch', 'daily',",
+    ),
+    (["trigger", "--type", "weekly"], "ragsync trigger: Invalid value for '--type': 'weekly' is not one of 'batch',"),
+    (
+        ["dead-letters", "list", "--stage", "pruner"],
+        "ragsync dead-letters list: Invalid value for '--stage': 'pruner' is not one of 'fetcher', 'embedder'.",
+    ),
+    (["dead-letters", "replay", "--stage", "x"], "ragsync dead-letters replay: Invalid value for '--stage': 'x'"),
+    (["status", "--limit", "0"], "ragsync status: Invalid value for '--limit'"),
+    (["search"], "ragsync search: Missing argument 'text'."),
+    (["statu"], "ragsync: No such command 'statu'."),
+]
+
+
+@pytest.mark.parametrize(("args", "said"), BAD_OPTIONS, ids=[" ".join(args) for args, _ in BAD_OPTIONS])
+def test_a_bad_option_is_one_line_naming_the_accepted_values_and_exit_code_2(
+    args: list[str], said: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ragsync", *args],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr[-3000:]
+    [line] = result.stderr.splitlines()
+    assert line.startswith(said), line

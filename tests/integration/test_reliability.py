@@ -110,7 +110,8 @@ async def test_a_run_whose_records_all_lack_an_id_fails_naming_the_reason_and_th
     records = [{"course_ref": f"c{n}", "title": f"course {n}"} for n in range(40)] + [{"id": "x", "title": "one"}]
     envelope = json.dumps({"data": records})
     failures = REGISTRY.get_sample_value("ragsync_run_failures_total", {"service": "hidden-courses"}) or 0
-    run = await _scripted_sync(App(settings), store, encoder, envelope, "hidden-courses")
+    configured = settings.model_copy(update={"batch_sync_services": ["hidden-courses"]})  # its own metric series
+    run = await _scripted_sync(App(configured), store, encoder, envelope, "hidden-courses")
     assert run.status == "failed"
     assert (run.items_fetched, run.items_upserted, run.dead_lettered) == (1, 1, 40)
     assert run.error is not None and run.error.startswith("40 of 41 records were dead-lettered (98%")
@@ -267,7 +268,8 @@ class Member:
         """Request a payment-service sync; its run once finished."""
         request = TenantRequest(service="payment-service", tenant_id="default-tenant")
         await publish_requests(self.publisher, self.app.topics, [request])
-        [run] = await self.ledger.wait([request.run_id], 60, guard=self.stages)
+        # This wiring runs no pruner: the run's deletions are not waited for.
+        [run] = await self.ledger.wait([request.run_id], 60, guard=self.stages, deletions=False)
         return run
 
 
@@ -398,3 +400,30 @@ async def test_the_coordinator_down_for_twenty_seconds_is_retried_through(
     await server.stop()
     assert pages_while_down < 10
     assert (run.status, run.pages, run.items_upserted) == ("succeeded", 10, 100)
+
+
+async def test_a_page_over_the_message_limit_fails_its_run_naming_the_setting_and_the_fetcher_serves_the_next(
+    settings: Settings,
+) -> None:
+    limit = 4 * 1024 * 1024  # the least COORDINATOR_MAX_MESSAGE_BYTES takes
+    app = App(settings.model_copy(update={"coordinator_max_message_bytes": limit}))
+    await app.ensure_topics()
+    oversized = json.dumps({"data": [{"id": str(n), "title": "x" * 1000} for n in range(limit // 1000)]})
+    assert len(oversized) > limit
+    small = json.dumps({"data": [{"id": "a", "title": "kept"}]})
+    async with (
+        app.ledger() as ledger,
+        scripted_coordinator([(oversized, {}), (small, {"has_more": "false"})]) as (endpoint, coordinator),
+        fetcher_running(app, endpoint) as fetcher,
+    ):
+        first = await request_sync(app, "payment-service")
+        [failed] = await ledger.wait([first.run_id], 60, guard=[fetcher])
+        second = await request_sync(app, "payment-service")
+        async with asyncio.timeout(60):  # every page fetched: the fetcher served it (no embedder runs here)
+            while (served := ledger.book.get(second.run_id)) is None or not served.fetch_done:
+                await asyncio.sleep(0.05)
+    assert failed.status == "failed" and failed.error is not None
+    assert "payment-service page 1: Coordinator answered RESOURCE_EXHAUSTED (not retryable)" in failed.error
+    assert f"the page is over COORDINATOR_MAX_MESSAGE_BYTES={limit}" in failed.error
+    assert (served.status, served.pages, served.items_fetched) == ("embedding", 1, 1)
+    assert coordinator.calls == 2  # the oversized page was asked for once, not retried

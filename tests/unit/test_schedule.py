@@ -1,9 +1,12 @@
+import json
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
+from ragsync.ops import invalid_fields
 from ragsync.producers.scheduler import Schedule, ScheduleError, SchedulePlan, Scheduler
-from ragsync.requests import RequestDefaults
+from ragsync.requests import AdminSync, RequestDefaults
 from tests.unit.doubles import TOPICS, KeptPublisher
 
 
@@ -60,12 +63,53 @@ async def test_the_scheduler_requests_each_default_service_with_its_trigger_and_
     assert scheduler.state.runs_requested == 2 and scheduler.state.last_trigger == "cron"
 
 
-async def test_an_admin_request_naming_an_unknown_field_or_bad_type_is_refused_with_its_name() -> None:
-    scheduler = Scheduler(SchedulePlan(), RequestDefaults(("payment-service",)), KeptPublisher(), TOPICS)
-    with pytest.raises(ValueError, match="unknown fields: colour"):
-        await scheduler.requested_over_http({"colour": "red"})
-    with pytest.raises(ValueError, match="sync_type"):
-        await scheduler.requested_over_http({"sync_type": "hourly"})
-    answer = await scheduler.requested_over_http({"services": ["devlab-service"], "tenant_id": "acme"})
+CONFIGURED = ("payment-service", "devlab-service")
+BAD_BODIES = [
+    ('{"services": "payment-service"}', "services", "payment-service", "valid array"),
+    ('{"services": ["payment-service", "labs-service"]}', "services", ["payment-service", "labs-service"], "labs"),
+    ('{"services": ["payment-service", "payment-service"]}', "services", ["payment-service"] * 2, "more than once"),
+    ('{"services": ["a", "b", "c"]}', "services", ["a", "b", "c"], "names 3 services; BATCH_SYNC_SERVICES has 2"),
+    ('{"services": [7]}', "services.0", 7, "valid string"),
+    ('{"sync_type": "hourly"}', "sync_type", "hourly", "'batch', 'daily' or 'incremental'"),
+    ('{"colour": "red"}', "colour", "red", "Extra inputs are not permitted"),
+    ('{"tenant_id": ""}', "tenant_id", "", "at least 1 character"),
+    ('{"since": "last week"}', "since", "last week", "datetime"),
+    ("[1]", "body", [1], "object"),
+    ('{"services": ', "body", '{"services": ', "Invalid JSON"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "value", "problem"), BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_an_admin_body_is_refused_naming_the_field_and_the_value(
+    body: str, field: str, value: object, problem: str
+) -> None:
+    with pytest.raises(ValidationError) as raised:
+        AdminSync.parse(body.encode(), CONFIGURED)
+    [said] = invalid_fields(raised.value)
+    assert (said["field"], said["value"]) == (field, value)
+    assert problem in said["problem"]
+
+
+def test_a_long_bad_value_is_echoed_cut() -> None:
+    with pytest.raises(ValidationError) as raised:
+        AdminSync.parse(json.dumps({"tenant_id": "t" * 10_000}).encode(), CONFIGURED)
+    [said] = invalid_fields(raised.value)
+    assert said["field"] == "tenant_id" and said["value"] == '"' + "t" * 199 + "..."
+
+
+async def test_an_admin_body_names_configured_services_and_the_scheduler_requests_them() -> None:
+    publisher = KeptPublisher()
+    scheduler = Scheduler(SchedulePlan(), RequestDefaults(CONFIGURED), publisher, TOPICS)
+    answer = await scheduler.requested_over_http(b'{"services": ["devlab-service"], "tenant_id": "acme"}')
     [run] = answer["runs"]
     assert (run["service"], run["sync_type"]) == ("devlab-service", "batch")
+    everything = await scheduler.requested_over_http(b"")
+    assert [r["service"] for r in everything["runs"]] == list(CONFIGURED)
+    assert [(r.service, r.tenant_id) for r in publisher.on(TOPICS.sync_requests)] == [
+        ("devlab-service", "acme"),
+        ("payment-service", "default-tenant"),
+        ("devlab-service", "default-tenant"),
+    ]
+    with pytest.raises(ValidationError):
+        await scheduler.requested_over_http(b'{"services": "payment-service"}')
+    assert len(publisher.on(TOPICS.sync_requests)) == 3  # nothing published for a refused body

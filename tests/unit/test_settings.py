@@ -1,6 +1,9 @@
-import pytest
+from typing import Literal, get_args, get_origin
 
-from ragsync.settings import DEFAULT_SERVICES, Settings
+import pytest
+from pydantic import ValidationError
+
+from ragsync.settings import DEFAULT_SERVICES, Settings, describe_invalid
 
 
 def test_defaults_match_the_existing_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,3 +44,40 @@ def test_empty_service_list_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("BATCH_SYNC_SERVICES", " , ")
     with pytest.raises(ValueError, match="BATCH_SYNC_SERVICES"):
         Settings(_env_file=None)
+
+
+def _fixed_values(annotation: object) -> tuple[str, ...]:
+    """The values a setting's type allows when it is a fixed set (a Literal, or an optional one), else ()."""
+    if get_origin(annotation) is Literal:
+        return tuple(str(value) for value in get_args(annotation))
+    return next((_fixed_values(arg) for arg in get_args(annotation) if get_origin(arg) is Literal), ())
+
+
+FIXED = {name: values for name, field in Settings.model_fields.items() if (values := _fixed_values(field.annotation))}
+
+
+def test_every_setting_with_a_fixed_set_of_values_is_checked_against_it() -> None:
+    # The settings known to take one of a few words; a new one should be a Literal too, and join this list.
+    assert {"kafka_security_protocol", "kafka_sasl_mechanism", "embedding_backend", "qdrant_embedded"} <= set(FIXED)
+
+
+@pytest.mark.parametrize("name", sorted(FIXED))
+def test_a_value_outside_a_fixed_set_is_one_line_naming_the_setting_and_each_accepted_value(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name.upper(), "not-one-of-them")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    said = describe_invalid(raised.value)
+    assert "\n" not in said and said.startswith(f"{name.upper()}='not-one-of-them': ")
+    assert all(f"'{value}'" in said for value in FIXED[name]), said
+
+
+def test_a_switch_that_is_neither_on_nor_off_says_what_it_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELATED_EDGES", "maybe")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    assert describe_invalid(raised.value) == (
+        "RELATED_EDGES='maybe': Input should be a valid boolean, unable to interpret input; use true or false "
+        "(also on/off, yes/no, 1/0)"
+    )
