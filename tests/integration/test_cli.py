@@ -188,7 +188,7 @@ async def test_status_and_dead_letters_commands_read_the_topics(
     lines = table.stdout.splitlines()
     assert max(map(len, lines)) <= 80, table.stdout
     assert lines[1].split() == ["run", "service", "status", "fetched", "stored", "swept", "dead", "pending", "started"]
-    assert lines[3].split()[:6] == [request.run_id[:8], "demo-service", "succeeded", "2", "1", "2"], table.stdout
+    assert lines[3].split()[:7] == [request.run_id[:8], "demo-service", "succeeded", "2", "1", "0", "2"], table.stdout
 
     readable = await asyncio.to_thread(_run, ["dead-letters", "list"], tmp_path, 60, COLUMNS="80", **env)
     assert max(map(len, readable.stdout.splitlines())) <= 80 and "has no id field" in readable.stdout
