@@ -60,7 +60,7 @@ class RunProgressBars:
 # Tables fit the width they are printed at (80 columns in a pipe): short headers, one-space gaps, every column
 # as wide as its content except one (service, text) that gives way, and long text (errors, reasons) on lines of
 # its own. `--json` is the form for machines.
-SUMMARY_COLUMNS = ("service", "status", "fetched", "stored", "unchanged", "deleted", "swept", "dead", "s", "items/s")
+SUMMARY_COLUMNS = ("service", "status", "fetched", "stored", "same", "deleted", "swept", "dead", "s", "items/s")
 RUN_COLUMNS = ("run", "service", "status", "fetched", "stored", "swept", "dead", "pending", "started")
 FAILED = ("failed", "held")
 TEXT_COLUMNS = ("run", "tenant", "service", "status", "started", "item", "text")
