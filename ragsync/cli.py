@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -20,7 +21,7 @@ from typer._click.exceptions import UsageError  # typer's own click: every bad o
 from typer.core import TyperGroup
 
 from ragsync.errors import SetupError
-from ragsync.events import LetterStage, SyncType
+from ragsync.events import SERVICE_PATTERN, LetterStage, SyncType
 from ragsync.settings import Settings
 from ragsync.shown import ShownLogRecords, as_text, labelled
 
@@ -177,6 +178,31 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Sett
         raise typer.Exit(3) from error
 
 
+def _service_names(names: list[str] | None) -> list[str] | None:
+    """Each `--service` checked up front, as a request checks it: a name it refuses is a usage error naming the
+    rule, not a traceback once the sync has started."""
+    for name in names or []:
+        if not re.fullmatch(SERVICE_PATTERN, name):
+            raise typer.BadParameter(
+                f"{name!r} is not a service name: lower-case letters, digits, '.', '_' and '-', starting with a "
+                "letter or digit, at most 100 characters"
+            )
+    return names
+
+
+def _tenant_name(tenant: str | None) -> str | None:
+    if tenant is not None and not 1 <= len(tenant) <= MAX_TENANT_CHARS:
+        raise typer.BadParameter(f"a tenant id has 1 to {MAX_TENANT_CHARS} characters, not {len(tenant)}")
+    return tenant
+
+
+MAX_TENANT_CHARS = 200  # what a sync request takes (ragsync.events.SyncRequest.tenant_id)
+ServiceOption = Annotated[
+    list[str] | None,
+    typer.Option(help="Service to sync (repeatable). Default: all.", callback=_service_names),
+]
+
+
 @app.command()
 def demo(
     items_per_service: Annotated[int, typer.Option(min=1, help="Records each demo service serves.")] = 200,
@@ -198,15 +224,18 @@ def demo(
 
 @app.command()
 def sync(
-    service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
+    service: ServiceOption = None,
     sync_type: Annotated[SyncType, typer.Option("--type", help="Kind of sync.")] = "batch",
     embedders: Annotated[int, typer.Option(min=1)] = 1,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every run.")] = 3600,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    tenant: Annotated[
+        str | None, typer.Option(help="Only this tenant's records (asked of the Coordinator). Default: all of them.")
+    ] = None,
 ) -> None:
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
-    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout), settings)
+    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout, tenant), settings)
     _finish(report, as_json)
 
 
@@ -219,19 +248,30 @@ async def _one_shot(
     as_json: bool,
     query: str | None,
     timeout: float,
+    tenant: str | None = None,
 ) -> dict[str, Any]:
     from ragsync.app import App
     from ragsync.console import RunProgressBars, hits_table, summary_table
     from ragsync.oneshot import one_shot_app, run_sync
     from ragsync.store import open_store
 
+    App(settings).item_rules()  # a bad schema is one line here, not a fetcher that stops mid-run
     store = open_store(settings)
     encoder = App(settings).encoder()
     try:
         async with one_shot_app(settings) as app_:
             with RunProgressBars(err) if not as_json else _NoBars() as bars:
                 report = await run_sync(
-                    app_, store, encoder, services, sync_type, embedders, endpoint, timeout, on_change=bars.update
+                    app_,
+                    store,
+                    encoder,
+                    services,
+                    sync_type,
+                    embedders,
+                    endpoint,
+                    timeout,
+                    on_change=bars.update,
+                    tenant=tenant,
                 )
         if not as_json:
             out.print(summary_table(report, out.width), "")
@@ -267,10 +307,12 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def trigger(
-    service: Annotated[list[str] | None, typer.Option(help="Service to sync (repeatable). Default: all.")] = None,
+    service: ServiceOption = None,
     sync_type: Annotated[SyncType, typer.Option("--type", help="Kind of sync.")] = "batch",
     since: Annotated[datetime | None, typer.Option(help="For incremental syncs: ISO-8601 time.")] = None,
-    tenant: Annotated[str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.", callback=_tenant_name)
+    ] = None,
 ) -> None:
     """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
     from ragsync.app import App

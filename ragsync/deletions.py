@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ragsync.errors import Refused
-from ragsync.events import Deletion, DeletionConfirmed
+from ragsync.events import MAX_TENANTS_COUNTED, OTHER_TENANTS, Deletion, DeletionConfirmed
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunBook, RunState
@@ -57,14 +57,19 @@ def scope_of(run: RunState) -> DeletionScope:
         service=run.service,
         full=run.full,
         before=run.started_at.timestamp(),
+        all_tenants=run.all_tenants,
     )
 
 
-def held_error(run: RunState, deletion: Deletion, budget: DeletionBudget) -> str | None:
-    """Why the run's deletion is held, saying everything a person needs; None when it may go ahead."""
+def held_error(run: RunState, deletions: dict[str, Deletion], budget: DeletionBudget) -> str | None:
+    """Why the run's deletions are held, saying everything a person needs; None when they may go ahead. Judged per
+    tenant: one tenant over the budget holds the whole run, and the error names it (the largest share held)."""
     empty = run.full and run.items_fetched == 0 and (run.fetch.dead_lettered if run.fetch else 0) == 0
-    if not budget.holds(deletion, empty):
+    held = {tenant: d for tenant, d in deletions.items() if budget.holds(d, empty)}
+    if not held:
         return None
+    tenant, deletion = max(held.items(), key=lambda pair: (pair[1].share, pair[1].total))
+    others = f"; {len(held) - 1} other tenants held too" if len(held) > 1 else ""
     kind = "full run" if run.full else "run"
     over = ">" if deletion.share > budget.max_share else "<="
     why = f"{deletion.share:.0%} {over} RUN_MAX_DELETE_SHARE {budget.max_share:.0%}"
@@ -73,8 +78,8 @@ def held_error(run: RunState, deletion: Deletion, budget: DeletionBudget) -> str
     last = f", the last {run.fetch.last_page}" if run.fetch and run.fetch.last_page else ""
     return (
         f"held: this {kind} would remove {deletion.total} of the {deletion.points} points of "
-        f"{run.service}/{run.tenant_id} ({why}; {deletion.swept} it did not see, {deletion.deleted} of records "
-        f"flagged deleted); nothing was deleted{answered}{last}; if those records really went away upstream, "
+        f"{run.service}/{tenant} ({why}; {deletion.swept} it did not see, {deletion.deleted} of records "
+        f"flagged deleted{others}); nothing was deleted{answered}{last}; if those records really went away upstream, "
         f"run {CONFIRM.format(run_id=run.run_id)}"
     )
 
@@ -87,11 +92,28 @@ class DeletionGuard:
         self.budget = budget
 
     async def check(self, run: RunState) -> tuple[Deletion, str | None]:
-        """What the run's deletions would remove, and why they are held (None: they may go ahead)."""
+        """What the run's deletions would remove (all tenants together), and why they are held (None: they may
+        go ahead)."""
         if not (run.full or run.deleted):
             return Deletion(), None  # an incremental run without records flagged deleted deletes nothing
-        deletion = await asyncio.to_thread(self._store.deletion, scope_of(run))
-        return deletion, held_error(run, deletion, self.budget)
+        deletions = await asyncio.to_thread(self._store.deletion, scope_of(run))
+        return total(deletions), held_error(run, deletions, self.budget)
+
+
+def total(deletions: dict[str, Deletion]) -> Deletion:
+    """Every tenant's deletion together."""
+    return sum(deletions.values(), Deletion())
+
+
+def by_tenant(run: RunState, deletions: dict[str, Deletion]) -> dict[str, Deletion]:
+    """What a run whose records name their own tenants removed per tenant, for its record: MAX_TENANTS_COUNTED
+    tenants by name at most (the largest), the rest together under OTHER_TENANTS; empty for any other run."""
+    if not run.all_tenants:
+        return {}
+    ranked = sorted(deletions.items(), key=lambda pair: pair[1].total, reverse=True)
+    named = dict(ranked[:MAX_TENANTS_COUNTED])
+    rest = [deletion for _, deletion in ranked[MAX_TENANTS_COUNTED:]]
+    return named | ({OTHER_TENANTS: sum(rest, Deletion())} if rest else {})
 
 
 def refusal(run: RunState, book: RunBook) -> str | None:
@@ -209,6 +231,7 @@ class HeldRun:
             "service": scope.service,
             "full": scope.full,
             "before": scope.before,
+            "all_tenants": scope.all_tenants,
             "held": self.held.model_dump(),
             "finished_at": self.finished_at.isoformat(),
         }
@@ -222,6 +245,7 @@ class HeldRun:
             service=data["service"],
             full=bool(data["full"]),
             before=float(data["before"]),
+            all_tenants=bool(data.get("all_tenants", False)),
         )
         return cls(
             scope=scope,
@@ -289,6 +313,6 @@ def confirm_here(store: VectorStore, held: HeldFile, prefix: str) -> dict[str, A
     run = matches[0]
     if not store.write_to_live():
         raise Refused(f"no collection {store.collection} in the store: nothing to delete")
-    removed = store.remove(run.scope)
+    removed = total(store.remove(run.scope))
     held.drop(run.scope.run_id)
     return _outcome(run.scope.run_id, run.scope.tenant_id, run.scope.service, run.held, removed)

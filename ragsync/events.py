@@ -73,6 +73,9 @@ class ItemEvent(Event):
     tenant_id: str
     service: str
     item_id: str = Field(min_length=1)
+    run_tenant_id: str | None = Field(
+        None, description="The run's tenant, where the record names another one (its schema's tenant_field)."
+    )
     op: Literal["upsert", "delete"] = Field("upsert", description="delete: remove the item's points.")
     page: int = Field(ge=1)
     sync_type: SyncType = "batch"
@@ -138,8 +141,14 @@ class FetchProgress(RunRecord):
     started_at: datetime = Field(default_factory=utc_now)
     error: str | None = None
 
+    all_tenants: bool = Field(
+        False,
+        description="The run fetches the whole service, whose records name their own tenants (a tenant_field "
+        "schema, and a request of the default tenant): its deletions cover every tenant of the service.",
+    )
+
     @classmethod
-    def begin(cls, request: TenantRequest) -> FetchProgress:
+    def begin(cls, request: TenantRequest, all_tenants: bool = False) -> FetchProgress:
         """The record of a run whose fetch starts now, from page 1."""
         return cls(
             run_id=request.run_id,
@@ -147,6 +156,32 @@ class FetchProgress(RunRecord):
             service=request.service,
             request=request,
             status="fetching",
+            all_tenants=all_tenants,
+        )
+
+
+# A run's per-tenant counts name at most this many tenants per items partition; the events of any further tenant
+# are counted under OTHER_TENANTS, so a run state record stays small whatever the tenants its records name.
+MAX_TENANTS_COUNTED = 100
+OTHER_TENANTS = "(other tenants)"
+
+
+class TenantCounts(BaseModel):
+    """What became of the item events of one tenant's records in a run (records that name their own tenant)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upserted: int = Field(0, ge=0)
+    skipped: int = Field(0, ge=0)
+    deleted: int = Field(0, ge=0)
+    dead_lettered: int = Field(0, ge=0)
+
+    def __add__(self, other: TenantCounts) -> TenantCounts:
+        return TenantCounts(
+            upserted=self.upserted + other.upserted,
+            skipped=self.skipped + other.skipped,
+            deleted=self.deleted + other.deleted,
+            dead_lettered=self.dead_lettered + other.dead_lettered,
         )
 
 
@@ -160,6 +195,11 @@ class PartitionCounts(BaseModel):
     skipped: int = Field(0, ge=0, description="Unchanged since stored, or superseded in the same batch.")
     deleted: int = Field(0, ge=0)
     dead_lettered: int = Field(0, ge=0)
+    tenants: dict[str, TenantCounts] = Field(
+        default_factory=dict,
+        description="Of these, the events of records naming a tenant other than the run's, by tenant (at most "
+        "MAX_TENANTS_COUNTED, the rest under OTHER_TENANTS).",
+    )
 
     @property
     def settled(self) -> int:
@@ -210,6 +250,11 @@ class Deletion(BaseModel):
         """Points removed."""
         return self.swept + self.deleted
 
+    def __add__(self, other: Deletion) -> Deletion:
+        return Deletion(
+            swept=self.swept + other.swept, deleted=self.deleted + other.deleted, points=self.points + other.points
+        )
+
     @property
     def share(self) -> float:
         """The share of the points removed (0 when there were none)."""
@@ -241,6 +286,9 @@ class RunPruned(RunRecord):
     kind: Literal["pruned"] = "pruned"
     pruned: int = Field(ge=0)
     deleted: int = Field(0, ge=0)
+    tenants: dict[str, Deletion] = Field(
+        default_factory=dict, description="Per tenant, for a run whose records name their own: what was removed."
+    )
 
 
 class RunMark(BaseModel):

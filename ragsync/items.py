@@ -22,11 +22,16 @@ ID_LIKE = re.compile(r"(?i)(id|uuid|key|ref)$")  # field names a person would ta
 NOT_TEXT = frozenset({"tenant_id", "updated_at", "created_at", "deleted_at"})
 GENERIC_DELETED = ("deleted", "is_deleted", "_deleted")
 MAX_DEPTH = 64  # nesting levels the text follows; a record too deep to encode is dead-lettered
+# Nesting levels a record may have: well under the 200 levels pydantic's JSON reader takes (the embedder reads its
+# item events with it), so that a record the fetcher sends is one the embedder can read; deeper, it is
+# dead-lettered by the fetcher with this reason, not by the embedder as an unreadable event.
+MAX_RECORD_DEPTH = 128
 ORIGINAL_MAX_CHARS = 65_536  # how much of a rejected record a dead letter keeps
 SURROGATE = re.compile("[\ud800-\udfff]")  # lone UTF-16 halves: valid in a Python str, invalid in UTF-8
 
 
 NO_ID = "no id field"
+OTHER_TENANT = "another tenant"  # a record naming a tenant outside its request's scope
 
 
 class ItemError(ValueError):
@@ -142,6 +147,10 @@ def _check_id(value: Any, service: str, name: str) -> str:
     text = str(value).strip()
     if not text:
         raise ItemError(f"{service} record field {name} is empty", "empty id")
+    if SURROGATE.search(text):
+        # No UTF-8 for it: the id could be neither a Kafka key nor a payload, nor stay the Coordinator's id if
+        # replaced (two ids would become one).
+        raise ItemError(f"{service} record field {name}={value!r:.60} holds a lone UTF-16 surrogate", "bad id")
     return text
 
 
@@ -171,10 +180,15 @@ def _id_by(schema: ServiceSchema | None, record: dict[str, Any], service: str) -
     return _check_id(value, service, schema.id_field)
 
 
-def _tenant_by(schema: ServiceSchema | None, record: dict[str, Any], default: str) -> str:
+def _tenant_by(schema: ServiceSchema | None, record: dict[str, Any], default: str, service: str) -> str:
     if schema is None or schema.tenant_field is None:
         return default
     value = lookup(record, schema.tenant_field)
+    if isinstance(value, str) and SURROGATE.search(value):
+        # Neither the default tenant (the record names another) nor a repaired one (two tenants could become one).
+        raise ItemError(
+            f"{service} record field {schema.tenant_field}={value!r:.60} holds a lone UTF-16 surrogate", "bad tenant"
+        )
     return str(value) if isinstance(value, (str, int)) and str(value).strip() else default
 
 
@@ -223,10 +237,17 @@ class ItemRules:
 
     def read(self, record: dict[str, Any], service: str, default_tenant: str) -> RecordItem:
         """A record as an item, in one pass over its service's schema: its id, its tenant and whether it was
-        deleted upstream. `ItemError` naming the field and value when it has no usable id."""
+        deleted upstream. `ItemError` naming the field and value when it has no usable id or tenant."""
         schema = self.schema(service)
+        if (depth := depth_of(record)) > MAX_RECORD_DEPTH:
+            raise ItemError(
+                f"{service} record nests {depth} levels deep, over the {MAX_RECORD_DEPTH} an item event holds",
+                "too deep",
+            )
         return RecordItem(
-            _id_by(schema, record, service), _tenant_by(schema, record, default_tenant), _deleted_by(schema, record)
+            _id_by(schema, record, service),
+            _tenant_by(schema, record, default_tenant, service),
+            _deleted_by(schema, record),
         )
 
     def item_id(self, record: dict[str, Any], service: str) -> str:
@@ -235,7 +256,7 @@ class ItemRules:
 
     def tenant(self, record: dict[str, Any], service: str, default: str) -> str:
         """The record's own tenant when its schema names a tenant field and it is set, else `default`."""
-        return _tenant_by(self.schema(service), record, default)
+        return _tenant_by(self.schema(service), record, default, service)
 
     def is_deleted(self, record: dict[str, Any], service: str) -> bool:
         """Whether the record says the item was deleted upstream."""

@@ -183,7 +183,7 @@ class RunLedger:
         if parsed is None:
             log.error("tombstone with an unknown key %r at %s skipped", key, where)
         elif parsed.run_id is not None:
-            self.book.forget(parsed.run_id)
+            self.book.forget(parsed.run_id, parsed.tenant_id, parsed.service)
         else:
             self.book.cursors.pop((parsed.tenant_id, parsed.service), None)
 

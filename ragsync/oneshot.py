@@ -43,6 +43,7 @@ async def run_sync(
     coordinator_endpoint: str | None = None,
     timeout: float = 3600.0,
     on_change: Callable[[RunState], None] = lambda run: None,
+    tenant: str | None = None,
 ) -> SyncReport:
     """Start the fetcher and embedders, request the syncs, and wait until each run finished."""
     await app.ensure_topics()
@@ -53,7 +54,8 @@ async def run_sync(
     ]
     try:
         async with app.ledger(from_beginning=False) as ledger:
-            requests = sync_requests(RequestDefaults.from_settings(app.settings), services, "cli", sync_type)
+            defaults = RequestDefaults.from_settings(app.settings)
+            requests = sync_requests(defaults, services, "cli", sync_type, tenant_id=tenant)
             started = time.monotonic()
             async with app.publisher() as publisher:
                 await publish_requests(publisher, app.topics, requests)

@@ -25,6 +25,7 @@ from ragsync.events import (
     RunQueued,
     RunRecord,
     SyncRequest,
+    TenantCounts,
     WatchdogNotice,
 )
 
@@ -97,6 +98,12 @@ class RunState:
         if self.fetch is not None:
             return self.fetch.request
         return self.queued.request if self.queued is not None else None
+
+    @property
+    def all_tenants(self) -> bool:
+        """Whether the run fetched the whole service, whose records name their own tenants: its deletions cover
+        every tenant of the service."""
+        return self.fetch is not None and self.fetch.all_tenants
 
     @property
     def full(self) -> bool:
@@ -179,6 +186,33 @@ class RunState:
     def items_pending(self) -> int:
         """Produced item events not settled yet."""
         return max(0, self.items_fetched - self.items_settled)
+
+    def tenant_counts(self) -> dict[str, TenantCounts]:
+        """Per tenant, for a run whose records name their own tenants: the counts of each tenant they named and of
+        the run's own tenant (the rest); empty for a run whose records name none."""
+        others: dict[str, TenantCounts] = {}
+        for counts in self.partition_counts().values():
+            for tenant, each in counts.tenants.items():
+                others[tenant] = others.get(tenant, TenantCounts()) + each
+        if not others:
+            return {}
+        named: TenantCounts = sum(others.values(), TenantCounts())
+        own = TenantCounts(
+            upserted=self.items_upserted - named.upserted,
+            skipped=self.items_skipped - named.skipped,
+            deleted=self.deleted - named.deleted,
+            dead_lettered=self.embed_dead_lettered - named.dead_lettered,
+        )
+        return {self.tenant_id: own, **others} if own != TenantCounts() else others
+
+    def _per_tenant(self) -> dict[str, dict[str, int]]:
+        """The per-tenant counts as JSON, with what the run's deletions swept in each tenant."""
+        swept = {tenant: deletion.swept for tenant, deletion in (self.prune.tenants if self.prune else {}).items()}
+        counts = self.tenant_counts()
+        return {
+            tenant: {**counts.get(tenant, TenantCounts()).model_dump(), "swept": swept.get(tenant, 0)}
+            for tenant in {**counts, **swept}
+        }
 
     def partition_counts(self) -> dict[int, PartitionCounts]:
         """Per items partition, the counts reported furthest (the highest `next_offset` of any member): a member
@@ -319,6 +353,7 @@ class RunState:
             "swept": self.swept,
             "held": self.held.model_dump() if self.held else None,
             "confirmed": self.confirm is not None,
+            "tenants": self._per_tenant() or None,
             "dead_lettered": self.dead_lettered,
             "items_pending": self.items_pending,
             "stalls": self.stalls,
@@ -355,12 +390,17 @@ class RunBook:
         run = self.runs.get(record.run_id)
         if run is None:
             run = self.runs[record.run_id] = RunState(record.run_id, record.tenant_id, record.service)
+        elif (run.tenant_id, run.service) != (record.tenant_id, record.service):
+            return None  # a run id reused for another tenant or service never takes over the run it names
         run.apply(record)
         return run
 
-    def forget(self, run_id: str) -> None:
-        """Drop a run whose records were removed (a tombstone)."""
-        self.runs.pop(run_id, None)
+    def forget(self, run_id: str, tenant_id: str | None = None, service: str | None = None) -> None:
+        """Drop a run whose records were removed (a tombstone); one naming another tenant or service than the run
+        (a reused run id's) drops nothing."""
+        run = self.runs.get(run_id)
+        if run is not None and tenant_id in (None, run.tenant_id) and service in (None, run.service):
+            del self.runs[run_id]
 
     def get(self, run_id: str) -> RunState | None:
         """The run, if kept."""

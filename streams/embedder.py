@@ -24,7 +24,15 @@ from ragsync import metrics
 from ragsync.chunks import Chunker
 from ragsync.dead_letters import send_dead_letter
 from ragsync.delivery import Delivered, Position, Unreadable, decode
-from ragsync.events import DeadLetter, EmbedProgress, ItemEvent, PartitionCounts
+from ragsync.events import (
+    MAX_TENANTS_COUNTED,
+    OTHER_TENANTS,
+    DeadLetter,
+    EmbedProgress,
+    ItemEvent,
+    PartitionCounts,
+    TenantCounts,
+)
 from ragsync.items import ItemContent, ItemRules
 from ragsync.kafka import Publisher, rewind_to_committed
 from ragsync.ledger import RunLedger
@@ -51,10 +59,11 @@ BATCH_FLOOR = 1024
 
 
 T = TypeVar("T")
-RunKey = tuple[str, str, str]  # run id, tenant, service
+RunKey = tuple[str, str, str]  # run id, the run's tenant, service
 Outcome = Literal["upserted", "skipped", "deleted", "dead_lettered"]
 OUTCOMES: tuple[Outcome, ...] = ("upserted", "skipped", "deleted", "dead_lettered")
-Settled = list[tuple[int, Outcome]]  # (offset, outcome) of each event of a run on one items partition
+# (offset, outcome, the record's own tenant where it is not the run's) of each event of a run on one items partition
+Settled = list[tuple[int, Outcome, str | None]]
 PointMaker = Callable[["Chunk", list[float], float], Point]  # a chunk, its vector and the time it was written
 
 
@@ -72,8 +81,11 @@ class BatchOutcome:
 
     def count(self, at: Position, event: ItemEvent, outcome: Outcome) -> None:
         """Record what became of one event."""
-        run = (event.run_id, event.tenant_id, event.service)
-        self.settled[run][at.partition].append((at.offset, outcome))
+        # One run's counts, whatever tenants its records name: keyed by the run's tenant, each record's own tenant
+        # kept beside its outcome for the per-tenant counts.
+        run = (event.run_id, event.run_tenant_id or event.tenant_id, event.service)
+        own_tenant = event.tenant_id if event.run_tenant_id else None
+        self.settled[run][at.partition].append((at.offset, outcome, own_tenant))
         self.tally[outcome, event.service] += 1
 
     def add_to_metrics(self) -> None:
@@ -86,11 +98,27 @@ class BatchOutcome:
 def account(base: PartitionCounts, events: Settled) -> PartitionCounts:
     """`base` plus the events from its `next_offset` on; events before it were counted by an earlier batch (they
     are delivered again after a rebalance or a crash) and are not counted twice."""
-    fresh = [(offset, outcome) for offset, outcome in events if offset >= base.next_offset]
+    fresh = [event for event in events if event[0] >= base.next_offset]
     if not fresh:
         return base
-    counts: dict[str, int] = {o: getattr(base, o) + sum(1 for _, f in fresh if f == o) for o in OUTCOMES}
-    return base.model_copy(update={**counts, "next_offset": max(offset for offset, _ in fresh) + 1})
+    counts: dict[str, int] = {o: getattr(base, o) + sum(1 for _, f, _ in fresh if f == o) for o in OUTCOMES}
+    tenants = _tenants_counted(base.tenants, fresh)
+    return base.model_copy(
+        update={**counts, "tenants": tenants, "next_offset": max(offset for offset, _, _ in fresh) + 1}
+    )
+
+
+def _tenants_counted(known: dict[str, TenantCounts], fresh: Settled) -> dict[str, TenantCounts]:
+    """`known` plus the fresh events of records naming their own tenant: MAX_TENANTS_COUNTED tenants by name at
+    most, any further one under OTHER_TENANTS."""
+    tenants = dict(known)
+    for _, outcome, tenant in fresh:
+        if tenant is None:
+            continue
+        named = tenant in tenants or len(tenants) < MAX_TENANTS_COUNTED
+        name = tenant if named else OTHER_TENANTS
+        tenants[name] = tenants.get(name, TenantCounts()) + TenantCounts.model_validate({outcome: 1})
+    return tenants
 
 
 @dataclass(frozen=True)

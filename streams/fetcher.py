@@ -25,7 +25,7 @@ from pydantic_core import PydanticSerializationError
 from ragsync import keys, metrics
 from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.paging import PageQuery
-from ragsync.coordinator.request import CallerIdentity
+from ragsync.coordinator.request import TENANT_SCOPE_KEY, CallerIdentity
 from ragsync.dead_letters import send_dead_letter
 from ragsync.delivery import Position, Unreadable, decode_value
 from ragsync.events import (
@@ -36,7 +36,15 @@ from ragsync.events import (
     TenantRequest,
     utc_now,
 )
-from ragsync.items import MAX_DEPTH, ItemError, ItemRules, depth_of, record_text, repair_surrogates
+from ragsync.items import (
+    MAX_DEPTH,
+    OTHER_TENANT,
+    ItemError,
+    ItemRules,
+    depth_of,
+    record_text,
+    repair_surrogates,
+)
 from ragsync.kafka import Publisher, tls_context
 from ragsync.ledger import RunLedger
 from ragsync.runs import RunState
@@ -91,6 +99,7 @@ class FetchLimits:
     call_timeout_s: float = 300.0
     max_pages: int = 100_000
     item_max_bytes: int = 1_000_000
+    default_tenant: str = "default-tenant"  # a request for it syncs the whole service, whatever tenants it holds
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FetchLimits:
@@ -102,6 +111,7 @@ class FetchLimits:
             settings.batch_sync_timeout,
             settings.coordinator_max_pages,
             settings.item_max_bytes,
+            settings.default_tenant_id,
         )
 
 
@@ -162,7 +172,12 @@ class SyncRunner:
 
     def _query(self, request: TenantRequest, first_page: int) -> PageQuery:
         limit = request.limit or self._limits.page_limit
-        return PageQuery(request.service, request.sync_type, limit, request.since, first_page)
+        return PageQuery(request.service, request.sync_type, limit, request.since, first_page, self._scope(request))
+
+    def _scope(self, request: TenantRequest) -> str | None:
+        """The one tenant whose records the run is for, when the request names one; None for a request of the
+        default tenant: the whole service, each record under the tenant it names (its schema's tenant_field)."""
+        return None if request.tenant_id == self._limits.default_tenant else request.tenant_id
 
     async def _store_page(
         self,
@@ -189,7 +204,9 @@ class SyncRunner:
     def _record(self, request: TenantRequest, resume: FetchProgress | None) -> FetchProgress:
         if resume is not None:
             return _changed(resume, status="fetching", error=None)  # the request as first recorded
-        return FetchProgress.begin(request)
+        schema = self._rules.schema(request.service)
+        names_tenants = schema is not None and schema.tenant_field is not None
+        return FetchProgress.begin(request, all_tenants=names_tenants and self._scope(request) is None)
 
     async def _publish(self, state: FetchProgress) -> None:
         await self._publisher.send(self._topics.sync_runs, state.key, state)
@@ -200,36 +217,49 @@ class SyncRunner:
     ) -> tuple[list[asyncio.Future[RecordMetadata]], list[ItemError]]:
         """Emit a page's item events: their deliveries, and why each record that could not be one was
         dead-lettered."""
-        tenant = request.tenant_id
+        tenant, scope = request.tenant_id, self._scope(request)
         seen: set[str] = set()
         deliveries = []
         dead: list[ItemError] = []
         for record in records:
             try:
-                item = self._rules.read(record, request.service, tenant)
-                item_id = item.item_id
-                if item_id in seen:
-                    raise ItemError(
-                        f"{request.service} record id {item_id!r} appears twice in page {page}", "duplicate id"
-                    )
-                event = ItemEvent(
-                    run_id=request.run_id,
-                    tenant_id=item.tenant_id,
-                    service=request.service,
-                    item_id=item_id,
-                    op="delete" if item.deleted else "upsert",
-                    page=page,
-                    sync_type=request.sync_type,
-                    record=record,
-                )
+                event = self._item_event(request, scope, page, record, seen)
                 data = encode_item(event, self._limits.item_max_bytes)
             except ItemError as error:
                 await self._dead_letter(request, tenant, page, record, str(error))
                 dead.append(error)
                 continue
-            seen.add(item_id)
+            seen.add(event.item_id)
             deliveries.append(await self._publisher.send_raw(self._topics.items, event.key.encode(), data))
         return deliveries, dead
+
+    def _item_event(
+        self, request: TenantRequest, scope: str | None, page: int, record: Any, seen: set[str]
+    ) -> ItemEvent:
+        """The record as an item event of the run; `ItemError` when it cannot be one: no usable id, an id seen
+        earlier in the page, or a tenant outside the run's scope (never stored under the request's tenant)."""
+        item = self._rules.read(record, request.service, request.tenant_id)
+        if item.item_id in seen:
+            raise ItemError(
+                f"{request.service} record id {item.item_id!r} appears twice in page {page}", "duplicate id"
+            )
+        if scope is not None and item.tenant_id != scope:
+            raise ItemError(
+                f"{request.service} record {item.item_id!r} names tenant {item.tenant_id!r}, but the request is for "
+                f"tenant {scope!r}: the Coordinator did not scope its answer ({TENANT_SCOPE_KEY})",
+                OTHER_TENANT,
+            )
+        return ItemEvent(
+            run_id=request.run_id,
+            tenant_id=item.tenant_id,
+            run_tenant_id=request.tenant_id if item.tenant_id != request.tenant_id else None,
+            service=request.service,
+            item_id=item.item_id,
+            op="delete" if item.deleted else "upsert",
+            page=page,
+            sync_type=request.sync_type,
+            record=record,
+        )
 
     async def _dead_letter(self, request: TenantRequest, tenant: str, page: int, record: Any, reason: str) -> None:
         log.warning("run %s page %d: dead-lettered a record: %s", request.run_id, page, reason)
@@ -312,6 +342,9 @@ class FetcherAgent:
 
     async def _dispatch(self, request: TenantRequest) -> FetchOutcome | None:
         run = self._ledger.book.get(request.run_id)
+        if run is not None and (run.tenant_id, run.service) != (request.tenant_id, request.service):
+            await self._refuse_reused_id(request, run)
+            return None
         if run is not None and run.finished:
             log.info("run %s is already %s; redelivered request ignored", request.run_id, run.status)
             return None
@@ -386,6 +419,27 @@ class FetcherAgent:
             source_partition=bad.at.partition,
             source_offset=bad.at.offset,
             original=bad.original,
+        )
+        await send_dead_letter(self._publisher, self._topics, letter)
+        await self._publisher.flush()
+
+    async def _refuse_reused_id(self, request: TenantRequest, run: RunState) -> None:
+        """Dead-letter a request whose run id belongs to another tenant's or service's run: honoured, it would take
+        over that run's checkpoint and run state."""
+        reason = (
+            f"run id {request.run_id!r} belongs to a run of {run.tenant_id}/{run.service}; a request for "
+            f"{request.tenant_id}/{request.service} may not reuse it: publish it without run_id to get a new one"
+        )
+        log.error("rejected a sync request: %s", reason)
+        metrics.UNREADABLE_EVENTS.labels(topic="sync-requests").inc()
+        letter = DeadLetter(
+            run_id=request.run_id,
+            tenant_id=request.tenant_id,
+            service=request.service,
+            stage="fetcher",
+            reason=reason,
+            source_topic=self._topics.sync_requests,
+            original=request.to_bytes().decode(),
         )
         await send_dead_letter(self._publisher, self._topics, letter)
         await self._publisher.flush()

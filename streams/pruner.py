@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from ragsync import metrics
-from ragsync.deletions import refusal, scope_of
+from ragsync.deletions import by_tenant, refusal, scope_of, total
 from ragsync.events import Cursor, Deletion, RunPruned
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
@@ -59,7 +59,8 @@ class Pruner:
         if refused is not None:
             log.error("a confirmation of run %s is not carried out: %s", run.run_id, refused)
             return None
-        removed = await asyncio.to_thread(self._store.remove, scope_of(run))
+        per_tenant = await asyncio.to_thread(self._store.remove, scope_of(run))
+        removed = total(per_tenant)
         if removed.total:
             how = "confirmed by a person" if confirmed else "within the deletion budget"
             log.warning(
@@ -78,6 +79,7 @@ class Pruner:
             service=run.service,
             pruned=removed.swept,
             deleted=removed.deleted,
+            tenants=by_tenant(run, per_tenant),
         )
         await self._ledger.publish(self._publisher, record, *self._cursor(run, confirmed))
         if run.full:

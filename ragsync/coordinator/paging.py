@@ -27,6 +27,7 @@ class PageQuery:
     limit: int = 1000
     since: datetime | None = None
     first_page: int = 1
+    tenant: str | None = None  # the tenant whose records are asked for; None: the whole service
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ async def _fetch_page(
 ) -> tuple[Page, str]:
     """Page `number` and its digest; the answer and its text are let go once parsed."""
     since = query.since.isoformat().replace("+00:00", "Z") if query.since else None
-    request = page_request(identity, query.service, query.sync_type, number, query.limit, since)
+    request = page_request(identity, query.service, query.sync_type, number, query.limit, since, query.tenant)
     response = await client.route(request, timeout, query.service, number)
     records = records_from_envelope(response.envelope_json, query.service, number)
     fields = dict(response.normalized_fields)

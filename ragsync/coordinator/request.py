@@ -11,6 +11,9 @@ from ragsync.coordinator.signing import SERVICE_NAME
 from ragsync.proto import coordinator_pb2
 
 REQUEST_SOURCE = "rag-batch-sync"
+# The metadata key naming the tenant whose records a request is for, when it names one: a Coordinator that scopes
+# by it answers only that tenant's records (ragsync dead-letters any record of another tenant all the same).
+TENANT_SCOPE_KEY = "for_tenant_id"
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,10 @@ def page_request(
     page: int,
     limit: int,
     since: str | None = None,
+    tenant: str | None = None,
 ) -> coordinator_pb2.RouteRequest:
-    """The RouteRequest for one page, with its metadata and universal envelope."""
+    """The RouteRequest for one page, with its metadata and universal envelope; `tenant`: the tenant whose records
+    the request is for (TENANT_SCOPE_KEY), unset for the whole service."""
     query_text = page_query_text(service, sync_type, page)
     now = iso_now()
     metadata = {
@@ -53,6 +58,8 @@ def page_request(
     }
     if since is not None:
         metadata["since"] = since
+    if tenant is not None:
+        metadata[TENANT_SCOPE_KEY] = tenant
     envelope = {
         "version": "1.0",
         "timestamp": now,

@@ -98,19 +98,25 @@ class DeletionScope:
     service: str
     full: bool
     before: float
+    all_tenants: bool = False  # the run fetched the whole service, whose records name their own tenants
+
+    @property
+    def owner(self) -> dict[str, str]:
+        """The payload fields every point the scope covers has: its service, and its tenant unless all_tenants."""
+        return {"service": self.service} if self.all_tenants else {"tenant_id": self.tenant_id, "service": self.service}
+
+
+# A run's deletions are counted per tenant for at most this many tenants of one service (a facet's size).
+MAX_TENANTS_JUDGED = 100_000
 
 
 def _marked(scope: DeletionScope) -> Selection:
-    return Selection({"tenant_id": scope.tenant_id, "service": scope.service, "deleted_by": scope.run_id})
+    return Selection({**scope.owner, "deleted_by": scope.run_id})
 
 
 def _unseen(scope: DeletionScope) -> Selection:
     # Points without the fields (older layouts) count as unseen and older than the run.
-    return Selection(
-        {"tenant_id": scope.tenant_id, "service": scope.service},
-        differs={"generation": scope.run_id},
-        before=("touched_at", scope.before),
-    )
+    return Selection(dict(scope.owner), differs={"generation": scope.run_id}, before=("touched_at", scope.before))
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,10 @@ class VectorStore(ABC):
 
     @abstractmethod
     def _count(self, name: str, selection: Selection) -> int: ...
+
+    @abstractmethod
+    def _facet(self, name: str, key: str, selection: Selection, limit: int) -> dict[str, int]:
+        """How many points of `selection` hold each value of the keyword field `key` (the `limit` commonest)."""
 
     @abstractmethod
     def _close(self) -> None: ...
@@ -294,24 +304,32 @@ class VectorStore(ABC):
             if offset is None:
                 return
 
-    def deletion(self, scope: DeletionScope) -> Deletion:
-        """What `remove(scope)` would delete, and the points there are, counted by filter: no id is listed, so
-        this costs three counts whatever the size of the service."""
+    def deletion(self, scope: DeletionScope) -> dict[str, Deletion]:
+        """Per tenant of the scope, what `remove(scope)` would delete and the points there are, counted by filter
+        (a facet on the tenant): no id is listed, so this costs three counts whatever the size of the service."""
         with self._lock:
             if not self._exists(self.target):
-                return Deletion()  # nothing stored yet: nothing to delete
-            points = self._count(self.target, Selection.of(tenant_id=scope.tenant_id, service=scope.service))
-            deleted = self._count(self.target, _marked(scope))
-            swept = self._count(self.target, _unseen(scope)) if scope.full else 0
-        return Deletion(swept=swept, deleted=deleted, points=points)
+                return {}  # nothing stored yet: nothing to delete
+            points = self._per_tenant(Selection(scope.owner))
+            deleted = self._per_tenant(_marked(scope))
+            swept = self._per_tenant(_unseen(scope)) if scope.full else {}
+        return {
+            tenant: Deletion(swept=swept.get(tenant, 0), deleted=deleted.get(tenant, 0), points=count)
+            for tenant, count in points.items()
+        }
 
-    def remove(self, scope: DeletionScope) -> Deletion:
+    def _per_tenant(self, selection: Selection) -> dict[str, int]:
+        return {t: n for t, n in self._facet(self.target, "tenant_id", selection, MAX_TENANTS_JUDGED).items() if n}
+
+    def remove(self, scope: DeletionScope) -> dict[str, Deletion]:
         """Carry out a run's deletions: the points of records it found flagged deleted and, after a full run,
-        the points it did not see (the sweep). What it removed (`points`: those there were before)."""
-        points = self.count(scope.tenant_id, scope.service, collection=self.target)
-        deleted = self._delete_selected(_marked(scope))
-        swept = self.sweep(scope.tenant_id, scope.service, scope.run_id, scope.before) if scope.full else 0
-        return Deletion(swept=swept, deleted=deleted, points=points)
+        the points it did not see (the sweep). What it removed, per tenant (as `deletion` counted it just
+        before: `points` are those there were)."""
+        removed = self.deletion(scope)
+        self._delete_selected(_marked(scope))
+        if scope.full:
+            self._delete_selected(_unseen(scope))
+        return removed
 
     def _delete_selected(self, selection: Selection) -> int:
         """Delete the points of `selection`; how many."""

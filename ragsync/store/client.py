@@ -168,6 +168,10 @@ class ClientStore(VectorStore):
     def _count(self, name: str, selection: Selection) -> int:
         return int(self._client.count(name, count_filter=_filter(selection), exact=True).count)
 
+    def _facet(self, name: str, key: str, selection: Selection, limit: int) -> dict[str, int]:
+        found = self._client.facet(name, key, facet_filter=_filter(selection), limit=limit, exact=True)
+        return {str(hit.value): hit.count for hit in found.hits}
+
     def _close(self) -> None:
         self._client.close()
 

@@ -177,6 +177,10 @@ finally:
     def _count(self, name: str, selection: Selection) -> int:
         return self._shard(name).count(edge.CountRequest(exact=True, filter=_filter(selection)))
 
+    def _facet(self, name: str, key: str, selection: Selection, limit: int) -> dict[str, int]:
+        request = edge.FacetRequest(key=key, limit=limit, exact=True, filter=_filter(selection))
+        return {str(hit.value): hit.count for hit in self._shard(name).facet(request).hits}
+
     def optimize(self) -> bool:
         """Merge segments and build the HNSW index of the collection being written (after a bulk load); False,
         with nothing done, when this process optimized it and wrote nothing since.

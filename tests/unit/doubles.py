@@ -129,11 +129,14 @@ class EmbeddingStage:
         op: Literal["upsert", "delete"] = "upsert",
         run_id: str = "run-1",
         tenant_id: str = "acme",
+        run_tenant_id: str | None = None,
     ) -> Delivered[ItemEvent]:
-        """The next item event of `item_id` (tenant acme unless told, payment-service), at the next offset."""
+        """The next item event of `item_id` (tenant acme unless told, payment-service), at the next offset;
+        `run_tenant_id`: the run's tenant, where the record names another."""
         event = ItemEvent(
             run_id=run_id,
             tenant_id=tenant_id,
+            run_tenant_id=run_tenant_id,
             service="payment-service",
             item_id=item_id,
             op=op,

@@ -47,7 +47,7 @@ async def test_a_batch_is_stored_and_every_event_counted_once(stage: EmbeddingSt
     assert stage.store.count() == 2
     embedded = ["title: Refund for the course, approved", "title: Card declined at checkout"]
     assert sorted(stage.encoder.encoded) == sorted(embedded)
-    assert [outcome for _, outcome in sorted(outcome.settled[("run-1", "acme", "payment-service")][0])] == [
+    assert [outcome for _, outcome, _ in sorted(outcome.settled[("run-1", "acme", "payment-service")][0])] == [
         "skipped",
         "upserted",
         "upserted",
@@ -76,7 +76,7 @@ async def test_an_unchanged_item_is_not_embedded_again_and_its_count_goes_on(sta
     again = stage.item("p-1", "Refund for the course", run_id="run-1")
     outcome = await stage.embedder.process([again], "member-a")
     assert stage.encoder.encoded == []  # found unchanged: touched, not embedded
-    assert outcome.settled[("run-1", "acme", "payment-service")][0] == [(1, "skipped")]
+    assert outcome.settled[("run-1", "acme", "payment-service")][0] == [(1, "skipped", None)]
     run = stage.ledger.book.get("run-1")
     assert run is not None and (run.items_upserted, run.items_skipped) == (1, 1)
 

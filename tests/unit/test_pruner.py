@@ -192,7 +192,7 @@ def test_the_held_error_names_what_the_coordinator_answered() -> None:
     )
     run = RunState(request.run_id, "default-tenant", "hidden-items", fetch=fetched)
     run.apply(RunEnded(run_id=request.run_id, tenant_id="default-tenant", service="hidden-items"))
-    error = held_error(run, Deletion(swept=300, points=300), DeletionBudget())
+    error = held_error(run, {"default-tenant": Deletion(swept=300, points=300)}, DeletionBudget())
     assert error == (
         "held: this full run would remove 300 of the 300 points of hidden-items/default-tenant (100% > "
         "RUN_MAX_DELETE_SHARE 30%, an empty answer to a full sync; 300 it did not see, 0 of records flagged "
