@@ -26,7 +26,7 @@ from ragsync.kafka import Committed, Publisher, assign_every_partition, make_con
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
 from ragsync.model_process import ProcessEncoder
-from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer
+from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer, OpsTokens
 from ragsync.requests import RequestDefaults
 from ragsync.schemas import Schemas
 from ragsync.settings import Settings, reveal
@@ -154,7 +154,13 @@ class App:
             return
         port = self.settings.ops_port if self.settings.ops_port is not None else DEFAULT_PORTS[component]
         server = OpsServer(
-            component, self.settings.ops_host, port, status, checks, admin, reveal(self.settings.admin_token)
+            component,
+            self.settings.ops_host,
+            port,
+            status,
+            checks,
+            admin,
+            OpsTokens(ops=reveal(self.settings.ops_token), admin=reveal(self.settings.admin_token)),
         )
         await server.start()
         try:

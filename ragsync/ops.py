@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,28 @@ SHOWN_VALUE_CHARS = 200  # of a bad value echoed back in a 422: enough to recogn
 DEFAULT_PORTS = {"scheduler": 9100, "fetcher": 9101, "embedder": 9102}
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpsTokens:
+    """Who may read /status and call /admin/*: OPS_TOKEN guards both, ADMIN_TOKEN (when set) guards /admin/* in
+    its place. /healthz, /readyz and /metrics stay open for probes and Prometheus."""
+
+    ops: str | None = None
+    admin: str | None = None
+
+    @property
+    def status(self) -> tuple[str, ...]:
+        """The bearer tokens /status accepts; none: it is open."""
+        return tuple(t for t in (self.ops, self.admin) if t) if self.ops else ()
+
+    @property
+    def admin_routes(self) -> tuple[str, ...]:
+        """The bearer tokens /admin/* accepts; none: the routes are off."""
+        return (self.admin,) if self.admin else (self.ops,) if self.ops else ()
+
+
 class OpsServer:
     """Serves one component's health, readiness, status and metrics over HTTP."""
 
@@ -40,7 +63,7 @@ class OpsServer:
         status: Callable[[], dict[str, Any]],
         checks: dict[str, Check],
         admin: Mapping[str, Action] | None = None,
-        admin_token: str | None = None,
+        tokens: OpsTokens | None = None,
     ) -> None:
         self.component = component
         self._host, self._port = host, port
@@ -49,11 +72,13 @@ class OpsServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        app.router.add_get("/status", self._status_page)
+        tokens = tokens or OpsTokens()
+        app.router.add_get("/status", _guarded(self._status_page, tokens.status))
         app.router.add_get("/metrics", self._metrics)
-        self._admin_token = admin_token or ""
-        for name, action in (admin or {}).items() if admin_token else ():
-            app.router.add_post(f"/admin/{name}", self._admin(action, ADMIN_STATUS[name]))
+        for name, action in (admin or {}).items() if tokens.admin_routes else ():
+            app.router.add_post(
+                f"/admin/{name}", _guarded(self._admin(action, ADMIN_STATUS[name]), tokens.admin_routes)
+            )
         self._runner = web.AppRunner(app, access_log=None)
 
     @property
@@ -107,16 +132,11 @@ class OpsServer:
         }
         return web.json_response(body, dumps=_dumps)
 
-    def _admin(self, action: Action, done: int) -> Callable[[web.Request], Awaitable[web.Response]]:
-        """An admin route: 401 without a bearer token, 403 with a wrong one, 422 naming each bad field of the body
-        and its value, 409 for a request refused, else `done`."""
+    def _admin(self, action: Action, done: int) -> Handler:
+        """An admin route: 422 naming each bad field of the body and its value, 409 for a request refused, else
+        `done` (behind its bearer token)."""
 
         async def handle(request: web.Request) -> web.Response:
-            header = request.headers.get("Authorization", "")
-            if not header.startswith("Bearer "):
-                return web.json_response({"error": "send Authorization: Bearer <ADMIN_TOKEN>"}, status=401)
-            if not hmac.compare_digest(header.removeprefix("Bearer ").encode(), self._admin_token.encode()):
-                return web.json_response({"error": "the bearer token is not ADMIN_TOKEN"}, status=403)
             try:
                 answer = await action(await request.read())
             except ValidationError as error:
@@ -131,6 +151,23 @@ class OpsServer:
         response = web.Response(body=generate_latest())
         response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
         return response
+
+
+def _guarded(handler: Handler, accepted: tuple[str, ...]) -> Handler:
+    """`handler` behind a bearer token, one of `accepted` (none: open): 401 without one, 403 with another."""
+    if not accepted:
+        return handler
+
+    async def guarded(request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return web.json_response({"error": "send Authorization: Bearer <token>"}, status=401)
+        given = header.removeprefix("Bearer ").encode()
+        if not any(hmac.compare_digest(given, token.encode()) for token in accepted):
+            return web.json_response({"error": "the bearer token is not the one this endpoint takes"}, status=403)
+        return await handler(request)
+
+    return guarded
 
 
 def invalid_fields(error: ValidationError) -> list[dict[str, Any]]:

@@ -17,6 +17,9 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_SERVICES = ["payment-service", "assessment-service", "devlab-service", "analytics-service"]
 
 
+MIN_TOKEN_CHARS = 16
+
+
 class Settings(BaseSettings):
     """All of ragsync's settings. Each field is read from the environment variable of the same name, upper-cased."""
 
@@ -188,7 +191,14 @@ class Settings(BaseSettings):
     ops_host: str = Field("127.0.0.1", description="Address the ops endpoints listen on (0.0.0.0 in containers).")
     ops_port: int | None = Field(None, ge=0, le=65535, description="Port; unset: each component's default.")
     admin_token: SecretStr | None = Field(
-        None, description="Bearer token of POST /admin/sync on the scheduler; unset: off."
+        None,
+        description="Bearer token of POST /admin/sync (scheduler) and /admin/prune (embedder), 16 characters at "
+        "least; unset: OPS_TOKEN guards them, and with neither they are off.",
+    )
+    ops_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that GET /status and POST /admin/* need, 16 characters at least; unset: /status "
+        "is open (bind OPS_HOST to loopback or guard it by the network). /healthz, /readyz and /metrics stay open.",
     )
 
     # --- local files ---
@@ -206,12 +216,21 @@ class Settings(BaseSettings):
         "qdrant_api_key",
         "rag_private_key",
         "admin_token",
+        "ops_token",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # A Secret or compose file lists every key, empty where unused: an empty value means "not set".
         return None if value == "" else value
+
+    @field_validator("admin_token", "ops_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # A short bearer token is guessed; refuse it at start-up rather than serve run state behind it.
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"a token needs {MIN_TOKEN_CHARS} characters at least (`openssl rand -hex 16` makes one)")
+        return value
 
     @field_validator("batch_sync_services", mode="before")
     @classmethod
@@ -301,7 +320,8 @@ def describe_invalid(error: ValidationError) -> str:
         given = problem.get("input")
         value = f"={given!r}" if isinstance(given, str | int | float) and not _secret(name) else ""
         accepted = ACCEPTED.get(problem["type"])
-        lines.append(f"{name}{value}: {problem['msg']}" + (f"; {accepted}" if accepted else ""))
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(f"{name}{value}: {message}" + (f"; {accepted}" if accepted else ""))
     return "; ".join(lines)
 
 

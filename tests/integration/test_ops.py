@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import pytest
+from pydantic import ValidationError
 
 from ragsync.app import App
 from ragsync.events import SyncRequest
-from ragsync.ops import OpsServer
+from ragsync.ops import OpsServer, OpsTokens
 from ragsync.producers.scheduler import Scheduler
-from ragsync.settings import Settings
+from ragsync.settings import Settings, describe_invalid
 from tests.integration.conftest import read_all
 
 
@@ -34,7 +36,7 @@ async def scheduler_ops(settings: Settings, token: str | None) -> AsyncIterator[
             lambda: {"scheduler": scheduler.state.as_json()},
             {"broker": failing},
             {"sync": scheduler.requested_over_http},
-            token,
+            OpsTokens(admin=token),
         )
         await server.start()
         try:
@@ -99,3 +101,43 @@ async def test_health_readiness_status_and_metrics(settings: Settings) -> None:
         async with session.get(f"{base}/metrics") as response:
             text = await response.text()
             assert response.status == 200 and "ragsync_coordinator_calls_total" in text
+
+
+async def _get(url: str, token: str | None) -> int:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as response:
+        return response.status
+
+
+async def test_the_ops_token_guards_status_and_admin_and_leaves_probes_and_metrics_open(settings: Settings) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    ops = "o" * 16
+    async with app.publisher() as publisher:
+        scheduler = Scheduler.from_settings(settings, publisher, app.topics)
+        server = OpsServer(
+            "scheduler", "127.0.0.1", 0, lambda: {}, {}, {"sync": scheduler.requested_over_http}, OpsTokens(ops=ops)
+        )
+        await server.start()
+        base = f"http://127.0.0.1:{server.port}"
+        try:
+            assert [await _get(f"{base}/status", token) for token in (None, "wrong-token-of-16-chars", ops)] == [
+                401,
+                403,
+                200,
+            ]
+            assert [await _get(f"{base}/{path}", None) for path in ("healthz", "readyz", "metrics")] == [200] * 3
+            assert (await _post(f"{base}/admin/sync", {}, None))[0] == 401
+            assert (await _post(f"{base}/admin/sync", {"services": ["devlab-service"]}, ops))[0] == 202
+        finally:
+            await server.stop()
+
+
+def test_a_short_token_is_refused_at_start_up_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_TOKEN", "too-short")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    assert (
+        describe_invalid(raised.value)
+        == "OPS_TOKEN: a token needs 16 characters at least (`openssl rand -hex 16` makes one)"
+    )
