@@ -16,9 +16,15 @@ from typing import Any
 import grpc
 import pytest
 
+from ragsync.app import App
 from ragsync.coordinator.request import TENANT_SCOPE_KEY
+from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.events import DeadLetter
+from ragsync.processes import Components
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
+from ragsync.settings import Settings
 from ragsync.store.edge import EdgeStore
+from tests.integration.conftest import read_all, request_sync, until_pages
 
 SERVICE = "docs-service"
 TENANTS = ("acme", "globex", "initech")
@@ -142,3 +148,27 @@ async def test_a_three_tenant_service_syncs_updates_and_shrinks_in_every_tenant(
     code, scoped = await _sync(tmp_path, endpoint, "--tenant", "acme")
     assert (code, scoped["status"], scoped["items_skipped"], scoped["dead_lettered"]) == (0, "succeeded", 17, 0)
     assert _points(tmp_path) == {"acme": 17, "globex": 17, "initech": 17, "default-tenant": 0}
+
+
+async def test_a_run_id_reused_for_another_tenant_is_refused_by_a_running_fetcher(
+    settings: Settings, tmp_path: Path
+) -> None:
+    app = App(settings)
+    await app.ensure_topics()
+    components = Components(settings, tmp_path)
+    try:
+        async with CoordinatorServer(DemoCoordinator(20)) as server, app.ledger() as ledger:
+            components.start("fetcher", COORDINATOR_GRPC_ENDPOINT=server.endpoint, OPS_PORT="0")
+            first = await request_sync(app, "devlab-service", tenant_id="acme")
+            await until_pages(ledger, first.run_id, 1, timeout=90)
+            await request_sync(app, "devlab-service", tenant_id="globex", run_id=first.run_id)
+            [letter] = [
+                DeadLetter.model_validate_json(value)
+                for value in await read_all(app.bootstrap_servers, app.topics.dead_letters, 1, timeout=60)
+            ]
+            run = ledger.book.runs[first.run_id]
+    finally:
+        components.stop_all()
+    assert (letter.run_id, letter.tenant_id, letter.stage) == (first.run_id, "globex", "fetcher")
+    assert "belongs to a run of acme/devlab-service" in letter.reason
+    assert (run.tenant_id, run.pages) == ("acme", 1) and run.request is not None and run.request.tenant_id == "acme"
