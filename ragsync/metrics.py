@@ -67,9 +67,9 @@ DELETIONS_HELD = Counter(
     ["service"],
 )
 STALLS = Counter("ragsync_stalled_runs_total", "Stalls the watchdog acted on, by action.", ["service", "action"])
-EMBED_BATCH = Histogram(
-    "ragsync_embed_batch_size", "Items per embedding batch.", buckets=(1, 4, 8, 16, 32, 64, 128, 256, 512)
-)
+# Up to EMBEDDER_MAX_BATCH's bound: batches of 1024 to 4096 land in buckets of their own, not all above the last.
+EMBED_BATCH_BUCKETS = (1, 4, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)
+EMBED_BATCH = Histogram("ragsync_embed_batch_size", "Items per embedding batch.", buckets=EMBED_BATCH_BUCKETS)
 EMBED_SECONDS = Histogram("ragsync_embed_seconds", "Time to encode one batch.")
 UPSERT_SECONDS = Histogram("ragsync_qdrant_upsert_seconds", "Time for Qdrant to acknowledge one batch upsert.")
 INDEX_BUILDS = Counter(

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from ragsync.app import App
-from ragsync.broker import LocalBroker
+from ragsync.broker import BROKER_LOG, LocalBroker
 from ragsync.deletions import HELD_FILE, HeldFile
 from ragsync.events import SyncType
 from ragsync.model import TextEncoder
@@ -25,7 +25,7 @@ async def one_shot_app(settings: Settings) -> AsyncIterator[App]:
     if settings.kafka_bootstrap_servers:
         yield App(settings, settings.kafka_bootstrap_servers)
         return
-    broker = LocalBroker()
+    broker = LocalBroker(log=settings.data_dir / BROKER_LOG)
     await asyncio.to_thread(broker.start)
     try:
         yield App(settings, broker.bootstrap_servers, exclusive=True)

@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     embedder_max_batch: int = Field(
         4096,
         ge=1,
+        le=16384,
         description="The most item events read, encoded and upserted per batch. A batch takes what the embedder "
         "stored in about a second, at least 1024: each costs fixed time (a store lookup, its last write, a progress "
         "record, a commit) in which the model idles, so a fast encoder gets large batches and a slow one keeps "

@@ -204,6 +204,38 @@ async def test_status_and_dead_letters_commands_read_the_topics(
     assert "replayed 1 dead letter(s)" in replayed.stdout and "1 cannot be replayed" in replayed.stderr
     items = await read_all(settings.bootstrap_servers, app.topics.items, 3)
     assert json.loads(items[-1])["item_id"] == "b"
+    again = await asyncio.to_thread(
+        _run,
+        ["dead-letters", "replay", "--run-id", request.run_id, "--stage", "fetcher", "--json"],
+        tmp_path,
+        60,
+        **env,
+    )
+    assert again.returncode == 0 and again.stderr == "", again.stderr[-2000:]
+    answer = json.loads(again.stdout)
+    assert answer["replayed"] == 0 and len(answer["not_replayable"]) == 1  # the record without an id
+
+
+async def test_trigger_prints_the_runs_it_requested_as_json(settings: Settings, tmp_path: Path) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix}
+    args = ["trigger", "--service", "devlab-service", "--service", "payment-service", "--tenant", "acme", "--json"]
+    result = await asyncio.to_thread(_run, args, tmp_path, 60, **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs = json.loads(result.stdout)
+    assert [(r["service"], r["tenant_id"], r["sync_type"]) for r in runs] == [
+        ("devlab-service", "acme", "batch"),
+        ("payment-service", "acme", "batch"),
+    ]
+    published = await read_all(settings.bootstrap_servers, f"{settings.kafka_topic_prefix}sync-requests", 2)
+    assert sorted(json.loads(value)["run_id"] for value in published) == sorted(r["run_id"] for r in runs)
+
+
+def test_version_is_the_package_version(tmp_path: Path) -> None:
+    import tomllib
+
+    expected = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["version"]
+    result = _run(["--version"], tmp_path, 60)
+    assert (result.returncode, result.stdout) == (0, f"ragsync {expected}\n")
 
 
 HOSTILE_TEXTS = [

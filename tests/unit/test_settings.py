@@ -81,3 +81,12 @@ def test_a_switch_that_is_neither_on_nor_off_says_what_it_takes(monkeypatch: pyt
         "RELATED_EDGES='maybe': Input should be a valid boolean, unable to interpret input; use true or false "
         "(also on/off, yes/no, 1/0)"
     )
+
+
+def test_the_batch_size_histogram_reaches_the_largest_batch_a_setting_allows() -> None:
+    from annotated_types import Le
+
+    from ragsync.metrics import EMBED_BATCH_BUCKETS
+
+    [bound] = [m.le for m in Settings.model_fields["embedder_max_batch"].metadata if isinstance(m, Le)]
+    assert max(EMBED_BATCH_BUCKETS) >= bound and Settings(_env_file=None).embedder_max_batch in EMBED_BATCH_BUCKETS
