@@ -394,11 +394,19 @@ class App:
         """The scheduler (cron and start-up sync requests) and the stall watchdog."""
         from ragsync.producers.retention import History, RunRetention
         from ragsync.producers.scheduler import Scheduler
+        from ragsync.streams.lag import GroupLag
         from ragsync.streams.watchdog import StallRules, Watchdog
 
         await self.ensure_topics()
         supervisor = self.supervisor("scheduler")
-        async with self.publisher() as publisher, self.ledger(supervisor=supervisor) as ledger:
+        # Never subscribes, so never joins the group: it reads the group's commits from outside.
+        lag_reader = make_consumer(self.settings, self.bootstrap_servers, group_id=self.embedder_group)
+        async with (
+            self.publisher() as publisher,
+            self.ledger(supervisor=supervisor) as ledger,
+            _started(lag_reader),
+        ):
+            lag = GroupLag(lag_reader, self.embedder_group, self.topics.items)
             scheduler = Scheduler.from_settings(self.settings, publisher, self.topics)
             watchdog = Watchdog(StallRules.from_settings(self.settings), ledger, publisher, self.topics)
             history = History(self.settings.run_history_days, self.settings.run_history_per_service)
@@ -409,6 +417,7 @@ class App:
                 return {
                     "scheduler": scheduler.state.as_json(),
                     "watchdog_checks": watchdog.checks,
+                    "embedder_group_lag": {"partitions": lag.last_lag, "last_error": lag.last_error},
                     **_runs_status(ledger),
                 }
 
@@ -416,6 +425,7 @@ class App:
                 "scheduler": lambda: scheduler.run(stop),
                 "watchdog": lambda: watchdog.run(stop),
                 "retention": lambda: retention.run(stop, self.settings.watchdog_interval),
+                "lag": lambda: lag.run(stop, self.settings.lag_interval_s),
             }
             try:
                 checks = {"broker": _ledger_check(ledger), "stages": supervisor.check}
@@ -424,6 +434,16 @@ class App:
                     await supervisor.run_stages(stages, stop)
             finally:
                 REGISTRY.unregister(collector)
+
+
+@contextlib.asynccontextmanager
+async def _started(consumer: AIOKafkaConsumer) -> AsyncIterator[AIOKafkaConsumer]:
+    """A consumer started for the block and stopped after it."""
+    await start_client(consumer)
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def _each(calls: list[Callable[[], None]]) -> Callable[[], None]:

@@ -107,10 +107,14 @@ MODEL_PROCESS_EXITS = Counter(
     "ragsync_model_process_exits_total",
     "Times the model's own process (EMBEDDING_PROCESS) exited while encoding; its batch is retried on a new one.",
 )
-CONSUMER_LAG = Gauge(
-    "ragsync_consumer_lag",
-    "Items not yet committed by the embedder group: high-water mark minus committed offset.",
-    ["topic", "partition"],
+GROUP_LAG = Gauge(
+    "ragsync_consumer_group_lag",
+    "Items a consumer group has not committed yet, per partition, measured from the broker by the scheduler: "
+    "high-water mark minus the group's committed offset, partitions without a live member included.",
+    ["group", "topic", "partition"],
+)
+LAG_READ_FAILURES = Counter(
+    "ragsync_lag_read_failures_total", "Times the scheduler could not read a consumer group's lag from the broker."
 )
 RELATED_ITEMS = Counter(
     "ragsync_related_items_total",

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # --- run tracking and the watchdog (in the scheduler) ---
     run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
     watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
+    lag_interval_s: float = Field(
+        15.0, gt=0, description="Seconds between the scheduler's readings of the embedding group's lag."
+    )
     watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
     stage_max_crashes: int = Field(
         5, ge=1, description="A stage that crashes this often within STAGE_CRASH_WINDOW_S stops its process."

@@ -646,11 +646,6 @@ class EmbeddingConsumer:
         offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         try:
             await self._consumer.commit(offsets)
-            for tp, offset in offsets.items():
-                # The high-water mark from the fetch itself: the local broker's end_offsets() can be wrong.
-                highwater = self._consumer.highwater(tp)
-                if highwater is not None:
-                    metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset))
         except (CommitFailedError, IllegalStateError) as error:
             # The partitions moved to another member during the batch; it will redeliver, and the
             # deterministic point ids make the second write an overwrite.
