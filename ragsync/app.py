@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # the stages are imported where they are built: a command tha
 
 log = logging.getLogger(__name__)
 PROMPT_FETCH_MAX_WAIT_MS = 50  # the fetch wait of a ledger that `caught_up` and `wait` are called on
+SPACE_RECHECK_S = 2.0  # how often a disk too full to open the store on is looked at again
 
 
 class App:
@@ -247,6 +248,8 @@ class App:
         rules = self.item_rules()  # a bad schema fails here, before anything connects
         await self.ensure_topics()
         own_store = store is None
+        if own_store and not await self._space_to_open(stop, serve_ops):
+            return
         store = store or open_store(self.settings)
         own_encoder = encoder is None
         encoder = encoder or self.encoder()
@@ -360,6 +363,26 @@ class App:
             self.related_group,
         )
         return RelatedConsumer(consumer, edges, stored_up_to, s.related_max_batch, embedders_busy=embedders_busy)
+
+    async def _space_to_open(self, stop: asyncio.Event, serve_ops: bool) -> bool:
+        """Wait, before the embedded store opens, until its disk has STORE_MIN_FREE_MB free: it maps its files,
+        and opening it on a full disk kills the process with SIGBUS, without a word. Meanwhile /readyz answers 503
+        with `disk`. False when `stop` was set first."""
+        space = self.store_space()
+        shortage = space.shortage() if space is not None else None
+        if space is None or shortage is None:
+            return True
+        log.error("%s; the store is not opened until then", shortage)
+        metrics.STORE_SPACE_PAUSES.inc()
+        status = {"waiting_for_disk": shortage}
+        async with self.ops("embedder", lambda: status, {"disk": _space_check(space)}, serve_ops):
+            while (shortage := space.shortage()) is not None and not stop.is_set():
+                status["waiting_for_disk"] = shortage
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), SPACE_RECHECK_S)
+        if not stop.is_set():
+            log.warning("the store's disk has room again: opening the store")
+        return not stop.is_set()
 
     def deletion_budget(self) -> DeletionBudget:
         """What a run may delete without a person: RUN_MAX_DELETE_SHARE and RUN_MIN_DELETE_HOLD."""

@@ -5,6 +5,7 @@ itself once space is added. On a real, small tmpfs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from ragsync.app import App
 from ragsync.broker import free_port
 from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
 from ragsync.model import TextEncoder
+from ragsync.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from ragsync.store import open_store
 from tests.integration.conftest import fetcher_running, request_sync
@@ -91,3 +93,34 @@ async def test_a_store_disk_short_of_space_pauses_the_embedder_until_space_is_ad
     assert (run.status, run.items_upserted) == ("succeeded", 200)
     assert store.count() == 200
     store.close()
+
+
+async def test_an_embedder_started_on_a_full_disk_waits_before_opening_the_store_and_says_why(
+    settings: Settings, tmp_path: Path, small_disk: Path
+) -> None:
+    """Before, the store was opened first and the process died of SIGBUS on the full disk, without a word."""
+    port = free_port()
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (_free(small_disk) - 8 * MB))  # 8 MB left, under the 64 MB floor
+    components = Components(settings, tmp_path)
+    env = {"QDRANT_PATH": str(small_disk / "qdrant"), "STORE_MIN_FREE_MB": "64", "OPS_PORT": str(port)}
+    embedder = components.start("embedder", **env)
+    try:
+        async with asyncio.timeout(120):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    status, body = await _readiness(port)
+                    if status == 503:
+                        break
+                assert embedder.poll() is None, "the embedder exited"
+                await asyncio.sleep(0.5)
+        assert "STORE_MIN_FREE_MB=64" in json.loads(body)["checks"]["disk"], body
+        await asyncio.sleep(3)  # still waiting, alive, and the store never opened
+        assert embedder.poll() is None and not (small_disk / "qdrant").exists()
+        filler.unlink()
+        document = await wait_for_status(port, lambda s: s.get("consumers"), timeout=120)
+        assert document["checks"]["disk"] is None and (small_disk / "qdrant").exists()
+    finally:
+        components.stop_all()
+    log = (tmp_path / "embedder-0.log").read_text()
+    assert "the store is not opened until then" in log and "has room again" in log
