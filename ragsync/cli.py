@@ -22,8 +22,10 @@ from typer.core import TyperGroup
 
 from ragsync.errors import SetupError
 from ragsync.events import SERVICE_PATTERN, LetterStage, SyncType
+from ragsync.logs import LogFormat
+from ragsync.logs import configure as configure_logs
 from ragsync.settings import Settings
-from ragsync.shown import ShownLogRecords, as_text, labelled
+from ragsync.shown import as_text, labelled
 
 if TYPE_CHECKING:
     from ragsync.related import RelatedItem
@@ -102,15 +104,13 @@ def main(
         LogLevel | None,
         typer.Option(case_sensitive=False, help="Default: INFO for long-running components, else WARNING."),
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(envvar="LOG_FORMAT", case_sensitive=False, help="text, or json: one JSON object a line."),
+    ] = LogFormat.text,
 ) -> None:
     """ragsync: scheduler, fetcher agent and embedding consumer group over Kafka, into Qdrant."""
-    logging.basicConfig(
-        level=(log_level or LogLevel.WARNING).value,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(ShownLogRecords())
+    configure_logs((log_level or LogLevel.WARNING).value, log_format)
     if log_level is None and ctx.invoked_subcommand in LONG_RUNNING:
         # A component that runs for days says what it does; one-shot commands keep the terminal for progress bars.
         for name in OWN_LOGGERS:
@@ -214,6 +214,19 @@ ServiceOption = Annotated[
 ]
 
 
+@contextlib.contextmanager
+def _unfinished_runs_reported() -> Iterator[None]:
+    """Runs that did not finish in time, or a stage that stopped under them, are one line naming each run and
+    where it stood, and exit code 1; a traceback would add nothing a person can act on."""
+    from ragsync.ledger import ComponentStoppedError, RunTimeoutError
+
+    try:
+        yield
+    except (RunTimeoutError, ComponentStoppedError) as error:
+        err.print(labelled("not finished:", error), soft_wrap=True)
+        raise typer.Exit(1) from error
+
+
 @app.command()
 def demo(
     items_per_service: Annotated[int, typer.Option(min=1, help="Records each demo service serves.")] = 200,
@@ -230,7 +243,9 @@ def demo(
         async with CoordinatorServer(DemoCoordinator(items_per_service)) as server:
             return await _one_shot(settings, server.endpoint, None, "batch", embedders, as_json, query, 3600)
 
-    _finish(_run(run(), settings), as_json)
+    with _unfinished_runs_reported():
+        report = _run(run(), settings)
+    _finish(report, as_json)
 
 
 @app.command()
@@ -246,7 +261,10 @@ def sync(
 ) -> None:
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
-    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout, tenant), settings)
+    with _unfinished_runs_reported():
+        report = _run(
+            _one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout, tenant), settings
+        )
     _finish(report, as_json)
 
 

@@ -25,6 +25,7 @@ from ragsync.events import Cursor, Deletion, RunEnded, RunMark
 from ragsync.items import NO_ID
 from ragsync.kafka import Committed, Publisher
 from ragsync.ledger import RunLedger
+from ragsync.logs import about_run
 from ragsync.runs import RunState
 from ragsync.store import StoreError
 from ragsync.supervision import unless_stopped
@@ -85,7 +86,8 @@ class RunCompletion:
                 continue
             try:
                 if await self._passed(run):
-                    await self._end(run)
+                    with about_run(run.run_id, run.tenant_id, run.service):
+                        await self._end(run)
                     self._candidates.discard(run_id)
             except (KafkaError, OSError, TimeoutError, StoreError) as error:
                 self.last_error = f"{type(error).__name__}: {error}"

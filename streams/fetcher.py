@@ -47,6 +47,7 @@ from ragsync.items import (
 )
 from ragsync.kafka import Publisher, tls_context
 from ragsync.ledger import RunLedger
+from ragsync.logs import about_run
 from ragsync.runs import RunState
 from ragsync.settings import Settings, reveal
 from ragsync.supervision import StageCrashLoopError, Supervisor, unless_stopped
@@ -136,6 +137,10 @@ class SyncRunner:
     async def run(self, request: TenantRequest, resume: FetchProgress | None = None) -> FetchOutcome:
         """Fetch every page after `resume`'s checkpoint (all of them without one). Errors fail the run loudly;
         they do not raise."""
+        with about_run(request.run_id, request.tenant_id, request.service):
+            return await self._fetch(request, resume)
+
+    async def _fetch(self, request: TenantRequest, resume: FetchProgress | None) -> FetchOutcome:
         outcome = FetchOutcome(run_id=request.run_id, service=request.service)
         first_page = resume.pages + 1 if resume else 1
         state = self._record(request, resume)

@@ -17,6 +17,7 @@ from ragsync.deletions import by_tenant, refusal, scope_of, total
 from ragsync.events import Cursor, Deletion, RunPruned
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
+from ragsync.logs import about_run
 from ragsync.runs import RunState
 from ragsync.store import StoreError, VectorStore
 from ragsync.supervision import unless_stopped
@@ -48,7 +49,8 @@ class Pruner:
             if run is None:
                 continue
             if run.deletion_pending:  # another replica may have pruned it meanwhile
-                await self.prune(run)
+                with about_run(run.run_id, run.tenant_id, run.service):
+                    await self.prune(run)
             self._queued.discard(run.run_id)  # its pruned record is in the book now: not noticed again
 
     async def prune(self, run: RunState) -> Deletion | None:

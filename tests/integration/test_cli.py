@@ -111,12 +111,18 @@ def coordinator_process(tmp_path: Path) -> Iterator[str]:
 
 def test_sync_against_a_coordinator_process(tmp_path: Path, coordinator_process: str) -> None:
     result = _run(
-        ["sync", "--service", "devlab-service", "--service", "analytics-service", "--json"],
+        ["--log-level", "info", "sync", "--service", "devlab-service", "--service", "analytics-service", "--json"],
         tmp_path,
         COORDINATOR_GRPC_ENDPOINT=coordinator_process,
         BATCH_SYNC_LIMIT="7",
+        LOG_FORMAT="json",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    logged = [json.loads(line) for line in result.stderr.splitlines()]  # every line one JSON object
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in logged)
+    fetched = [line for line in logged if line["message"].startswith("run ") and "fetched 30 items" in line["message"]]
+    assert {line["service"] for line in fetched} == {"devlab-service", "analytics-service"}
+    assert all(line["tenant_id"] == "default-tenant" and line["run_id"] for line in fetched)
     report = json.loads(result.stdout)
     assert [(r["service"], r["status"], r["pages"], r["items_upserted"]) for r in report["runs"]] == [
         ("devlab-service", "succeeded", 5, 30),
