@@ -31,6 +31,12 @@ def _lookup(document: Any, path: tuple[str, ...]) -> Any:
     return document
 
 
+def _first_clause(error: ValueError) -> str:
+    # "Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits; use sys.set_int_..."
+    # names a remedy in this process, which is not the Coordinator's to apply.
+    return str(error).split(";")[0]
+
+
 def records_from_envelope(envelope_json: str, service: str, page: int) -> list[dict[str, Any]]:
     """The records of one page; `BadPageError` when the text is not JSON or holds no list of objects."""
     try:
@@ -39,6 +45,8 @@ def records_from_envelope(envelope_json: str, service: str, page: int) -> list[d
         raise BadPageError(service, page, f"not JSON ({error.msg} at position {error.pos})", envelope_json) from error
     except RecursionError as error:
         raise BadPageError(service, page, "JSON nested too deeply to parse", envelope_json) from error
+    except ValueError as error:  # an integer past Python's limit on digits, which the decoder does not wrap
+        raise BadPageError(service, page, f"not readable JSON ({_first_clause(error)})", envelope_json) from error
     if isinstance(document, list):
         records, where = document, "the document itself"
     else:
