@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from ragsync import metrics
 from ragsync.events import DeadLetter
+from ragsync.items import SURROGATE
 from ragsync.kafka import Publisher, read_to_end
 from ragsync.keys import item_key
 from ragsync.settings import Settings
@@ -23,7 +24,19 @@ async def send_dead_letter(publisher: Publisher, topics: Topics, letter: DeadLet
     """Queue a dead letter, keyed by its run so that a run's letters stay in order, and count it by stage. The
     caller logs it with what it knows; the publisher's next flush delivers it."""
     metrics.DEAD_LETTERS.labels(metrics.stage_label(letter.stage)).inc()
-    await publisher.send(topics.dead_letters, letter.run_id or REJECTED, letter)
+    await publisher.send(topics.dead_letters, letter.run_id or REJECTED, encodable(letter))
+
+
+def encodable(letter: DeadLetter) -> DeadLetter:
+    """The letter with each lone UTF-16 surrogate in its texts replaced by U+FFFD. A reason quotes the record (a
+    field name, an id), and a surrogate has no UTF-8: unreplaced, writing the letter would fail, and with it the
+    run the record came in, instead of the one record."""
+    repaired = {
+        name: SURROGATE.sub("\ufffd", value)
+        for name, value in letter
+        if isinstance(value, str) and SURROGATE.search(value)
+    }
+    return letter.model_copy(update=repaired) if repaired else letter
 
 
 @dataclass(frozen=True)
