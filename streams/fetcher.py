@@ -24,6 +24,7 @@ from pydantic_core import PydanticSerializationError
 
 from ragsync import keys, metrics
 from ragsync.coordinator import CoordinatorClient, iterate_pages
+from ragsync.coordinator.envelope import BadPageError
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import TENANT_SCOPE_KEY, CallerIdentity
 from ragsync.dead_letters import send_dead_letter
@@ -161,6 +162,8 @@ class SyncRunner:
         except Exception as error:  # noqa: BLE001 - any failure fails this run (loudly), not the agent
             outcome.error = str(error) or repr(error)
             log.error("run %s (%s) failed: %s", request.run_id, request.service, outcome.error)
+            if isinstance(error, BadPageError):
+                log.error("run %s: the bad page starts with %r", request.run_id, error.start)
             metrics.RUNS_FAILED.labels(metrics.service_label(request.service)).inc()
             await self._publish(_changed(state, status="failed", error=outcome.error))
         else:

@@ -15,12 +15,18 @@ RECORD_PATHS: tuple[tuple[str, ...], ...] = (
 
 
 class BadPageError(ValueError):
-    """A page whose envelope holds no list of records. Never to be taken as "no more data"."""
+    """A page whose envelope holds no list of records. Never to be taken as "no more data".
+
+    Its message is the run's error, shown by `status` and `/status`, so it holds no record text: how the page
+    starts (`start`) goes to the fetcher's log alone."""
 
     def __init__(self, service: str, page: int, reason: str, text: str) -> None:
         self.service, self.page, self.reason = service, page, reason
-        start = text[:120].replace("\n", " ")
-        super().__init__(f"{service} page {page}: bad envelope: {reason}; it starts with {start!r}")
+        self.start = text[:120]
+        super().__init__(
+            f"{service} page {page}: bad envelope: {reason} ({len(text)} characters; the fetcher's log shows how "
+            "it starts)"
+        )
 
 
 def _lookup(document: Any, path: tuple[str, ...]) -> Any:

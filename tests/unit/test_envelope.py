@@ -31,11 +31,13 @@ def test_empty_list_is_an_empty_page() -> None:
     assert records_from_envelope('{"data": []}', "svc", 3) == []
 
 
-def test_not_json_names_service_page_and_start_of_text() -> None:
+def test_not_json_names_service_page_and_size_and_keeps_its_start_out_of_the_message() -> None:
     with pytest.raises(BadPageError) as raised:
         records_from_envelope("<html>502 Bad Gateway</html>", "payment-service", 7)
     message = str(raised.value)
-    assert "payment-service page 7" in message and "not JSON" in message and "<html>502" in message
+    assert "payment-service page 7" in message and "not JSON" in message and "(28 characters;" in message
+    # The message is the run's error on /status, which never shows what the page held; the log shows its start.
+    assert "<html>" not in message and raised.value.start == "<html>502 Bad Gateway</html>"
 
 
 def test_json_without_records_is_bad_not_empty() -> None:
