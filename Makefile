@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install tools demo bench test test-unit test-integration lint proto clean
+.PHONY: install tools demo bench test test-unit test-integration lint docs docs-reference proto clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,7 +30,7 @@ bench: install
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
-test: install tools lint
+test: install tools lint docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install
@@ -44,8 +44,12 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy ragsync tests benchmarks
 
+# The docs site (docs/, mkdocs.yml), built offline: warnings are errors. Output in site/.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 proto: install
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. ragsync/proto/coordinator.proto
 
 clean:
-	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache deploy/checks/node_modules
+	rm -rf $(VENV) data site .pytest_cache .mypy_cache .ruff_cache deploy/checks/node_modules
