@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import json
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 from aiokafka import AIOKafkaConsumer
 
 from ragsync.app import App
+from ragsync.broker import free_port
 from ragsync.events import TenantRequest
 from ragsync.ledger import RunLedger
 from ragsync.model import TextEncoder
@@ -79,19 +83,49 @@ class ScriptedCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
 
 @contextlib.asynccontextmanager
-async def scripted_coordinator(
-    answers: list[tuple[str, dict[str, str]]],
-) -> AsyncIterator[tuple[str, ScriptedCoordinator]]:
-    """A scripted Coordinator on a free port: (endpoint, servicer)."""
+async def coordinator_serving(servicer: coordinator_pb2_grpc.CoordinatorServiceServicer) -> AsyncIterator[str]:
+    """`servicer` as a real gRPC server on a free port, until the block ends: its endpoint."""
     server = grpc.aio.server()
-    servicer = ScriptedCoordinator(answers)
     coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        yield f"127.0.0.1:{port}", servicer
+        yield f"127.0.0.1:{port}"
     finally:
         await server.stop(None)
+
+
+@contextlib.asynccontextmanager
+async def scripted_coordinator(
+    answers: list[tuple[str, dict[str, str]]],
+) -> AsyncIterator[tuple[str, ScriptedCoordinator]]:
+    """A scripted Coordinator on a free port: (endpoint, servicer)."""
+    servicer = ScriptedCoordinator(answers)
+    async with coordinator_serving(servicer) as endpoint:
+        yield endpoint, servicer
+
+
+@contextlib.contextmanager
+def prometheus_running(config: dict[str, Any], folder: Path, prometheus: str) -> Iterator[str]:
+    """A real Prometheus with `config` (its storage in `folder`) until the block ends: its base URL."""
+    path = folder / "prometheus.yml"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={path}",
+            f"--storage.tsdb.path={folder / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 async def request_sync(app: App, service: str, **fields: Any) -> TenantRequest:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import aiohttp
@@ -17,19 +16,19 @@ from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.model import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from tests.integration.conftest import request_sync
+from tests.integration.conftest import prometheus_running, request_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ragsync.json"
 PROMETHEUS = shutil.which("prometheus")
 
 
-def _scrape_config(ports: dict[str, int]) -> str:
+def _scrape_config(ports: dict[str, int]) -> dict[str, object]:
     jobs = [
         {"job_name": f"ragsync-{name}", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
         for name, port in ports.items()
     ]
-    return json.dumps({"global": {"scrape_interval": "1s"}, "scrape_configs": jobs})
+    return {"global": {"scrape_interval": "1s"}, "scrape_configs": jobs}
 
 
 async def _query(session: aiohttp.ClientSession, base: str, expr: str) -> list[object]:
@@ -58,47 +57,33 @@ async def test_every_panel_query_returns_data_from_a_real_sync(
         )
         for name, port in ports.items()
     }
-    config = tmp_path / "prometheus.yml"
-    config.write_text(_scrape_config(ports))
-    prom_port = free_port()
-    prometheus = subprocess.Popen(
-        [
-            str(PROMETHEUS),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{prom_port}"
     stop = asyncio.Event()
     await apps["scheduler"].ensure_topics()
-    try:
-        async with CoordinatorServer(DemoCoordinator(120, Faults(latency_s=0.2))) as coordinator:
-            tasks = [
-                asyncio.create_task(apps["scheduler"].run_scheduler(stop, serve_ops=True)),
-                asyncio.create_task(apps["fetcher"].run_fetcher(stop, coordinator.endpoint, serve_ops=True)),
-                asyncio.create_task(apps["embedder"].run_embedders(stop, 1, store, encoder, serve_ops=True)),
-            ]
-            async with apps["scheduler"].ledger() as ledger:
-                requests = [await request_sync(apps["scheduler"], s) for s in ("payment-service", "devlab-service")]
-                await ledger.wait([r.run_id for r in requests], 120, guard=tasks)
-                again = await request_sync(apps["scheduler"], "payment-service")
-                await ledger.wait([again.run_id], 60, guard=tasks)
-            await asyncio.sleep(4)  # a few more scrapes after the last change
-            panels = json.loads(DASHBOARD.read_text())["panels"]
-            empty = []
-            async with aiohttp.ClientSession() as session:
-                for panel in panels:
-                    for target in panel["targets"]:
-                        if not await _query(session, base, target["expr"]):
-                            empty.append(panel["title"])
+    assert PROMETHEUS is not None
+    with prometheus_running(_scrape_config(ports), tmp_path, PROMETHEUS) as base:
+        try:
+            async with CoordinatorServer(DemoCoordinator(120, Faults(latency_s=0.2))) as coordinator:
+                tasks = [
+                    asyncio.create_task(apps["scheduler"].run_scheduler(stop, serve_ops=True)),
+                    asyncio.create_task(apps["fetcher"].run_fetcher(stop, coordinator.endpoint, serve_ops=True)),
+                    asyncio.create_task(apps["embedder"].run_embedders(stop, 1, store, encoder, serve_ops=True)),
+                ]
+                async with apps["scheduler"].ledger() as ledger:
+                    requests = [await request_sync(apps["scheduler"], s) for s in ("payment-service", "devlab-service")]
+                    await ledger.wait([r.run_id for r in requests], 120, guard=tasks)
+                    again = await request_sync(apps["scheduler"], "payment-service")
+                    await ledger.wait([again.run_id], 60, guard=tasks)
+                await asyncio.sleep(4)  # a few more scrapes after the last change
+                panels = json.loads(DASHBOARD.read_text())["panels"]
+                empty = []
+                async with aiohttp.ClientSession() as session:
+                    for panel in panels:
+                        for target in panel["targets"]:
+                            if not await _query(session, base, target["expr"]):
+                                empty.append(panel["title"])
+                stop.set()
+                await asyncio.gather(*tasks)
+        finally:
             stop.set()
-            await asyncio.gather(*tasks)
-    finally:
-        stop.set()
-        prometheus.terminate()
-        prometheus.wait(timeout=10)
     assert len(panels) >= 15
     assert empty == [], f"panels without data: {empty}"

@@ -5,10 +5,8 @@ then firing. A scheduler and an embedder as processes of their own, item events 
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -24,6 +22,7 @@ from ragsync.broker import free_port
 from ragsync.events import ItemEvent
 from ragsync.processes import Components, wait_for_status
 from ragsync.settings import Settings
+from tests.integration.conftest import prometheus_running
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus")
@@ -92,56 +91,48 @@ async def test_the_lag_rises_on_the_schedulers_metrics_while_every_embedder_is_s
     app = App(settings)
     await app.ensure_topics()
     components = Components(settings, tmp_path)
-    scheduler_port, embedder_port, prom_port = free_port(), free_port(), free_port()
-    config = tmp_path / "prometheus.yml"
+    scheduler_port, embedder_port = free_port(), free_port()
     rules = _rules(tmp_path)
     scrape = {"job_name": "ragsync-scheduler", "static_configs": [{"targets": [f"127.0.0.1:{scheduler_port}"]}]}
-    config.write_text(
-        json.dumps(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(rules)],
-                "scrape_configs": [scrape],
-            }
-        )
-    )
-    prometheus = subprocess.Popen(
-        [
-            str(PROMETHEUS),
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{prom_port}"
-    try:
-        components.start("scheduler", OPS_PORT=str(scheduler_port), LAG_INTERVAL_S="1", BATCH_SYNC_ENABLED="false")
-        embedder = components.start("embedder", OPS_PORT=str(embedder_port))
-        await wait_for_status(embedder_port, lambda s: s["consumers"][0]["partitions"], timeout=120)
-        await _publish_items(app, 0, 10)
-        await wait_for_status(embedder_port, lambda s: s["consumers"][0]["items_processed"] >= 10, timeout=120)
-        every_partition_at_0 = [0.0] * settings.kafka_partitions
-        await _until(lambda: _lag(scheduler_port) == every_partition_at_0, 30, "the lag did not read 0 everywhere")
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "scrape_configs": [scrape],
+    }
+    assert PROMETHEUS is not None
+    with prometheus_running(config, tmp_path, PROMETHEUS) as base:
+        try:
+            await _stop_embedders_and_watch(app, settings, components, scheduler_port, embedder_port, base)
+        finally:
+            components.stop_all()
 
-        embedder.send_signal(signal.SIGSTOP)
-        stopped = time.monotonic()
-        await _publish_items(app, 10, STOPPED_ITEMS)
-        rose = await _until(lambda: sum(_lag(scheduler_port)) == STOPPED_ITEMS, 30, "the lag did not rise")
-        async with asyncio.timeout(60):
-            while (state := await _alert_state(base)) != "pending":
-                assert state is None, state  # pending comes first
-                await asyncio.sleep(0.5)
-            pending = time.monotonic() - stopped
-            while await _alert_state(base) != "firing":
-                await asyncio.sleep(0.5)
-            firing = time.monotonic() - stopped
-        embedder.send_signal(signal.SIGCONT)
-        await _until(lambda: sum(_lag(scheduler_port)) == 0, 120, "the lag did not fall once the embedder went on")
-    finally:
-        components.stop_all()
-        prometheus.terminate()
-        prometheus.wait(timeout=10)
+
+async def _stop_embedders_and_watch(
+    app: App, settings: Settings, components: Components, scheduler_port: int, embedder_port: int, base: str
+) -> None:
+    """Store a few items, stop the one embedder, publish more: the lag rises and the alert goes pending, then
+    firing; the embedder goes on and the lag falls back to 0."""
+    components.start("scheduler", OPS_PORT=str(scheduler_port), LAG_INTERVAL_S="1", BATCH_SYNC_ENABLED="false")
+    embedder = components.start("embedder", OPS_PORT=str(embedder_port))
+    await wait_for_status(embedder_port, lambda s: s["consumers"][0]["partitions"], timeout=120)
+    await _publish_items(app, 0, 10)
+    await wait_for_status(embedder_port, lambda s: s["consumers"][0]["items_processed"] >= 10, timeout=120)
+    every_partition_at_0 = [0.0] * settings.kafka_partitions
+    await _until(lambda: _lag(scheduler_port) == every_partition_at_0, 30, "the lag did not read 0 everywhere")
+
+    embedder.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    await _publish_items(app, 10, STOPPED_ITEMS)
+    rose = await _until(lambda: sum(_lag(scheduler_port)) == STOPPED_ITEMS, 30, "the lag did not rise")
+    async with asyncio.timeout(60):
+        while (state := await _alert_state(base)) != "pending":
+            assert state is None, state  # pending comes first
+            await asyncio.sleep(0.5)
+        pending = time.monotonic() - stopped
+        while await _alert_state(base) != "firing":
+            await asyncio.sleep(0.5)
+        firing = time.monotonic() - stopped
+    embedder.send_signal(signal.SIGCONT)
+    await _until(lambda: sum(_lag(scheduler_port)) == 0, 120, "the lag did not fall once the embedder went on")
     print(f"\nlag {STOPPED_ITEMS} {rose:.1f}s after SIGSTOP; alert pending {pending:.1f}s, firing {firing:.1f}s")
     assert pending < firing

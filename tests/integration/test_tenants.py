@@ -24,7 +24,7 @@ from ragsync.processes import Components
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.settings import Settings
 from ragsync.store.edge import EdgeStore
-from tests.integration.conftest import read_all, request_sync, until_pages
+from tests.integration.conftest import coordinator_serving, read_all, request_sync, until_pages
 
 SERVICE = "docs-service"
 TENANTS = ("acme", "globex", "initech")
@@ -60,15 +60,9 @@ class TenantsCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
 @pytest.fixture
 async def coordinator() -> AsyncIterator[tuple[str, TenantsCoordinator]]:
-    server = grpc.aio.server()
     servicer = TenantsCoordinator(per_tenant=20, scopes=False)
-    coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}", servicer
-    finally:
-        await server.stop(None)
+    async with coordinator_serving(servicer) as endpoint:
+        yield endpoint, servicer
 
 
 def _ragsync(args: list[str], folder: Path, endpoint: str) -> subprocess.CompletedProcess[str]:
