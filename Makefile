@@ -48,6 +48,11 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
+# The reference pages generated from the code: docs/configuration.md (Settings) and docs/cli.md (the typer app).
+# A unit test fails when the committed pages differ from what this writes.
+docs-reference: install
+	$(PY) docs/gen_reference.py
+
 proto: install
 	$(PY) -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. ragsync/proto/coordinator.proto
 

@@ -12,7 +12,7 @@ from ragsync.errors import SetupError
 
 PRECISIONS: dict[str, tuple[str, ...]] = {"torch": ("fp32", "bf16"), "onnx": ("fp32", "int8")}
 # The Coordinator page limit: FETCHER_CONCURRENCY (4) pages in flight, each costing at most 8 times its size, fit
-# the fetcher's 768 MiB beside its own 128 MiB (the arithmetic is in the README, at COORDINATOR_MAX_MESSAGE_BYTES).
+# the fetcher's 768 MiB beside its own 128 MiB (the arithmetic is in the description of coordinator_max_message_bytes).
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DEFAULT_SERVICES = ["payment-service", "assessment-service", "devlab-service", "analytics-service"]
 
@@ -26,187 +26,361 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
     # --- the existing deployment's names (coordinator contract) ---
-    batch_sync_enabled: bool = True
-    batch_sync_schedule: str = "0 2 * * *"
-    batch_sync_timezone: str = "UTC"
-    incremental_sync_schedule: str | None = Field(
-        None, description="Cron of incremental syncs (records changed since the last success); unset: none."
+    batch_sync_enabled: bool = Field(
+        True, description="The scheduler publishes on its schedule (manual triggers work regardless)."
     )
-    batch_sync_on_startup: bool = False
-    batch_sync_limit: int = Field(1000, ge=1, le=100_000)
-    batch_sync_services: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_SERVICES))
+    batch_sync_schedule: str = Field("0 2 * * *", description="Cron expression.")
+    batch_sync_timezone: str = Field("UTC", description="Time zone the cron expressions are read in.")
+    incremental_sync_schedule: str | None = Field(
+        None, description="Cron of incremental syncs (records changed since the last success), e.g. `*/15 * * * *`."
+    )
+    batch_sync_on_startup: bool = Field(False, description="The scheduler also requests a sync when it starts.")
+    batch_sync_limit: int = Field(1000, ge=1, le=100_000, description="Records per page.")
+    batch_sync_services: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SERVICES), description="Comma list of services to sync."
+    )
     batch_sync_timeout: float = Field(300.0, gt=0, description="Deadline of one page call, seconds.")
-    coordinator_enabled: bool = True
-    coordinator_grpc_endpoint: str = "localhost:50051"
-    rag_private_key: SecretStr | None = Field(None, description="base64 of a PEM EC P-256 private key; signs calls.")
-    default_tenant_id: str = "default-tenant"
+    coordinator_enabled: bool = Field(True, description="The fetcher refuses to start when false.")
+    coordinator_grpc_endpoint: str = Field("localhost:50051", description="The Coordinator.")
+    rag_private_key: SecretStr | None = Field(
+        None, description="Base64 of a PEM EC P-256 private key; when set every call is signed."
+    )
+    default_tenant_id: str = Field("default-tenant", description="Tenant of requests that name none.")
 
     # --- Coordinator calls ---
-    coordinator_tenant_id: str = "rag-system"
-    coordinator_user_id: str = "system"
-    coordinator_max_attempts: int = Field(5, ge=1, description="Attempts per page on retryable codes.")
-    coordinator_backoff_initial: float = Field(0.5, gt=0)
-    coordinator_backoff_max: float = Field(30.0, gt=0)
+    coordinator_tenant_id: str = Field("rag-system", description="Who the calls are made as: the tenant.")
+    coordinator_user_id: str = Field("system", description="Who the calls are made as: the user.")
+    coordinator_max_attempts: int = Field(
+        5,
+        ge=1,
+        description=(
+            "Attempts per page on UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL, RESOURCE_EXHAUSTED (not an answer"
+            " over `COORDINATOR_MAX_MESSAGE_BYTES`: it would be as large again)."
+        ),
+    )
+    coordinator_backoff_initial: float = Field(
+        0.5, gt=0, description="Exponential backoff with jitter, seconds: the first wait."
+    )
+    coordinator_backoff_max: float = Field(
+        30.0, gt=0, description="Exponential backoff with jitter, seconds: the longest wait."
+    )
     coordinator_max_message_bytes: int = Field(
         DEFAULT_MAX_MESSAGE_BYTES,
         ge=4 * 1024 * 1024,
-        description="Largest page the client accepts (gRPC's default is 4 MB); a larger one fails its run.",
+        description=(
+            "Largest page accepted (gRPC's own default, 4 MB, is less than one page of large records). A "
+            "larger answer fails its run at once, not retried, with one error naming this setting (`… "
+            "RESOURCE_EXHAUSTED (not retryable): Received message larger than max … (the page is over "
+            "COORDINATOR_MAX_MESSAGE_BYTES=16777216: lower the records per page …)`), and the fetcher goes on"
+            " to its next request (tested). The default is what the fetcher's memory allows: a page is parsed"
+            " whole, and measured with tracemalloc on demo pages of 1,000 records its parsed records and its "
+            "digest take 2.7-3.6 bytes per byte of JSON (at most 4, tested); with the answer (1), its text "
+            "(1), the item events it becomes (1.5) and room for the allocator (0.5), a page in flight costs 8"
+            " times its size, and a run holds one page at a time. `FETCHER_CONCURRENCY` (4) x 16 MiB x 8 = "
+            "512 MiB, beside the idle fetcher's 103 MiB (RSS, measured; 128 MiB counted), is 640 MiB of the "
+            "fetcher pod's 768 MiB limit (`k8s/base/fetcher.yaml`; a test checks the sum against it). Raise "
+            "this only with the pod's limit, or lower it with a higher `FETCHER_CONCURRENCY`."
+        ),
     )
-    coordinator_max_pages: int = Field(100_000, ge=1, description="A run past this many pages stops with an error.")
-    coordinator_tls_ca: Path | None = Field(None, description="PEM CA of the Coordinator's certificate; turns TLS on.")
-    coordinator_tls_cert: Path | None = Field(None, description="PEM client certificate, for mutual TLS.")
-    coordinator_tls_key: Path | None = Field(None, description="PEM key of COORDINATOR_TLS_CERT.")
+    coordinator_max_pages: int = Field(
+        100_000, ge=1, description="A run past this many pages fails instead of looping."
+    )
+    coordinator_tls_ca: Path | None = Field(
+        None, description="PEM file: setting the CA turns TLS on for the Coordinator channel."
+    )
+    coordinator_tls_cert: Path | None = Field(
+        None, description="PEM file: a client certificate (mutual TLS), with COORDINATOR_TLS_KEY."
+    )
+    coordinator_tls_key: Path | None = Field(None, description="PEM file: the key of COORDINATOR_TLS_CERT.")
 
     # --- Kafka ---
     kafka_bootstrap_servers: str | None = Field(
-        None, description="host:port list. Unset: `demo`/`sync` start a local broker; components use localhost:9092."
+        None, description="`demo`/`sync` start a local broker; the long-running components use `localhost:9092`."
     )
-    kafka_topic_prefix: str = "ragsync."
-    kafka_partitions: int = Field(6, ge=1, description="Partitions of each topic; caps the embedder group size.")
-    kafka_replication_factor: int = Field(1, ge=1)
-    kafka_enable_idempotence: bool = Field(False, description="Turn on for real Kafka clusters.")
-    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
-    kafka_heartbeat_interval_ms: int = Field(1_000, ge=100)
+    kafka_topic_prefix: str = Field("ragsync.", description="Prefix of the four topic names.")
+    kafka_partitions: int = Field(
+        6,
+        ge=1,
+        description=(
+            "Partitions of each topic, used when ragsync creates its topics; caps the useful embedder group size."
+        ),
+    )
+    kafka_replication_factor: int = Field(
+        1, ge=1, description="Replication factor, used when ragsync creates its topics."
+    )
+    kafka_enable_idempotence: bool = Field(
+        False, description="Turn on for real Kafka clusters (the local broker has no idempotent producer)."
+    )
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000, description="Consumer group liveness: the session timeout.")
+    kafka_heartbeat_interval_ms: int = Field(
+        1_000, ge=100, description="Consumer group liveness: the heartbeat interval."
+    )
     kafka_max_poll_interval_ms: int = Field(
         300_000,
         ge=1000,
-        description="Longest a consumer may go without polling before the group drops it. The embedder polls (its "
-        "partitions paused) every third of it while a batch takes longer, e.g. waiting on a store's index build.",
+        description=(
+            "Longest a consumer may go without polling before its group drops it; an embedder whose batch "
+            "takes longer than a third of it polls meanwhile with its partitions paused."
+        ),
     )
     kafka_fetch_max_wait_ms: int = Field(
         200,
         ge=10,
         le=10_000,
-        description="Longest a consumer's fetch waits at the broker for new events. Kafka answers as soon as events "
-        "arrive; the local broker looks again at intervals within the wait, so a short wait picks events up sooner.",
+        description=(
+            "Longest a consumer's fetch waits at the broker for new events, the fetcher's faust consumer "
+            "included (faust alone would wait 1.5 s); Kafka answers as soon as events arrive, the local "
+            "broker only when it looks again, so this bounds how late it picks up a sync request."
+        ),
     )
 
     # --- Kafka security: every client ragsync makes (producers, consumers, admin, run ledger, faust agent) ---
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_ssl_cafile: Path | None = Field(None, description="PEM of the CA that signed the brokers' certificates.")
-    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate, for brokers that ask for one.")
-    kafka_ssl_keyfile: Path | None = Field(None, description="PEM key of KAFKA_SSL_CERTFILE.")
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description=(
+            "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, for every Kafka client ragsync makes (see "
+            "Connecting to a secured cluster)."
+        ),
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM file: the CA of the brokers' certificates (unset: the system's CAs)."
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="PEM file: a client certificate for brokers that ask for one (with KAFKA_SSL_KEYFILE)."
+    )
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM file: the key of KAFKA_SSL_CERTFILE.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="The SASL login's mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`)."
+    )
+    kafka_sasl_username: str | None = Field(None, description="The SASL login's user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="The SASL login's password; never logged or shown.")
 
     # --- fetcher ---
     fetcher_concurrency: int = Field(4, ge=1, description="Sync requests one fetcher works on at once.")
     item_max_bytes: int = Field(
-        1_000_000, ge=1024, description="Largest item event; bigger records are dead-lettered (Kafka's default limit)."
+        1_000_000,
+        ge=1024,
+        description="Largest item event (Kafka's default message limit); a bigger record is dead-lettered.",
     )
 
     # --- run tracking and the watchdog (in the scheduler) ---
-    run_stall_timeout: float = Field(600.0, gt=0, description="Seconds without progress before a run is stalled.")
+    run_stall_timeout: float = Field(
+        600.0, gt=0, description="Seconds without progress before the watchdog calls a run stalled."
+    )
     watchdog_interval: float = Field(30.0, gt=0, description="Seconds between watchdog checks.")
     lag_interval_s: float = Field(
-        15.0, gt=0, description="Seconds between the scheduler's readings of the embedding group's lag."
+        15.0,
+        gt=0,
+        description=(
+            "Seconds between the scheduler's readings of the embedding group's lag (`ragsync_consumer_group_lag`)."
+        ),
     )
-    watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before it is failed.")
+    watchdog_max_resumes: int = Field(3, ge=0, description="Re-requests of a stalled run before the watchdog fails it.")
     stage_max_crashes: int = Field(
-        5, ge=1, description="A stage that crashes this often within STAGE_CRASH_WINDOW_S stops its process."
+        5,
+        ge=1,
+        description=(
+            "A stage that crashes is restarted with backoff (0.5 s doubling to 30 s); this many crashes of "
+            "one stage within `STAGE_CRASH_WINDOW_S` stop its process (exit code 3), for Kubernetes or "
+            "compose to restart it."
+        ),
     )
-    stage_crash_window_s: float = Field(600.0, gt=0)
+    stage_crash_window_s: float = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Seconds: the window in which `STAGE_MAX_CRASHES` crashes of one stage stop its process (exit code 3)."
+        ),
+    )
     run_max_dead_letter_share: float = Field(
         0.5,
         ge=0,
         le=1,
-        description="A run fails when more of its records than this share were dead-lettered, or when records came "
-        "in and none was stored, unchanged or deleted (0: any dead letter fails it; 1: never, as before).",
+        description=(
+            "A run whose every record was processed fails when more of its records than this share were dead-"
+            "lettered, or when records came in and none was stored, unchanged or deleted; `0`: any dead "
+            "letter fails it; `1`: never (the behaviour before)."
+        ),
     )
     run_max_delete_share: float = Field(
         0.3,
         ge=0,
         le=1,
-        description="A run whose deletions (its sweep and the records flagged deleted) would remove more than this "
-        "share of its tenant's points of the service is held: nothing is deleted until `ragsync prune RUN --confirm` "
-        "(0: every deletion is held; 1: the guard is off).",
+        description=(
+            "A run whose deletions (a full run's sweep plus the records it found flagged deleted) would "
+            "remove more than this share of its tenant's points of the service is held: nothing is deleted, "
+            "the run ends `held` (a kind of `failed`) until `ragsync prune RUN --confirm`; `0`: every "
+            "deletion is held; `1`: the guard is off (see When a sync would delete too much)."
+        ),
     )
     run_min_delete_hold: int = Field(
         100,
         ge=0,
-        description="A deletion of fewer points than this is never held, so a small service can shrink (except an "
-        "empty answer to a full sync, which is always held while the guard is on).",
+        description=(
+            "A deletion of fewer points than this is never held, so a small service can shrink; an empty "
+            "answer to a full sync that would delete anything is held all the same while the guard is on."
+        ),
     )
     run_history_days: float = Field(
-        14.0, gt=0, description="Finished runs older than this are removed from the run-state topic (cursors stay)."
+        14.0,
+        gt=0,
+        description=(
+            "Finished runs older than this many days are removed from the run-state topic (by the scheduler, "
+            "every `WATCHDOG_INTERVAL`); cursors stay."
+        ),
     )
     run_history_per_service: int = Field(
-        100, ge=1, description="At most this many finished runs are kept per tenant and service."
+        100,
+        ge=1,
+        description=(
+            "Finished runs past the newest N of their tenant and service are removed from the run-state topic"
+            " (by the scheduler, every `WATCHDOG_INTERVAL`); cursors stay."
+        ),
     )
 
     # --- how records become items ---
-    schemas_dir: Path = Field(Path("schemas"), description="Folder of <service>.toml schemas (replace built-ins).")
+    schemas_dir: Path = Field(
+        Path("schemas"), description="Folder of `<service>.toml` schemas; one here replaces the built-in one."
+    )
 
     # --- embedder ---
-    embedding_model: str = Field("all-MiniLM-L6-v2", description="Model name or local path.")
-    embedding_batch_size: int = Field(32, ge=1)
+    embedding_model: str = Field(
+        "all-MiniLM-L6-v2", description="The packaged model, or a path to a local sentence-transformers folder."
+    )
+    embedding_batch_size: int = Field(32, ge=1, description="Texts per forward pass.")
     embedder_max_batch: int = Field(
         4096,
         ge=1,
         le=16384,
-        description="The most item events read, encoded and upserted per batch. A batch takes what the embedder "
-        "stored in about a second, at least 1024: each costs fixed time (a store lookup, its last write, a progress "
-        "record, a commit) in which the model idles, so a fast encoder gets large batches and a slow one keeps "
-        "frequent progress.",
+        description=(
+            "The most item events read, upserted and committed together. A batch takes what the embedder "
+            "stored in about a second (at least 1024, or this if smaller), so a fast encoder gets large "
+            "batches and a slow model frequent progress; it waits for nothing: it takes what the last fetch "
+            "brought."
+        ),
     )
-    embedder_poll_timeout_ms: int = Field(500, ge=10)
-    torch_threads: int | None = Field(None, ge=1, description="Threads of the model (torch or onnxruntime).")
-    embedding_backend: Literal["torch", "onnx"] = Field("torch", description="Runs the model: torch or onnxruntime.")
+    embedder_poll_timeout_ms: int = Field(500, ge=10, description="How long a poll waits for items.")
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "The model's thread count, torch or onnxruntime (one per embedder process when several share a machine)."
+        ),
+    )
+    embedding_backend: Literal["torch", "onnx"] = Field(
+        "torch",
+        description=(
+            "How the model runs: `torch` (with `fp32` or `bf16`) or `onnx` (with `fp32` or `int8`), see Model"
+            " variants; any other pair with EMBEDDING_PRECISION is refused at start-up, naming both."
+        ),
+    )
     embedding_precision: Literal["fp32", "bf16", "int8"] = Field(
-        "fp32", description="torch: fp32 or bf16; onnx: fp32 or int8. Changing it re-embeds, like a model change."
+        "fp32",
+        description=(
+            "The model's precision: `fp32` or `bf16` with torch, `fp32` or `int8` with onnx (see Model "
+            "variants); any other pair is refused at start-up, naming both."
+        ),
     )
     embedding_process: bool = Field(
         False,
-        description="on: the model runs in a child process of the embedder, so encoding overlaps the store's writes "
-        "(they hold the GIL). For fast encoders; costs a second copy of the model in memory.",
+        description=(
+            "`on`: the embedder runs its model in a child process, so encoding overlaps the store's writes "
+            "(see Architecture). For fast encoders (a GPU, a small model): it costs a second copy of the "
+            "model in memory and a second interpreter, and gains nothing when the model takes most of an "
+            "item's time, as all-MiniLM-L6-v2 does on a CPU."
+        ),
     )
 
     # --- related-content edges ---
     related_edges: bool = Field(
-        False, description="on: each stored item gets edges to its nearest items of the same tenant (own stage)."
+        False,
+        description=(
+            "`on`: each stored item also gets edges to its nearest items of the same tenant (see Related content)."
+        ),
     )
-    related_top_k: int = Field(5, ge=1, le=100, description="Related items kept per item.")
+    related_top_k: int = Field(5, ge=1, le=100, description="Related items kept per item (1-100).")
     related_min_score: float = Field(
         0.6,
         ge=-1,
         le=1,
-        description="Least cosine similarity of a related item. 0.6, measured on 800 demo items: closer than 93 % of "
-        "all their pairs, and every item's 5th-nearest item scored more (the lowest 5 % from 0.69).",
+        description=(
+            "Least cosine similarity of a related item. Measured on 800 demo items (200 of each service): 93 "
+            "% of all their pairs score below 0.6, and every item's 5th-nearest item scores above it (the "
+            "lowest 5 % from 0.69)."
+        ),
     )
-    related_max_batch: int = Field(256, ge=1, description="Stored items whose edges are computed per batch.")
+    related_max_batch: int = Field(
+        256, ge=1, description="Stored items whose edges the related stage computes per batch."
+    )
 
     # --- Qdrant ---
-    qdrant_url: str | None = Field(None, description="Qdrant server URL. Unset: embedded on disk at QDRANT_PATH.")
-    qdrant_api_key: SecretStr | None = None
-    qdrant_path: Path = Path("data/qdrant")
-    qdrant_embedded: Literal["edge", "local"] = Field(
-        "edge", description="Embedded store without QDRANT_URL: qdrant-edge, or qdrant-client's local mode."
+    qdrant_url: str | None = Field(None, description="A Qdrant server; unset: embedded on disk at `QDRANT_PATH`.")
+    qdrant_api_key: SecretStr | None = Field(None, description="The Qdrant server's API key.")
+    qdrant_path: Path = Field(
+        Path("data/qdrant"),
+        description="The embedded store's folder (one process owns it; a second gets an error saying so).",
     )
-    qdrant_collection: str = "ragsync"
+    qdrant_embedded: Literal["edge", "local"] = Field(
+        "edge",
+        description=(
+            "The embedded store: `edge` (qdrant-edge, Qdrant's engine in-process) or `local` (qdrant-client's"
+            " local mode, for folders written before qdrant-edge became the default)."
+        ),
+    )
+    qdrant_collection: str = Field(
+        "ragsync",
+        description=(
+            "The alias searches read; it points at one collection per model (`ragsync--<model>-<dimension>`, "
+            "cosine), created on first use."
+        ),
+    )
     store_min_free_mb: float = Field(
         512,
         ge=0,
-        description="The embedded store's filesystem needs this much free space, or the embedder takes no batches "
-        "until it is back (its files are memory-mapped: a full disk kills the process). 0: no watch.",
+        description=(
+            "Free space the embedded store's filesystem keeps: below it the embedder takes no batches "
+            "(nothing committed, `/readyz` 503 `disk`, alert `StoreDiskLow`) and resumes by itself once space"
+            " is back; `0`: no watch. Not used with `QDRANT_URL` (the server watches its own disk)."
+        ),
     )
 
     # --- operations endpoints (/metrics, /healthz, /readyz, /status) ---
-    ops_host: str = Field("127.0.0.1", description="Address the ops endpoints listen on (0.0.0.0 in containers).")
-    ops_port: int | None = Field(None, ge=0, le=65535, description="Port; unset: each component's default.")
+    ops_host: str = Field(
+        "127.0.0.1",
+        description=(
+            "Where `/healthz`, `/readyz`, `/status`, `/metrics` listen: the address (`0.0.0.0` in containers)."
+        ),
+    )
+    ops_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description=(
+            "Where `/healthz`, `/readyz`, `/status`, `/metrics` listen: the port; unset: per component, "
+            "scheduler 9100, fetcher 9101, embedder 9102 (`0`: any free port)."
+        ),
+    )
     admin_token: SecretStr | None = Field(
         None,
-        description="Bearer token of POST /admin/sync (scheduler) and /admin/prune (embedder), 16 characters at "
-        "least; unset: OPS_TOKEN guards them, and with neither they are off.",
+        description=(
+            "Bearer token of `POST /admin/sync` (scheduler) and `POST /admin/prune` (embedder), 16 characters"
+            " at least; unset: `OPS_TOKEN` guards them, and with neither they are off."
+        ),
     )
     ops_token: SecretStr | None = Field(
         None,
-        description="Bearer token that GET /status and POST /admin/* need, 16 characters at least; unset: /status "
-        "is open (bind OPS_HOST to loopback or guard it by the network). /healthz, /readyz and /metrics stay open.",
+        description=(
+            "Bearer token that `GET /status` and `POST /admin/*` need, 16 characters at least (a shorter one "
+            "is refused at start-up, in one line); `/healthz`, `/readyz` and `/metrics` stay open for probes "
+            "and Prometheus; unset: `/status` is open, so keep `OPS_HOST` on loopback or the port behind a "
+            "NetworkPolicy."
+        ),
     )
 
     # --- local files ---
-    data_dir: Path = Path("data")
+    data_dir: Path = Field(
+        Path("data"), description="Local state: the fetcher agent's folder, ONNX exports under `models/`."
+    )
 
     @field_validator(
         "kafka_ssl_cafile",

@@ -353,10 +353,10 @@ def test_compose_starts_each_component_once_what_it_needs_is_healthy() -> None:
         assert f"http://127.0.0.1:{port}/readyz" in test and test.startswith("CMD python -c"), test
 
 
-def test_compose_environment_names_are_ragsync_settings_named_in_the_readme() -> None:
+def test_compose_environment_names_are_ragsync_settings_named_in_the_docs() -> None:
     services = _compose_services()
     fields = {name.upper() for name in Settings.model_fields}
-    readme = (ROOT / "README.md").read_text()
+    reference = (ROOT / "docs" / "configuration.md").read_text()
     names = {
         variable
         for service in services.values()
@@ -366,6 +366,6 @@ def test_compose_environment_names_are_ragsync_settings_named_in_the_readme() ->
     assert names, "no environment rendered"
     unknown = sorted(names - fields - set(NOT_SETTINGS))
     assert not unknown, f"not ragsync settings: {unknown}"
-    undocumented = sorted(n for n in names - set(NOT_SETTINGS) if f"`{n}`" not in readme)
-    assert not undocumented, f"not in the README's settings table: {undocumented}"
+    undocumented = sorted(n for n in names - set(NOT_SETTINGS) if f"`{n}`" not in reference)
+    assert not undocumented, f"not in docs/configuration.md: {undocumented}"
     assert not {n for n in names if n.startswith("RAGSYNC_")}
