@@ -22,6 +22,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, folder))
 
 
+# A test group skipped because a tool is missing, and the command that enables it (what .ci/run installs as root).
+SKIPPED_GROUPS = (
+    (
+        ("promtool", "prometheus"),
+        "Prometheus checks (alert rules, dashboard queries, lag alert)",
+        "apt-get install prometheus",
+    ),
+    (("stunnel",), "Kafka over TLS", "apt-get install stunnel4"),
+    (("docker-compose",), "compose file checks", "apt-get install docker-compose"),
+    (("kubectl",), "Kubernetes manifest checks", "apt-get install kubectl (kubectl kustomize)"),
+    (("node_modules", "`node`"), "dashboard and KEDA type checks", "apt-get install npm && make tools"),
+)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per group of tests skipped for a missing tool, with the command that enables it."""
+    reasons = [str(getattr(report, "longrepr", "")) for report in terminalreporter.stats.get("skipped", [])]
+    lines = []
+    for words, group, command in SKIPPED_GROUPS:
+        count = sum(1 for reason in reasons if any(word in reason for word in words))
+        if count:
+            lines.append(f"skipped {count} test(s): {group}; enable with: {command}")
+    if lines:
+        terminalreporter.section("skipped for a missing tool")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[LocalBroker]:
     """One memory-only Kafka-protocol broker for the whole session."""
