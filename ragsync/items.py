@@ -213,8 +213,27 @@ def _text_by(schema: ServiceSchema | None, record: dict[str, Any], service: str)
 
 def _payload_by(schema: ServiceSchema | None, record: dict[str, Any]) -> dict[str, Any]:
     if schema is None or schema.payload_fields is None:
-        return record
-    return {path: lookup(record, path) for path in schema.payload_fields}
+        return storable(record)
+    return storable({path: lookup(record, path) for path in schema.payload_fields})
+
+
+INT64 = range(-(2**63), 2**63)
+
+
+def storable(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` as the store takes it: integers past 64 bits, which it refuses (and with them the whole batch),
+    kept as their decimal text; everything else as it is."""
+    return {key: _storable(value) for key, value in record.items()}
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return storable(value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        return str(value)
+    return value
 
 
 @dataclass(frozen=True)

@@ -298,10 +298,6 @@ def test_hostile_records_through_sync_and_every_reading_command(broker: LocalBro
     _check_sync(case, broker)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a payload integer past 64 bits fails the embedder's whole batch, retried until the run times out",
-)
 def test_integers_past_64_bits_are_stored_or_dead_lettered(broker: LocalBroker) -> None:
     page = ServiceRecords("fuzz-numbers")
     page.records += [{"id": f"n{i}", "title": "a number", "n": number} for i, number in enumerate(BEYOND_INT64)]
