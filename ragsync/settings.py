@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     rag_private_key: SecretStr | None = Field(
         None, description="Base64 of a PEM EC P-256 private key; when set every call is signed."
     )
-    default_tenant_id: str = Field("default-tenant", description="Tenant of requests that name none.")
+    default_tenant_id: str = Field(
+        "default-tenant", min_length=1, max_length=200, description="Tenant of requests that name none."
+    )
 
     # --- Coordinator calls ---
     coordinator_tenant_id: str = Field("rag-system", description="Who the calls are made as: the tenant.")
