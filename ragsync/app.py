@@ -282,13 +282,13 @@ class App:
         async with self.publisher() as publisher, self.ledger(prompt=False, supervisor=supervisor) as ledger:
             embedder = Embedder(encoder, store, publisher, self.topics, ledger, rules)
             await embedder.prepare()
-            pruner = Pruner(store, ledger, publisher)
+            guard = DeletionGuard(store, self.deletion_budget())
+            pruner = Pruner(store, ledger, publisher, guard)
             for service in self.settings.batch_sync_services:  # a counter alerts see rise from 0, not appear at 1
                 metrics.DELETIONS_HELD.labels(service)
             consumers = [self._items_consumer(self.embedder_group) for _ in range(count)]
             space = self.store_space()
             share = self.settings.run_max_dead_letter_share
-            guard = DeletionGuard(store, self.deletion_budget())
             completion = RunCompletion(ledger, publisher, self.topics, consumers[0].committed, guard, share)
             stages: dict[str, Callable[[], Awaitable[object]]] = {
                 "pruner": lambda: pruner.run(stop),

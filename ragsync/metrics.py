@@ -66,6 +66,11 @@ DELETIONS_HELD = Counter(
     "confirms with `ragsync prune RUN --confirm`.",
     ["service"],
 )
+DELETIONS_REFUSED = Counter(
+    "ragsync_deletions_refused_total",
+    "Deletions the pruner did not carry out: a confirmation after a newer full run, or a succeeded run's deletions "
+    "over the budget when it came to delete (a run-state record the completion check did not write).",
+)
 STALLS = Counter("ragsync_stalled_runs_total", "Stalls the watchdog acted on, by action.", ["service", "action"])
 # Up to EMBEDDER_MAX_BATCH's bound: batches of 1024 to 4096 land in buckets of their own, not all above the last.
 EMBED_BATCH_BUCKETS = (1, 4, 16, 64, 256, 512, 1024, 2048, 4096, 8192, 16384)

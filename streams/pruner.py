@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from ragsync import metrics
-from ragsync.deletions import by_tenant, refusal, scope_of, total
+from ragsync.deletions import DeletionGuard, by_tenant, refusal, scope_of, total
 from ragsync.events import Cursor, Deletion, RunPruned
 from ragsync.kafka import Publisher
 from ragsync.ledger import RunLedger
@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 class Pruner:
     """Watches the ledger for runs whose deletions are pending, and carries out each once."""
 
-    def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher) -> None:
+    def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher, guard: DeletionGuard) -> None:
         self._store = store
+        self._guard = guard
         self._ledger = ledger
         self._publisher = publisher
         self._queue: asyncio.Queue[RunState] = asyncio.Queue()
@@ -57,9 +58,12 @@ class Pruner:
         """Delete what the run's deletions remove; report the counts on the run. None, with nothing deleted, for a
         confirmation that came too late (a newer full run decided afresh) or that no held deletion matches."""
         confirmed = run.confirm is not None
-        refused = refusal(run, self._ledger.book) if confirmed else None
+        refused = refusal(run, self._ledger.book) if confirmed else (await self._guard.check(run))[1]
         if refused is not None:
-            log.error("a confirmation of run %s is not carried out: %s", run.run_id, refused)
+            # A confirmation that came too late, or a succeeded run whose deletions are over the budget all the
+            # same: the completion check judged them, so only a record it did not write gets here.
+            log.error("the deletions of run %s are not carried out: %s", run.run_id, refused)
+            metrics.DELETIONS_REFUSED.inc()
             return None
         per_tenant = await asyncio.to_thread(self._store.remove, scope_of(run))
         removed = total(per_tenant)

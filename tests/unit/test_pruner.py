@@ -33,8 +33,8 @@ class PruningStage(EmbeddingStage):
 
     def __init__(self, folder: Path, budget: DeletionBudget) -> None:
         super().__init__(folder)
-        self.pruner = Pruner(self.store, self.ledger, self.publisher)
         guard = DeletionGuard(self.store, budget)
+        self.pruner = Pruner(self.store, self.ledger, self.publisher, guard)
         self.completion = RunCompletion(self.ledger, self.publisher, TOPICS, _all_committed, guard)
 
     async def sync(self, items: list[str], sync_type: SyncType = "batch", deleted: tuple[str, ...] = ()) -> RunState:
@@ -199,3 +199,14 @@ def test_the_held_error_names_what_the_coordinator_answered() -> None:
         "deleted); nothing was deleted; the Coordinator answered 1 pages, 0 records, the last page 1: 0 records, "
         f"has_more false; if those records really went away upstream, run ragsync prune {request.run_id} --confirm"
     )
+
+
+async def test_a_forged_succeeded_run_over_the_budget_deletes_nothing(stage: PruningStage) -> None:
+    await stage.sync(ITEMS)
+    request = TenantRequest(service=SERVICE, tenant_id="acme")  # a full run that fetched nothing, ended as a
+    stage.ledger.record(FetchProgress.begin(request).model_copy(update={"status": "fetched"}))
+    stage.ledger.record(RunEnded(run_id=request.run_id, tenant_id="acme", service=SERVICE))  # success by hand
+    run = stage.run(request.run_id)
+    assert run.deletion_pending and run.status == "succeeded"
+    assert await stage.pruner.prune(run) is None
+    assert stage.store.count() == 10 and len(stage.pruned()) == 1  # the first run's own record alone
