@@ -49,7 +49,13 @@ def _full_run(store: VectorStore, seen: set[str], service: str = "s") -> RunStat
     request = SyncRequest(run_id=run_id, tenant_id="t", service=service, sync_type="batch")
     run = RunState(run_id, "t", service)
     fetched = FetchProgress(
-        run_id=run_id, tenant_id="t", service=service, request=request, status="fetched", started_at=started
+        run_id=run_id,
+        tenant_id="t",
+        service=service,
+        request=request,
+        status="fetched",
+        started_at=started,
+        produced=len(seen),  # what it saw came as item events: not an empty answer, which is always held
     )
     run.apply(fetched)
     run.apply(RunEnded(run_id=run_id, tenant_id="t", service=service))
