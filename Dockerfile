@@ -8,7 +8,7 @@ RUN groupadd --gid 10001 ragsync \
 WORKDIR /app
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
-# streams/, producers/ and proto/ install as ragsync.streams, ragsync.producers and ragsync.proto (links in ragsync/)
+# streams/, producers/ and proto/ install as ragsync.streams, ragsync.producers and ragsync.proto (pyproject.toml)
 COPY ragsync ragsync
 COPY producers producers
 COPY streams streams

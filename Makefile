@@ -42,7 +42,7 @@ test-integration: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy ragsync tests benchmarks
+	$(PY) -m tests.typecheck ragsync streams producers proto tests benchmarks
 
 # The docs site (docs/, mkdocs.yml), built offline: warnings are errors. Output in site/.
 docs: install

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from benchmarks.sampling import MemoryPeaks
 from ragsync.app import App
-from ragsync.broker import free_port
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
-from ragsync.ledger import RunLedger
-from ragsync.model import model_path
-from ragsync.processes import Components, wait_for_status
-from ragsync.requests import RequestDefaults, publish_requests, sync_requests
-from ragsync.runs import RunState
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.messaging.local_broker import free_port
+from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.model.encoder import model_path
+from ragsync.operations.processes import Components, wait_for_status
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
 
 SERVICE = "payment-service"

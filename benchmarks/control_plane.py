@@ -216,7 +216,7 @@ SWEEP = """
 import os, sys, time
 from benchmarks.sampling import memory_mb
 from ragsync.store import Point, point_id
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 folder, points = sys.argv[1], int(sys.argv[2])
 store = EdgeStore.open(__import__("pathlib").Path(folder), "bench")
 store.ensure_collection(8, "sweep")

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ragsync.model import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_path, unit_rows
-from ragsync.onnx_model import OnnxRunner, exported
+from ragsync.model.encoder import DEFAULT_MODEL, DEFAULT_MODEL_ID, model_path, unit_rows
+from ragsync.model.onnx_backend import OnnxRunner, exported
 
 
 class OpenVinoRunner(OnnxRunner):

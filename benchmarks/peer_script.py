@@ -57,7 +57,7 @@ def embedding() -> HuggingFaceEmbedding:
     offline()
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
 
-    from ragsync.model import model_path
+    from ragsync.model.encoder import model_path
 
     return HuggingFaceEmbedding(model_name=model_path(MODEL), embed_batch_size=BATCH, device="cpu")
 

@@ -31,9 +31,9 @@ from qdrant_client.models import Distance, PointStruct, VectorParams
 from benchmarks.peer_script import BATCH, METADATA, MODEL, SERVICE, TENANT, documents, embedding, ingestion
 from benchmarks.pipeline import Bench
 from benchmarks.report import Row
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.demo.records import demo_record
-from ragsync.model import model_path
+from ragsync.model.encoder import model_path
 
 REPEATS = 3  # runs per in-process figure; the best is reported, as for the ceiling
 ROOT = Path(__file__).resolve().parent.parent

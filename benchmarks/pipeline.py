@@ -17,20 +17,20 @@ from prometheus_client import REGISTRY
 from benchmarks.consumers import SERVICE, pruned, raw_encode_rate, synced, timed_sync, until_run
 from benchmarks.report import Row
 from ragsync.app import App
-from ragsync.broker import LocalBroker
 from ragsync.coordinator.paging import PageQuery, iterate_pages
 from ragsync.coordinator.request import CallerIdentity
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.items import ItemRules
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
-from ragsync.requests import RequestDefaults, publish_requests, sync_requests
-from ragsync.runs import RunState
+from ragsync.messaging.local_broker import LocalBroker
+from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.schemas import Schemas
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore, open_store, point_id
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 
 CORPORA = {"short": "payment-service", "long": "knowledge-service"}
 REPEATS = 5  # pipeline runs per figure; the best is reported, as for the ceiling

@@ -21,14 +21,14 @@ from rich.console import Console
 from benchmarks.control_plane import control_rows, sweep_row
 from benchmarks.peers import oneshot_rows, peer_rows
 from benchmarks.pipeline import Bench
-from benchmarks.related import related_rows
+from benchmarks.related_content import related_rows
 from benchmarks.report import print_table, write
 from benchmarks.scale import scale_rows
 from benchmarks.stores import STORES, store_rows
 from benchmarks.variants import variant_rows
 from ragsync.app import App
-from ragsync.broker import LocalBroker
 from ragsync.demo.records import demo_record
+from ragsync.messaging.local_broker import LocalBroker
 from ragsync.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -31,7 +31,7 @@ import json, random, sys, tempfile
 from pathlib import Path
 from ragsync.demo.records import demo_record
 from ragsync.store import Point, point_id
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 
 def heap_mb():
     return int(next(l for l in open("/proc/self/status") if l.startswith("RssAnon")).split()[1]) / 1024

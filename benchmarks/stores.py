@@ -12,8 +12,8 @@ import numpy as np
 from benchmarks.report import Row
 from benchmarks.sampling import LongestPause
 from ragsync.store import Point, VectorStore, point_id
-from ragsync.store.client import ClientStore
-from ragsync.store.edge import EdgeStore
+from ragsync.store.client_store import ClientStore
+from ragsync.store.edge_store import EdgeStore
 
 STORES: dict[str, Callable[[Path], VectorStore]] = {
     "qdrant-edge": lambda folder: EdgeStore.open(folder, "bench"),

@@ -18,7 +18,7 @@ def build(folder: Path) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertModel
     from transformers.utils import logging as transformers_logging
 
-    from ragsync.model import model_path
+    from ragsync.model.encoder import model_path
 
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call] # its "Writing model shards" bars would break the benchmark's table
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmarks.openvino_variant import openvino_encoder
 from benchmarks.report import Row
-from ragsync.model import Backend, Precision, TextEncoder
+from ragsync.model.encoder import Backend, Precision, TextEncoder
 
 VARIANTS: list[tuple[Backend, Precision]] = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
 

@@ -20,7 +20,8 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from ragsync import cli, settings
+from ragsync import settings
+from ragsync.cli import commands as cli
 from ragsync.settings import Settings
 
 DOCS = Path(__file__).resolve().parent

@@ -12,11 +12,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ragsync import metrics
-from ragsync.kafka import Publisher
-from ragsync.keys import run_key
-from ragsync.ledger import RunLedger
-from ragsync.topics import Topics
+from ragsync.messaging.kafka import Publisher
+from ragsync.messaging.topics import Topics
+from ragsync.operations import metrics
+from ragsync.runstate.keys import run_key
+from ragsync.runstate.ledger import RunLedger
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from ragsync import metrics
 from ragsync.errors import SetupError
 from ragsync.events import SyncType, Trigger
-from ragsync.kafka import Publisher
-from ragsync.requests import AdminSync, RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.kafka import Publisher
+from ragsync.messaging.sync_requests import AdminSync, RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.topics import Topics
+from ragsync.operations import metrics
 from ragsync.settings import Settings
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 

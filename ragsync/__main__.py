@@ -1,5 +1,5 @@
 """`python -m ragsync` is the `ragsync` command."""
 
-from ragsync.cli import app
+from ragsync.cli.commands import app
 
 app(prog_name="ragsync")

@@ -16,24 +16,24 @@ import grpc
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
-from ragsync import metrics
 from ragsync.coordinator import CoordinatorClient, Signer
 from ragsync.coordinator.tls import ChannelTls
-from ragsync.deletions import DeletionBudget, DeletionGuard, PruneConfirmations
 from ragsync.errors import SetupError
 from ragsync.items import ItemRules
-from ragsync.kafka import Committed, Publisher, assign_every_partition, make_consumer, start_client
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
-from ragsync.model_process import ProcessEncoder
-from ragsync.ops import DEFAULT_PORTS, Action, Check, OpsServer, OpsTokens
-from ragsync.requests import RequestDefaults
+from ragsync.messaging.kafka import Committed, Publisher, assign_every_partition, make_consumer, start_client
+from ragsync.messaging.sync_requests import RequestDefaults
+from ragsync.messaging.topics import Topics, ensure_topics
+from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder_process import ProcessEncoder
+from ragsync.operations import metrics
+from ragsync.operations.endpoints import DEFAULT_PORTS, Action, Check, OpsServer, OpsTokens
+from ragsync.operations.supervision import Restarts, Supervisor
+from ragsync.runstate.deletions import DeletionBudget, DeletionGuard, PruneConfirmations
+from ragsync.runstate.ledger import RunLedger
 from ragsync.schemas import Schemas
 from ragsync.settings import Settings, reveal
 from ragsync.store import VectorStore, open_store
 from ragsync.store.space import MB, StoreSpace
-from ragsync.supervision import Restarts, Supervisor
-from ragsync.topics import Topics, ensure_topics
 
 if TYPE_CHECKING:  # the stages are imported where they are built: a command that runs none loads none
     from ragsync.streams.completion import RunCompletion
@@ -350,7 +350,7 @@ class App:
     ) -> RelatedConsumer:
         """The related-content stage: its own consumer group on the items, behind the embedder group's commits,
         yielding to this process's embedders while they have items."""
-        from ragsync.related import RelatedRules
+        from ragsync.store.related_edges import RelatedRules
         from ragsync.streams.related import RelatedConsumer, RelatedEdges
 
         s = self.settings

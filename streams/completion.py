@@ -19,17 +19,17 @@ from collections import Counter
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from ragsync import metrics
-from ragsync.deletions import DeletionGuard
 from ragsync.events import Cursor, Deletion, RunEnded, RunMark
 from ragsync.items import NO_ID
-from ragsync.kafka import Committed, Publisher
-from ragsync.ledger import RunLedger
-from ragsync.logs import about_run
-from ragsync.runs import RunState
+from ragsync.messaging.kafka import Committed, Publisher
+from ragsync.messaging.topics import Topics
+from ragsync.operations import metrics
+from ragsync.operations.logs import about_run
+from ragsync.operations.supervision import unless_stopped
+from ragsync.runstate.deletions import DeletionGuard
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.store import StoreError
-from ragsync.supervision import unless_stopped
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,6 @@ from typing import Any, Literal, TypeVar
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from ragsync import metrics
-from ragsync.chunks import Chunker
-from ragsync.dead_letters import send_dead_letter
-from ragsync.delivery import Delivered, Position, Unreadable, decode
 from ragsync.events import (
     MAX_TENANTS_COUNTED,
     OTHER_TENANTS,
@@ -34,13 +30,17 @@ from ragsync.events import (
     TenantCounts,
 )
 from ragsync.items import ItemContent, ItemRules
-from ragsync.kafka import Publisher, rewind_to_committed
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
+from ragsync.messaging.dead_letters import send_dead_letter
+from ragsync.messaging.delivery import Delivered, Position, Unreadable, decode
+from ragsync.messaging.kafka import Publisher, rewind_to_committed
+from ragsync.messaging.topics import Topics
+from ragsync.model.chunks import Chunker
+from ragsync.model.encoder import TextEncoder
+from ragsync.operations import metrics
+from ragsync.operations.supervision import unless_stopped
+from ragsync.runstate.ledger import RunLedger
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.space import StoreSpace
-from ragsync.supervision import unless_stopped
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 SPACE_CHECK_S = 1.0  # how often a member waiting for disk space looks again (and polls, to stay in the group)

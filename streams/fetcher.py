@@ -22,13 +22,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from pydantic_core import PydanticSerializationError
 
-from ragsync import keys, metrics
 from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.envelope import BadPageError
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import TENANT_SCOPE_KEY, CallerIdentity
-from ragsync.dead_letters import send_dead_letter
-from ragsync.delivery import Position, Unreadable, decode_value
 from ragsync.events import (
     DeadLetter,
     FetchProgress,
@@ -46,13 +43,17 @@ from ragsync.items import (
     record_text,
     repair_surrogates,
 )
-from ragsync.kafka import Publisher, tls_context
-from ragsync.ledger import RunLedger
-from ragsync.logs import about_run
-from ragsync.runs import RunState
+from ragsync.messaging.dead_letters import send_dead_letter
+from ragsync.messaging.delivery import Position, Unreadable, decode_value
+from ragsync.messaging.kafka import Publisher, tls_context
+from ragsync.messaging.topics import Topics
+from ragsync.operations import metrics
+from ragsync.operations.logs import about_run
+from ragsync.operations.supervision import StageCrashLoopError, Supervisor, unless_stopped
+from ragsync.runstate import keys
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings, reveal
-from ragsync.supervision import StageCrashLoopError, Supervisor, unless_stopped
-from ragsync.topics import Topics
 
 if TYPE_CHECKING:
     import faust

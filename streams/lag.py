@@ -14,8 +14,8 @@ import logging
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from ragsync import metrics
-from ragsync.kafka import fresh_partitions
+from ragsync.messaging.kafka import fresh_partitions
+from ragsync.operations import metrics
 
 log = logging.getLogger(__name__)
 MEASURE_TIMEOUT_S = 10.0

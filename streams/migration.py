@@ -10,11 +10,11 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from ragsync.kafka import Publisher
-from ragsync.ledger import RunLedger
-from ragsync.requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.kafka import Publisher
+from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.topics import Topics
+from ragsync.runstate.ledger import RunLedger
 from ragsync.store import VectorStore
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 

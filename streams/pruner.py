@@ -4,7 +4,7 @@ A run's deletions are the points of the records it found flagged deleted (the em
 id instead of deleting them) and, after a full run, the points it did not see: those of its tenant and service
 with another generation, last touched before it started. The store deletes both by filter, page by page, and
 nothing holds the run's ids. The completion stage counted and judged them against the deletion budget first
-(`ragsync.deletions`): a held run deletes nothing until a person confirms it.
+(`ragsync.runstate.deletions`): a held run deletes nothing until a person confirms it.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ragsync import metrics
-from ragsync.deletions import DeletionGuard, by_tenant, refusal, scope_of, total
 from ragsync.events import Cursor, Deletion, RunPruned
-from ragsync.kafka import Publisher
-from ragsync.ledger import RunLedger
-from ragsync.logs import about_run
-from ragsync.runs import RunState
+from ragsync.messaging.kafka import Publisher
+from ragsync.operations import metrics
+from ragsync.operations.logs import about_run
+from ragsync.operations.supervision import unless_stopped
+from ragsync.runstate.deletions import DeletionGuard, by_tenant, refusal, scope_of, total
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.store import StoreError, VectorStore
-from ragsync.supervision import unless_stopped
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,14 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from ragsync import metrics
-from ragsync.delivery import Delivered, decode
 from ragsync.events import ItemEvent
-from ragsync.kafka import Committed, rewind_to_committed
-from ragsync.related import (
+from ragsync.messaging.delivery import Delivered, decode
+from ragsync.messaging.kafka import Committed, rewind_to_committed
+from ragsync.operations import metrics
+from ragsync.operations.supervision import unless_stopped
+from ragsync.store import VectorStore, point_id
+from ragsync.store.base import Record
+from ragsync.store.related_edges import (
     NEIGHBOUR_FIELDS,
     RELATED,
     RELATED_HASH,
@@ -39,9 +42,6 @@ from ragsync.related import (
     stored_edges,
     with_edge,
 )
-from ragsync.store import VectorStore, point_id
-from ragsync.store.base import Record
-from ragsync.supervision import unless_stopped
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_S = 1.0  # how often the embedder group's committed offsets are read when nothing woke the stage

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from ragsync import metrics
 from ragsync.events import WatchdogNotice
-from ragsync.kafka import Publisher
-from ragsync.keys import request_key
-from ragsync.ledger import RunLedger
-from ragsync.runs import RunState
+from ragsync.messaging.kafka import Publisher
+from ragsync.messaging.topics import Topics
+from ragsync.operations import metrics
+from ragsync.runstate.keys import request_key
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ragsync.broker import LocalBroker
-from ragsync.model import TextEncoder
+from ragsync.messaging.local_broker import LocalBroker
+from ragsync.model.encoder import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
 

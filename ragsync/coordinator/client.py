@@ -8,9 +8,9 @@ import time
 import grpc
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from ragsync import metrics
 from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
 from ragsync.coordinator.tls import ChannelTls
+from ragsync.operations import metrics
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.settings import DEFAULT_MAX_MESSAGE_BYTES
 

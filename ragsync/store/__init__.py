@@ -16,11 +16,11 @@ __all__ = ["DeletionScope", "Hit", "Point", "StoreError", "VectorStore", "open_s
 def open_store(settings: Settings) -> VectorStore:
     """The store the settings name: QDRANT_URL's server, else the embedded store at QDRANT_PATH."""
     if settings.qdrant_url or settings.qdrant_embedded == "local":
-        from ragsync.store.client import ClientStore  # qdrant-client takes 0.6 s to import: only when used
+        from ragsync.store.client_store import ClientStore  # qdrant-client takes 0.6 s to import: only when used
 
         if settings.qdrant_url:
             return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, reveal(settings.qdrant_api_key))
         return ClientStore.local(settings.qdrant_path, settings.qdrant_collection)
-    from ragsync.store.edge import EdgeStore
+    from ragsync.store.edge_store import EdgeStore
 
     return EdgeStore.open(settings.qdrant_path, settings.qdrant_collection)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ragsync import metrics
+from ragsync.operations import metrics
 
 MB = 1024 * 1024
 

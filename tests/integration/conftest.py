@@ -14,13 +14,13 @@ import grpc
 from aiokafka import AIOKafkaConsumer
 
 from ragsync.app import App
-from ragsync.broker import free_port
 from ragsync.events import TenantRequest
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
+from ragsync.messaging.local_broker import free_port
+from ragsync.messaging.sync_requests import publish_requests
+from ragsync.model.encoder import TextEncoder
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
-from ragsync.requests import publish_requests
-from ragsync.runs import RunState
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.store import VectorStore
 
 

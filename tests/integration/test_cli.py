@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from ragsync.app import App
-from ragsync.broker import free_port
 from ragsync.events import TenantRequest
-from ragsync.model import TextEncoder
-from ragsync.requests import publish_requests
+from ragsync.messaging.local_broker import free_port
+from ragsync.messaging.sync_requests import publish_requests
+from ragsync.model.encoder import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore, open_store
 from ragsync.store.base import point_id

@@ -15,7 +15,7 @@ from ragsync.coordinator import BadPageError, CoordinatorClient, CoordinatorErro
 from ragsync.coordinator.paging import Page, PageQuery
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.coordinator.signing import canonical_payload
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from tests.integration.conftest import scripted_coordinator
 
 IDENTITY = CallerIdentity()
@@ -129,7 +129,7 @@ async def test_unknown_service_is_not_found_without_retry(demo: CoordinatorServe
 
 
 async def test_server_down_is_unavailable_after_retries() -> None:
-    from ragsync.broker import free_port
+    from ragsync.messaging.local_broker import free_port
 
     async with _client(f"127.0.0.1:{free_port()}", attempts=2) as client:
         with pytest.raises(CoordinatorError, match="UNAVAILABLE after 2 attempts"):

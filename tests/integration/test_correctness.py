@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ragsync.app import App
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.demo.records import demo_record
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
-from ragsync.runs import RunState
+from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
 from tests.integration.conftest import (

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from ragsync.app import App
-from ragsync.broker import free_port
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
-from ragsync.model import TextEncoder
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.messaging.local_broker import free_port
+from ragsync.model.encoder import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from tests.integration.conftest import prometheus_running, request_sync

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from ragsync.app import App
-from ragsync.broker import free_port
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, WrongAnswer
-from ragsync.ledger import RunLedger
-from ragsync.processes import Components, wait_for_status
-from ragsync.runs import RunState
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, WrongAnswer
+from ragsync.messaging.local_broker import free_port
+from ragsync.operations.processes import Components, wait_for_status
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 from tests.integration.conftest import request_sync
 
 RAGSYNC = [sys.executable, "-m", "ragsync"]

@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from ragsync.app import App
+from ragsync.messaging.topics import Topics
 from ragsync.settings import Settings
-from ragsync.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKS = ROOT / "deploy" / "checks"

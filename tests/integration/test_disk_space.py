@@ -16,10 +16,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
-from ragsync.broker import free_port
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
-from ragsync.model import TextEncoder
-from ragsync.processes import Components, wait_for_status
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.messaging.local_broker import free_port
+from ragsync.model.encoder import TextEncoder
+from ragsync.operations.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from ragsync.store import open_store
 from tests.integration.conftest import fetcher_running, request_sync

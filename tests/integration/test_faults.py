@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from ragsync.app import App
-from ragsync.broker import free_port
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
-from ragsync.model import TextEncoder
-from ragsync.processes import Components, wait_for_status
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.messaging.local_broker import free_port
+from ragsync.model.encoder import TextEncoder
+from ragsync.operations.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 from tests.integration.conftest import embedders_running, fetcher_running, request_sync, until_pages
 from tests.integration.test_pipeline import expected_ids
 

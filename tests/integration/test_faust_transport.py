@@ -8,10 +8,10 @@ import pytest
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
-from ragsync.delivery import Position
+from ragsync.messaging.delivery import Position
+from ragsync.operations.supervision import Restarts, StageCrashLoopError, Supervisor
 from ragsync.settings import Settings
 from ragsync.streams.fetcher import build_fetcher_app
-from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
 
 
 class _Requests:

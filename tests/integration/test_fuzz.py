@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from ragsync.app import App
-from ragsync.broker import LocalBroker
-from ragsync.demo.coordinator import QUERY_TEXT
+from ragsync.demo.coordinator_server import QUERY_TEXT
 from ragsync.events import SERVICE_PATTERN
+from ragsync.messaging.local_broker import LocalBroker
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.settings import Settings
 from tests.integration.conftest import fetcher_running, request_sync, scripted_coordinator

@@ -18,9 +18,9 @@ import yaml
 from aiokafka import AIOKafkaProducer
 
 from ragsync.app import App
-from ragsync.broker import free_port
 from ragsync.events import ItemEvent
-from ragsync.processes import Components, wait_for_status
+from ragsync.messaging.local_broker import free_port
+from ragsync.operations.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from tests.integration.conftest import prometheus_running
 

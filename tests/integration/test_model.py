@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ragsync.errors import SetupError
-from ragsync.model import DEFAULT_MODEL, TextEncoder, model_path, run_modules
-from ragsync.tokens import Feed, TokenBatches
+from ragsync.model.encoder import DEFAULT_MODEL, TextEncoder, model_path, run_modules
+from ragsync.model.tokens import Feed, TokenBatches
 
 TEXTS = [
     "refund",
@@ -82,7 +82,7 @@ def test_the_onnx_backend_chunks_like_torch_and_runs_without_torch(encoder: Text
     assert onnx.token_offsets(long_text) == encoder.token_offsets(long_text)
     # With the export cached, a new process encodes without importing torch or sentence-transformers.
     script = (
-        "import sys; from pathlib import Path; from ragsync.model import TextEncoder; "
+        "import sys; from pathlib import Path; from ragsync.model.encoder import TextEncoder; "
         f"e = TextEncoder(backend='onnx', precision='fp32', cache=Path({str(onnx_cache)!r})); "
         "assert len(e.encode(['refund'])[0]) == 384; "
         "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"
@@ -121,9 +121,9 @@ def test_a_model_the_direct_run_gets_wrong_is_encoded_by_sentence_transformers(
 
     reference = np.array(encoder.encode(TEXTS))
     if fault in ("vectors", "failing"):
-        monkeypatch.setattr("ragsync.model.run_modules", shifted if fault == "vectors" else failing)
+        monkeypatch.setattr("ragsync.model.encoder.run_modules", shifted if fault == "vectors" else failing)
     else:
-        monkeypatch.setattr("ragsync.model.TokenBatches", short)
+        monkeypatch.setattr("ragsync.model.encoder.TokenBatches", short)
     fallback = TextEncoder()
     fallback.load()
     assert not fallback.direct

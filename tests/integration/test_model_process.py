@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from ragsync import metrics
-from ragsync.model import TextEncoder
-from ragsync.model_process import ModelProcessExited, ProcessEncoder
+from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder_process import ModelProcessExited, ProcessEncoder
+from ragsync.operations import metrics
 
 TEXTS = ["refund", "Payment 4411 failed: the card issuer declined it.", "Ünïcödé ✓ 日本語 " * 30]
 
@@ -59,7 +59,7 @@ async def test_a_killed_model_process_fails_its_encodes_with_a_reason_and_the_ne
 
 SCRIPT = """
 import os, sys
-from ragsync.model_process import ProcessEncoder
+from ragsync.model.encoder_process import ProcessEncoder
 if __name__ == "__main__":
     encoder = ProcessEncoder()
     encoder.encode(["warm"])

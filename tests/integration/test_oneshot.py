@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
-from ragsync.model import DEFAULT_MODEL, TextEncoder, configured_dimension, model_path
-from ragsync.oneshot import one_shot_app, run_sync
+from ragsync.cli.oneshot import one_shot_app, run_sync
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.model.encoder import DEFAULT_MODEL, TextEncoder, configured_dimension, model_path
 from ragsync.settings import Settings
 from ragsync.store import open_store
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ragsync.app import App
 from ragsync.events import SyncRequest
-from ragsync.ops import OpsServer, OpsTokens
+from ragsync.operations.endpoints import OpsServer, OpsTokens
 from ragsync.producers.scheduler import Scheduler
 from ragsync.settings import Settings, describe_invalid
 from tests.integration.conftest import read_all

@@ -10,13 +10,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ragsync.app import App
-from ragsync.deletions import DeletionGuard
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.events import DeadLetter, SyncRequest
 from ragsync.items import item_id_of
-from ragsync.kafka import make_consumer
-from ragsync.model import TextEncoder
+from ragsync.messaging.kafka import make_consumer
+from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.deletions import DeletionGuard
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
 from ragsync.streams.completion import RunCompletion

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ragsync.broker import LocalBroker, free_port
+from ragsync.messaging.local_broker import LocalBroker, free_port
 
 COMMANDS = {
     "status": ["status"],

@@ -12,12 +12,12 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from ragsync.app import App, store_check
-from ragsync.deletions import DeletionGuard
 from ragsync.events import Deletion, FetchProgress, RunEnded, SyncRequest
-from ragsync.runs import RunState
+from ragsync.runstate.deletions import DeletionGuard
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore, point_id
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 from ragsync.streams.pruner import Pruner
 
 RUN_NUMBERS = itertools.count(1)

@@ -13,15 +13,15 @@ from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
-from ragsync.broker import free_port
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
-from ragsync.kafka import assign_every_partition, make_consumer, start_client
-from ragsync.model import TextEncoder
-from ragsync.related import RELATED, RELATED_HASH, RELATED_IDS, RelatedRules, read_related, stored_edges
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.messaging.kafka import assign_every_partition, make_consumer, start_client
+from ragsync.messaging.local_broker import free_port
+from ragsync.model.encoder import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
 from ragsync.store.base import Hit
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
+from ragsync.store.related_edges import RELATED, RELATED_HASH, RELATED_IDS, RelatedRules, read_related, stored_edges
 from ragsync.streams.related import RelatedConsumer, RelatedEdges
 from tests.integration.conftest import fetcher_running
 from tests.integration.test_correctness import Pipeline, pipeline

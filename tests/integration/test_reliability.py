@@ -15,17 +15,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
-from ragsync.deletions import DeletionGuard
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator, Faults
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.events import DeadLetter, ItemEvent, SyncRequest, TenantRequest
-from ragsync.kafka import Publisher, make_consumer
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
-from ragsync.requests import publish_requests
-from ragsync.runs import RunState
+from ragsync.messaging.kafka import Publisher, make_consumer
+from ragsync.messaging.sync_requests import publish_requests
+from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.deletions import DeletionGuard
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.embedder import Embedder, EmbeddingConsumer
 from ragsync.streams.watchdog import StallRules, Watchdog
@@ -368,7 +368,7 @@ async def test_a_batch_held_past_the_max_poll_interval_keeps_its_member_in_the_g
 async def test_the_coordinator_down_for_twenty_seconds_is_retried_through(
     settings: Settings, store: VectorStore, encoder: TextEncoder
 ) -> None:
-    from ragsync.broker import free_port
+    from ragsync.messaging.local_broker import free_port
 
     settings = settings.model_copy(
         update={

@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.events import (
     Cursor,
     EmbedProgress,
@@ -27,12 +27,12 @@ from ragsync.events import (
     RunQueued,
     SyncRequest,
 )
-from ragsync.kafka import make_consumer, read_to_end
-from ragsync.model import TextEncoder
+from ragsync.messaging.kafka import make_consumer, read_to_end
+from ragsync.messaging.topics import StateTopicPolicyError, cleanup_policy, ensure_topics
+from ragsync.model.encoder import TextEncoder
 from ragsync.producers.retention import History, RunRetention
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
-from ragsync.topics import StateTopicPolicyError, cleanup_policy, ensure_topics
 from tests.integration.test_correctness import pipeline
 from tests.integration.test_pipeline import expected_ids
 
@@ -150,7 +150,7 @@ async def test_events_of_the_older_version_are_skipped_with_one_warning(
         request = SyncRequest(run_id="new", tenant_id="t", service="s")
         queued = RunQueued(run_id="new", tenant_id="t", service="s", request=request)
         await publisher.send(app.topics.sync_runs, queued.key, queued)
-    with caplog.at_level(logging.WARNING, logger="ragsync.ledger"):
+    with caplog.at_level(logging.WARNING, logger="ragsync.runstate.ledger"):
         async with app.ledger() as ledger:
             await ledger.caught_up()
             await ledger.caught_up()  # an empty round after the end reports what was skipped

@@ -25,13 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
 from ragsync.app import App, _runs_status
-from ragsync.broker import LocalBroker, free_port
 from ragsync.coordinator import CoordinatorClient, CoordinatorError
 from ragsync.coordinator.request import CallerIdentity, page_request
 from ragsync.coordinator.signing import Verifier
 from ragsync.coordinator.tls import ChannelTls
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
-from ragsync.model import TextEncoder
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.messaging.local_broker import LocalBroker, free_port
+from ragsync.model.encoder import TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from tests.certificates import TestCa

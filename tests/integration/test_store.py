@@ -11,8 +11,8 @@ import pytest
 
 from ragsync.settings import Settings
 from ragsync.store import Point, StoreError, VectorStore, open_store, point_id
-from ragsync.store.client import ClientStore
-from ragsync.store.edge import EdgeStore
+from ragsync.store.client_store import ClientStore
+from ragsync.store.edge_store import EdgeStore
 
 BACKENDS: dict[str, Callable[[Path], VectorStore]] = {
     "edge": lambda path: EdgeStore.open(path, "c"),
@@ -309,7 +309,7 @@ CRASHING_WRITER = """
 import os, signal, sys
 from pathlib import Path
 from ragsync.store import Point, point_id
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 
 store = EdgeStore.open(Path(sys.argv[1]), "c")
 store.ensure_collection(4, "m")

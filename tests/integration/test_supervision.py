@@ -11,15 +11,15 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
 from ragsync.app import App
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.model.encoder import TextEncoder
+from ragsync.operations.supervision import Restarts, StageCrashLoopError, Supervisor
+from ragsync.runstate.ledger import RunLedger
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.pruner import Pruner
 from ragsync.streams.watchdog import Watchdog
-from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor
 from tests.integration.conftest import request_sync
 from tests.integration.test_correctness import pipeline
 

@@ -18,12 +18,12 @@ import pytest
 
 from ragsync.app import App
 from ragsync.coordinator.request import TENANT_SCOPE_KEY
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.events import DeadLetter
-from ragsync.processes import Components
+from ragsync.operations.processes import Components
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.settings import Settings
-from ragsync.store.edge import EdgeStore
+from ragsync.store.edge_store import EdgeStore
 from tests.integration.conftest import coordinator_serving, read_all, request_sync, until_pages
 
 SERVICE = "docs-service"

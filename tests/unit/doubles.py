@@ -13,15 +13,15 @@ from typing import Any, Literal, Self
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
-from ragsync.deletions import DeletionBudget, DeletionGuard
-from ragsync.delivery import Delivered, Position
 from ragsync.events import Event, FetchProgress, ItemEvent, TenantRequest
-from ragsync.kafka import Publisher
-from ragsync.ledger import RunLedger
-from ragsync.model import TextEncoder
-from ragsync.store.client import ClientStore
+from ragsync.messaging.delivery import Delivered, Position
+from ragsync.messaging.kafka import Publisher
+from ragsync.messaging.topics import Topics
+from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.deletions import DeletionBudget, DeletionGuard
+from ragsync.runstate.ledger import RunLedger
+from ragsync.store.client_store import ClientStore
 from ragsync.streams.embedder import Embedder
-from ragsync.topics import Topics
 
 WORD = re.compile(r"\S+")
 TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")  # a stage test's topic names

@@ -8,11 +8,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from ragsync.events import Cursor, EmbedProgress, Event, FetchProgress, PartitionCounts, RunEnded, SyncRequest
-from ragsync.kafka import Publisher
-from ragsync.ledger import RunLedger
-from ragsync.runs import RunState
+from ragsync.messaging.kafka import Publisher
+from ragsync.messaging.topics import Topics
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunState
 from ragsync.streams.completion import RunCompletion, tolerance_error
-from ragsync.topics import Topics
 from tests.unit.doubles import nothing_stored
 
 TOPICS = Topics("requests", "items", "runs", "dead")

@@ -10,8 +10,8 @@ from typing import cast
 
 import pytest
 
-from ragsync.delivery import Position, Unreadable
 from ragsync.events import DeadLetter, EmbedProgress
+from ragsync.messaging.delivery import Position, Unreadable
 from ragsync.store import point_id
 from ragsync.streams.embedder import (
     BATCH_FLOOR,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from ragsync.delivery import Position
 from ragsync.events import (
     Cursor,
     DeadLetter,
@@ -16,7 +15,8 @@ from ragsync.events import (
     SyncRequest,
     TenantRequest,
 )
-from ragsync.ledger import RunLedger
+from ragsync.messaging.delivery import Position
+from ragsync.runstate.ledger import RunLedger
 from ragsync.streams.fetcher import FetcherAgent, FetchOutcome, SyncRunner
 from tests.unit.doubles import TOPICS, KeptPublisher, fetching, unfed_ledger
 

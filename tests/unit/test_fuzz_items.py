@@ -10,11 +10,11 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ragsync.dead_letters import encodable
 from ragsync.events import DeadLetter, ItemEvent
 from ragsync.items import ItemError, ItemRules, record_text
+from ragsync.messaging.dead_letters import encodable
 from ragsync.schemas import Schemas, load_schema
-from streams.fetcher import encode_item
+from ragsync.streams.fetcher import encode_item
 from tests.nasty_data import HUGE_NUMBERS, HUNDRED_KB, NASTY, any_text, deep_values, json_values, nested
 
 EXAMPLES = 400

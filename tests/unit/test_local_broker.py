@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ragsync.broker import LocalBroker
+from ragsync.messaging.local_broker import LocalBroker
 
 NOISY = """#!{python}
 import socket, sys, time

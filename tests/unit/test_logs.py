@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ragsync.logs import LogFormat, about_run, configure
+from ragsync.operations.logs import LogFormat, about_run, configure
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
-from ragsync import metrics
 from ragsync.coordinator import CoordinatorClient, CoordinatorError
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.events import FetchProgress, TenantRequest
+from ragsync.operations import metrics
 from ragsync.proto import coordinator_pb2
-from ragsync.runs import RunBook
+from ragsync.runstate.runs import RunBook
 from ragsync.settings import DEFAULT_SERVICES
 from ragsync.streams.fetcher import FetchLimits, SyncRunner
 from tests.unit.doubles import TOPICS, KeptPublisher

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragsync.model import configured_dimension
+from ragsync.model.encoder import configured_dimension
 
 
 def _folder(tmp_path: Path, modules: Sequence[tuple[str, Mapping[str, Any] | None]]) -> str:

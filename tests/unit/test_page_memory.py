@@ -11,7 +11,7 @@ import yaml
 
 from ragsync.coordinator.envelope import records_from_envelope
 from ragsync.coordinator.paging import _digest
-from ragsync.demo.coordinator import DemoCoordinator
+from ragsync.demo.coordinator_server import DemoCoordinator
 from ragsync.settings import DEFAULT_SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from aiokafka import TopicPartition
 
-from ragsync.deletions import DeletionBudget, DeletionGuard, PruneConfirmations, held_error, refusal
 from ragsync.errors import Refused
 from ragsync.events import Deletion, DeletionConfirmed, FetchProgress, RunEnded, RunPruned, SyncType, TenantRequest
-from ragsync.runs import RunState
+from ragsync.runstate.deletions import DeletionBudget, DeletionGuard, PruneConfirmations, held_error, refusal
+from ragsync.runstate.runs import RunState
 from ragsync.store import point_id
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.pruner import Pruner

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from ragsync.related import RELATED_HASH, RELATED_IDS, Edge, RelatedRules, best_edges, read_related, with_edge
 from ragsync.store import Hit, point_id
+from ragsync.store.related_edges import (
+    RELATED_HASH,
+    RELATED_IDS,
+    Edge,
+    RelatedRules,
+    best_edges,
+    read_related,
+    with_edge,
+)
 from ragsync.streams.related import RelatedEdges
 from tests.unit.doubles import EmbeddingStage
 

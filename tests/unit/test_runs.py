@@ -17,8 +17,8 @@ from ragsync.events import (
     SyncRequest,
     WatchdogNotice,
 )
-from ragsync.keys import cursor_key, parse_key, run_key
-from ragsync.runs import RunBook
+from ragsync.runstate.keys import cursor_key, parse_key, run_key
+from ragsync.runstate.runs import RunBook
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 RUN = {"run_id": "r1", "tenant_id": "t", "service": "s"}

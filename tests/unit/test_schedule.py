@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from ragsync.ops import invalid_fields
+from ragsync.messaging.sync_requests import AdminSync, RequestDefaults
+from ragsync.operations.endpoints import invalid_fields
 from ragsync.producers.scheduler import Schedule, ScheduleError, SchedulePlan, Scheduler
-from ragsync.requests import AdminSync, RequestDefaults
 from tests.unit.doubles import TOPICS, KeptPublisher
 
 

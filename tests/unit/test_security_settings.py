@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from ragsync.app import App
-from ragsync.kafka import Publisher, make_consumer, security_options
+from ragsync.messaging.kafka import Publisher, make_consumer, security_options
 from ragsync.settings import Settings, describe_invalid
 from ragsync.streams.fetcher import faust_credentials
 from tests.certificates import TestCa

@@ -86,7 +86,7 @@ def test_a_switch_that_is_neither_on_nor_off_says_what_it_takes(monkeypatch: pyt
 def test_the_batch_size_histogram_reaches_the_largest_batch_a_setting_allows() -> None:
     from annotated_types import Le
 
-    from ragsync.metrics import EMBED_BATCH_BUCKETS
+    from ragsync.operations.metrics import EMBED_BATCH_BUCKETS
 
     [bound] = [m.le for m in Settings.model_fields["embedder_max_batch"].metadata if isinstance(m, Le)]
     assert max(EMBED_BATCH_BUCKETS) >= bound and Settings(_env_file=None).embedder_max_batch in EMBED_BATCH_BUCKETS

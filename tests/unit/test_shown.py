@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
-from ragsync.console import RunProgressBars, hits_table, letters_table, related_table, runs_table, summary_table
-from ragsync.dead_letters import StoredLetter
+from ragsync.cli.console import RunProgressBars, hits_table, letters_table, related_table, runs_table, summary_table
 from ragsync.events import DeadLetter, FetchProgress, SyncRequest
-from ragsync.related import Edge, RelatedItem
-from ragsync.runs import RunState, SyncReport
+from ragsync.messaging.dead_letters import StoredLetter
+from ragsync.runstate.runs import RunState, SyncReport
 from ragsync.shown import ShownLogRecords, as_text, labelled, shown
 from ragsync.store import Hit
+from ragsync.store.related_edges import Edge, RelatedItem
 
 # Written out here rather than taken from ragsync.shown, so that a character dropped there fails a test.
 BIDI = {"\u061c", "\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e"} | {

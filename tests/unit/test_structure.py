@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ast
+import collections
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ("ragsync.streams", "ragsync.producers")
+MAPPED = ("streams", "producers", "proto")  # top-level folders installed under ragsync (pyproject.toml)
 # Only these may import a stage: they build and run the stages.
-WIRING = {"ragsync.app", "ragsync.oneshot", "ragsync.cli", "ragsync.__main__"}
+WIRING = ("ragsync.app", "ragsync.cli", "ragsync.__main__")  # modules, or packages of them
 
 
 def test_ragsync_installs_beside_proto_plus_without_a_collision(tmp_path: Path) -> None:
@@ -29,7 +32,7 @@ def test_ragsync_installs_beside_proto_plus_without_a_collision(tmp_path: Path) 
 def _module(path: Path) -> str:
     relative = path.relative_to(ROOT).with_suffix("")
     parts = list(relative.parts)
-    if parts[0] in ("streams", "producers", "proto"):  # installed under ragsync
+    if parts[0] in MAPPED:
         parts.insert(0, "ragsync")
     if parts[-1] == "__init__":
         parts.pop()
@@ -48,13 +51,18 @@ def _imports(path: Path) -> set[str]:
 
 def _sources() -> list[Path]:
     folders = [ROOT / "ragsync", ROOT / "streams", ROOT / "producers"]
-    links = {ROOT / "ragsync" / name for name in ("streams", "producers", "proto")}
     return [
         path
         for folder in folders
         for path in folder.rglob("*.py")
-        if not any(link in path.parents for link in links) and not path.name.endswith(("_pb2.py", "_pb2_grpc.py"))
+        if not path.name.endswith(("_pb2.py", "_pb2_grpc.py"))
     ]
+
+
+def _packages() -> set[str]:
+    """Every package of the installed namespace, named as installed."""
+    inits = [*(ROOT / "ragsync").rglob("__init__.py"), *(ROOT / name / "__init__.py" for name in MAPPED)]
+    return {_module(init) for init in inits}
 
 
 def test_layers_point_one_way() -> None:
@@ -65,11 +73,38 @@ def test_layers_point_one_way() -> None:
         module = _module(path)
         in_stage = module.startswith(STAGES)
         for name in _imports(path):
-            if name.startswith(STAGES) and not in_stage and module not in WIRING:
+            if name.startswith(STAGES) and not in_stage and not module.startswith(WIRING):
                 wrong.append(f"{module} (core) imports the stage {name}")
             stage = next((s for s in STAGES if module.startswith(s)), None)
             if stage and name.startswith(STAGES) and not name.startswith(stage):
                 wrong.append(f"{module} imports {name}: stages share only the core")
-            if name in WIRING and module not in WIRING:
+            if name.startswith(WIRING) and not module.startswith(WIRING):
                 wrong.append(f"{module} imports {name}, which wires the stages")
     assert not wrong, "imports that run back up:\n" + "\n".join(sorted(wrong))
+
+
+def test_the_packaging_lists_every_package_of_the_namespace() -> None:
+    """pyproject.toml lists the packages (a find cannot see the mapped folders): a new one must be listed, or a
+    wheel would install without it while the editable install still works."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    assert _packages() == listed
+
+
+def test_no_two_modules_share_a_name() -> None:
+    """A module's name says what it is wherever it is read: in a traceback, a log line's logger, an import."""
+    modules = [path for path in (*_sources(), *(ROOT / "benchmarks").rglob("*.py")) if path.stem != "__init__"]
+    names = collections.Counter(path.stem for path in modules)
+    shared = sorted(str(path.relative_to(ROOT)) for path in modules if names[path.stem] > 1)
+    assert not shared, f"modules that share a name: {shared}"
+
+
+def test_nothing_imports_a_mapped_folder_as_a_top_level_package() -> None:
+    """`streams.fetcher` would be a second copy of `ragsync.streams.fetcher`, with its own globals."""
+    files = [*_sources(), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    wrong = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files
+        for name in _imports(path)
+        if name.split(".")[0] in MAPPED
+    ]
+    assert not wrong, wrong

@@ -5,7 +5,13 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from ragsync.supervision import Restarts, StageCrashLoopError, Supervisor, UnrecoverableStageError, unless_stopped
+from ragsync.operations.supervision import (
+    Restarts,
+    StageCrashLoopError,
+    Supervisor,
+    UnrecoverableStageError,
+    unless_stopped,
+)
 
 FAST = Restarts(max_crashes=3, window_s=60, backoff_initial_s=0.01, backoff_max_s=0.05)
 

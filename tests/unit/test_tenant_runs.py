@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ragsync.events import DeadLetter, EmbedProgress, FetchProgress, RunQueued, SyncRequest, TenantCounts, TenantRequest
-from ragsync.runs import RunBook
+from ragsync.runstate.runs import RunBook
 from tests.unit.doubles import TOPICS, EmbeddingStage
 from tests.unit.test_fetcher_agent import _agent
 

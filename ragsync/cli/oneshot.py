@@ -8,12 +8,12 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from ragsync.app import App
-from ragsync.broker import BROKER_LOG, LocalBroker
-from ragsync.deletions import HELD_FILE, HeldFile
 from ragsync.events import SyncType
-from ragsync.model import TextEncoder
-from ragsync.requests import RequestDefaults, publish_requests, sync_requests
-from ragsync.runs import RelatedProgress, RunState, SyncReport
+from ragsync.messaging.local_broker import BROKER_LOG, LocalBroker
+from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.deletions import HELD_FILE, HeldFile
+from ragsync.runstate.runs import RelatedProgress, RunState, SyncReport
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 

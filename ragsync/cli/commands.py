@@ -22,14 +22,14 @@ from typer.core import TyperGroup
 
 from ragsync.errors import SetupError
 from ragsync.events import SERVICE_PATTERN, LetterStage, SyncType
-from ragsync.logs import LogFormat
-from ragsync.logs import configure as configure_logs
+from ragsync.operations.logs import LogFormat
+from ragsync.operations.logs import configure as configure_logs
 from ragsync.settings import Settings
 from ragsync.shown import as_text, labelled
 
 if TYPE_CHECKING:
-    from ragsync.related import RelatedItem
     from ragsync.store import VectorStore
+    from ragsync.store.related_edges import RelatedItem
 
 T = TypeVar("T")
 
@@ -156,7 +156,7 @@ def _setup_errors_reported(settings: Settings | None = None) -> Iterator[None]:
 
 
 def _kafka_problem(settings: Settings | None) -> str:
-    from ragsync.reachability import kafka_problem
+    from ragsync.messaging.reachability import kafka_problem
 
     if settings is None:
         return "Kafka: no broker answered; check KAFKA_BOOTSTRAP_SERVERS"
@@ -179,7 +179,7 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Sett
             loop.add_signal_handler(sig, stop.set)
         await component(stop)
 
-    from ragsync.supervision import StageCrashLoopError
+    from ragsync.operations.supervision import StageCrashLoopError
 
     try:
         _run(run(), settings)
@@ -218,7 +218,7 @@ ServiceOption = Annotated[
 def _unfinished_runs_reported() -> Iterator[None]:
     """Runs that did not finish in time, or a stage that stopped under them, are one line naming each run and
     where it stood, and exit code 1; a traceback would add nothing a person can act on."""
-    from ragsync.ledger import ComponentStoppedError, RunTimeoutError
+    from ragsync.runstate.ledger import ComponentStoppedError, RunTimeoutError
 
     try:
         yield
@@ -235,7 +235,7 @@ def demo(
     query: Annotated[str, typer.Option(help="The sample semantic search run at the end.")] = SAMPLE_QUERY,
 ) -> None:
     """Everything on this machine: local broker, demo Coordinator, fetcher, embedders, embedded Qdrant."""
-    from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+    from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 
     settings = _settings()
 
@@ -280,8 +280,8 @@ async def _one_shot(
     tenant: str | None = None,
 ) -> dict[str, Any]:
     from ragsync.app import App
-    from ragsync.console import RunProgressBars, hits_table, summary_table
-    from ragsync.oneshot import one_shot_app, run_sync
+    from ragsync.cli.console import RunProgressBars, hits_table, summary_table
+    from ragsync.cli.oneshot import one_shot_app, run_sync
     from ragsync.store import open_store
 
     App(settings).item_rules()  # a bad schema is one line here, not a fetcher that stops mid-run
@@ -346,7 +346,7 @@ def trigger(
 ) -> None:
     """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
     from ragsync.app import App
-    from ragsync.requests import RequestDefaults, publish_requests, sync_requests
+    from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
 
     settings = _settings()
     requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)
@@ -414,7 +414,7 @@ def prune(
 
 async def _confirm_on_topic(settings: Settings, prefix: str, timeout: float) -> dict[str, Any]:
     from ragsync.app import App
-    from ragsync.deletions import PruneConfirmations, carried_out
+    from ragsync.runstate.deletions import PruneConfirmations, carried_out
 
     app_ = App(settings)
     async with app_.ledger() as ledger, app_.publisher() as publisher:
@@ -426,7 +426,7 @@ async def _confirm_on_topic(settings: Settings, prefix: str, timeout: float) -> 
 
 
 def _confirm_here(settings: Settings, prefix: str) -> dict[str, Any]:
-    from ragsync.deletions import HELD_FILE, HeldFile, confirm_here
+    from ragsync.runstate.deletions import HELD_FILE, HeldFile, confirm_here
 
     with _setup_errors_reported(settings), _store(settings) as store:
         return confirm_here(store, HeldFile(settings.data_dir / HELD_FILE), prefix)
@@ -443,7 +443,7 @@ def search(
 ) -> None:
     """Semantic search in the collection; prints the top hits with scores."""
     from ragsync.app import App
-    from ragsync.console import hits_table
+    from ragsync.cli.console import hits_table
 
     settings = _settings()
     with _setup_errors_reported(settings), _store(settings) as store:
@@ -471,8 +471,8 @@ def related(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """An item's related items (RELATED_EDGES=on), with their scores and texts."""
-    from ragsync.console import related_table
-    from ragsync.related import read_related
+    from ragsync.cli.console import related_table
+    from ragsync.store.related_edges import read_related
 
     settings = _settings()
     tenant_id = tenant or settings.default_tenant_id
@@ -521,7 +521,7 @@ def _store(settings: Settings) -> Iterator[VectorStore]:
 
 
 def _related_of(store: VectorStore, payload: dict[str, Any]) -> list[RelatedItem]:
-    from ragsync.related import read_related
+    from ragsync.store.related_edges import read_related
 
     found = read_related(store, str(payload["tenant_id"]), str(payload["service"]), str(payload["item_id"]))
     return found.items if found else []
@@ -551,7 +551,7 @@ def coordinator(
     """The demo Coordinator: a real gRPC server with synthetic records for the demo services."""
     from ragsync.coordinator.signing import Verifier
     from ragsync.coordinator.tls import ChannelTls
-    from ragsync.demo.coordinator import WRONG_ANSWERS, CoordinatorServer, DemoCoordinator, Faults, WrongAnswer
+    from ragsync.demo.coordinator_server import WRONG_ANSWERS, CoordinatorServer, DemoCoordinator, Faults, WrongAnswer
 
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together; --tls-client-ca needs both")
@@ -607,7 +607,7 @@ def status(
 ) -> None:
     """The sync runs, read from the sync-runs topic: status, counts, errors."""
     from ragsync.app import App
-    from ragsync.console import runs_table
+    from ragsync.cli.console import runs_table
 
     app_ = App(_settings())
 
@@ -647,8 +647,8 @@ def dead_letters_list(
 ) -> None:
     """Every dead letter with its reason."""
     from ragsync.app import App
-    from ragsync.console import letters_table
-    from ragsync.dead_letters import list_dead_letters
+    from ragsync.cli.console import letters_table
+    from ragsync.messaging.dead_letters import list_dead_letters
 
     app_ = App(_settings())
     letters = _run(list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage), app_.settings)
@@ -672,7 +672,7 @@ def dead_letters_replay(
 ) -> None:
     """Re-submit dead-lettered messages to the topic they came from (after fixing the cause)."""
     from ragsync.app import App
-    from ragsync.dead_letters import list_dead_letters, replay
+    from ragsync.messaging.dead_letters import list_dead_letters, replay
 
     app_ = App(_settings())
 
@@ -699,7 +699,7 @@ def dead_letters_replay(
 @app.command()
 def broker(port: Annotated[int, typer.Option(help="Port to listen on.")] = 9092) -> None:
     """The local Kafka-protocol broker (memory only), to run the components separately on one machine."""
-    from ragsync.broker import BROKER_LOG, LocalBroker
+    from ragsync.messaging.local_broker import BROKER_LOG, LocalBroker
 
     local = LocalBroker(port, log=_settings().data_dir / BROKER_LOG)
     local.start()

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ragsync.errors import Refused
 from ragsync.events import MAX_TENANTS_COUNTED, OTHER_TENANTS, Deletion, DeletionConfirmed
-from ragsync.kafka import Publisher
-from ragsync.ledger import RunLedger
-from ragsync.runs import RunBook, RunState
+from ragsync.messaging.kafka import Publisher
+from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.runs import RunBook, RunState
 from ragsync.store.base import DeletionScope, VectorStore
 
 CONFIRM = "ragsync prune {run_id} --confirm"

@@ -10,7 +10,7 @@ import ssl
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
-from ragsync.kafka import security_options
+from ragsync.messaging.kafka import security_options
 from ragsync.settings import Settings
 
 PROBE_TIMEOUT_S = 10.0

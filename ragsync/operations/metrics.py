@@ -11,7 +11,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from ragsync.events import LetterStage
-from ragsync.runs import RunBook
+from ragsync.runstate.runs import RunBook
 from ragsync.settings import DEFAULT_SERVICES
 
 # Label values are bounded: a `service` label is one of the configured services (BATCH_SYNC_SERVICES, set by the

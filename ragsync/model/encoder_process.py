@@ -20,9 +20,9 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ragsync import metrics
-from ragsync.model import TextEncoder
-from ragsync.tokens import Vectors
+from ragsync.model.encoder import TextEncoder
+from ragsync.model.tokens import Vectors
+from ragsync.operations import metrics
 
 log = logging.getLogger(__name__)
 STOP_S = 10.0  # how long a closing encoder waits for its child to finish the batch it is encoding

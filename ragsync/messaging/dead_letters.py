@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from ragsync import metrics
 from ragsync.events import DeadLetter
 from ragsync.items import SURROGATE
-from ragsync.kafka import Publisher, read_to_end
-from ragsync.keys import item_key
+from ragsync.messaging.kafka import Publisher, read_to_end
+from ragsync.messaging.topics import Topics
+from ragsync.operations import metrics
+from ragsync.runstate.keys import item_key
 from ragsync.settings import Settings
-from ragsync.topics import Topics
 
 log = logging.getLogger(__name__)
 REJECTED = "rejected"  # the key of letters that name no run (a message that could not be read at all)
@@ -57,7 +57,7 @@ async def list_dead_letters(
     settings: Settings, bootstrap_servers: str, run_id: str | None = None, stage: str | None = None
 ) -> list[StoredLetter]:
     """Every dead letter (optionally of one run, by its id or the start of it, or of one stage), oldest first."""
-    from ragsync.kafka import make_consumer
+    from ragsync.messaging.kafka import make_consumer
 
     topics = Topics.from_settings(settings)
     consumer = make_consumer(settings, bootstrap_servers, group_id=None)

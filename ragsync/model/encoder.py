@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ragsync.errors import SetupError
+from ragsync.model.tokens import INPUTS, Feed, TokenBatches, Vectors
 from ragsync.settings import check_variant
-from ragsync.tokens import INPUTS, Feed, TokenBatches, Vectors
 
 if TYPE_CHECKING:
-    from ragsync.onnx_model import OnnxRunner
+    from ragsync.model.onnx_backend import OnnxRunner
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -207,7 +207,7 @@ class TextEncoder:
     def _runner(self) -> OnnxRunner:
         with self._lock:
             if self._onnx is None:
-                from ragsync.onnx_model import OnnxRunner, exported
+                from ragsync.model.onnx_backend import OnnxRunner, exported
 
                 onnx_file = exported(self._path, self.name, self.precision, self._cache)
                 self._onnx = OnnxRunner(self._path, onnx_file, self._threads)

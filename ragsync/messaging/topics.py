@@ -10,7 +10,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from ragsync.errors import SetupError
-from ragsync.kafka import security_options
+from ragsync.messaging.kafka import security_options
 from ragsync.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ class Topics:
 
     sync_requests: str
     items: str
-    sync_runs: str  # the run state: keyed records, compacted (see ragsync.keys)
+    sync_runs: str  # the run state: keyed records, compacted (see ragsync.runstate.keys)
     dead_letters: str
 
     @classmethod

@@ -20,12 +20,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from ragsync import metrics
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
-from ragsync.kafka import Publisher, assign_all, fresh_partitions, start_client, unread
-from ragsync.keys import parse_key
-from ragsync.runs import RunBook, RunState
-from ragsync.supervision import Supervisor, UnrecoverableStageError
+from ragsync.messaging.kafka import Publisher, assign_all, fresh_partitions, start_client, unread
+from ragsync.operations import metrics
+from ragsync.operations.supervision import Supervisor, UnrecoverableStageError
+from ragsync.runstate.keys import parse_key
+from ragsync.runstate.runs import RunBook, RunState
 
 log = logging.getLogger(__name__)
 ROUND_RECORDS = 500  # records folded per round: bounds the decoded records held at once

@@ -18,14 +18,14 @@ from benchmarks.consumers import pruned, synced
 from benchmarks.pipeline import CORPORA, Bench
 from benchmarks.report import Row
 from ragsync.app import App
-from ragsync.delivery import Delivered, Position
-from ragsync.demo.coordinator import CoordinatorServer, DemoCoordinator
+from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.demo.records import demo_record
 from ragsync.events import ItemEvent
-from ragsync.ledger import RunLedger
-from ragsync.related import RelatedRules
+from ragsync.messaging.delivery import Delivered, Position
+from ragsync.runstate.ledger import RunLedger
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
+from ragsync.store.related_edges import RelatedRules
 from ragsync.streams.related import EdgeTally, RelatedEdges
 
 PAIRS = 3

@@ -15,11 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from rich.text import Text
 
-from ragsync.dead_letters import StoredLetter
-from ragsync.related import RelatedItem
-from ragsync.runs import RunState, SyncReport
+from ragsync.messaging.dead_letters import StoredLetter
+from ragsync.runstate.runs import RunState, SyncReport
 from ragsync.shown import as_text, shown
 from ragsync.store import Hit
+from ragsync.store.related_edges import RelatedItem
 
 
 class RunProgressBars:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragsync.errors import SetupError
-from ragsync.tokens import Feed, TokenBatches, Vectors
+from ragsync.model.tokens import Feed, TokenBatches, Vectors
 
 log = logging.getLogger(__name__)
 OPSET = 17

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from ragsync import metrics
+from ragsync.operations import metrics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragsync.model import TextEncoder
+from ragsync.model.encoder import TextEncoder
 
 
 class Chunker:

@@ -1,0 +1,1 @@
+"""The embedding model: loading it offline, its backends, a process of its own, tokens and chunks."""
