@@ -16,12 +16,13 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 from benchmarks.sampling import MemoryPeaks
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
+from ragsync.app.processes import Components, wait_for_status
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.messaging.local_broker import free_port
-from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.sync_requests import publish_requests, sync_requests
 from ragsync.model.encoder import model_path
-from ragsync.operations.processes import Components, wait_for_status
 from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
@@ -130,7 +131,7 @@ async def synced(
     tenant_id: str | None = None,
 ) -> RunState:
     """Request a sync of `service` and wait until its run succeeded (an AssertionError if it failed)."""
-    defaults = RequestDefaults.from_settings(app.settings)
+    defaults = options.request_defaults(app.settings)
     requests = sync_requests(defaults, [service], "cli", sync_type, tenant_id=tenant_id)  # type: ignore[arg-type]
     async with app.publisher() as publisher:
         await publish_requests(publisher, app.topics, requests)

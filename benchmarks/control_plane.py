@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.report import Row
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.events import (
     Cursor,
     EmbedProgress,
@@ -115,7 +115,7 @@ import asyncio, os, sys, time
 from benchmarks.sampling import memory_mb
 started = time.perf_counter()
 from benchmarks.report import Row
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.settings import Settings
 async def main():
     async with App(Settings(_env_file=None)).ledger() as ledger:

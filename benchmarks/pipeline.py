@@ -16,14 +16,15 @@ from prometheus_client import REGISTRY
 
 from benchmarks.consumers import SERVICE, pruned, raw_encode_rate, synced, timed_sync, until_run
 from benchmarks.report import Row
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.coordinator.paging import PageQuery, iterate_pages
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.items import ItemRules
 from ragsync.messaging.local_broker import LocalBroker
-from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.sync_requests import publish_requests, sync_requests
 from ragsync.model.encoder import TextEncoder
 from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
@@ -109,7 +110,7 @@ class Bench:
         settings = self.settings(batch_sync_services=[service])
         app = App(settings)
         await app.ensure_topics()
-        store = open_store(settings)
+        store = open_store(options.store(settings))
         servicer = DemoCoordinator(count)
         stop = asyncio.Event()
         stages: list[asyncio.Task[None]] = []
@@ -198,7 +199,7 @@ class Bench:
             vector = self.encoder.encode([self.rules.text(changed, service)])[0]
             started = time.perf_counter()
             requests = sync_requests(
-                RequestDefaults.from_settings(app.settings), [service], "cli", "incremental", tenant_id=TENANT
+                options.request_defaults(app.settings), [service], "cli", "incremental", tenant_id=TENANT
             )
             async with app.publisher() as publisher:
                 await publish_requests(publisher, app.topics, requests)
@@ -258,7 +259,7 @@ class Bench:
         )
 
     async def _until_fetched(self, app: App, ledger: RunLedger, service: str, tasks: list[asyncio.Task[None]]) -> None:
-        requests = sync_requests(RequestDefaults.from_settings(app.settings), [service], "cli")
+        requests = sync_requests(options.request_defaults(app.settings), [service], "cli")
         async with app.publisher() as publisher:
             await publish_requests(publisher, app.topics, requests)
         await until_run(ledger, requests[0].run_id, lambda run: run.fetch_done or run.finished, tasks)

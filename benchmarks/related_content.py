@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from benchmarks.consumers import pruned, synced
 from benchmarks.pipeline import CORPORA, Bench
 from benchmarks.report import Row
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.demo.records import demo_record
 from ragsync.events import ItemEvent
@@ -25,7 +26,6 @@ from ragsync.messaging.delivery import Delivered, Position
 from ragsync.runstate.ledger import RunLedger
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, open_store
-from ragsync.store.related_edges import RelatedRules
 from ragsync.streams.related import EdgeTally, RelatedEdges
 
 PAIRS = 3
@@ -45,7 +45,7 @@ class Running:
 async def _running(bench: Bench, endpoint: str, service: str, related: bool) -> AsyncIterator[Running]:
     app = App(bench.settings(batch_sync_services=[service], related_edges=related))
     await app.ensure_topics()
-    store = open_store(app.settings)
+    store = open_store(options.store(app.settings))
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(app.run_fetcher(stop, endpoint)),
@@ -141,7 +141,7 @@ async def _stage_alone(
     store: VectorStore, service: str, count: int, settings: Settings
 ) -> tuple[int, float, EdgeTally]:
     """Edges of one tenant's `count` stored items (written with edges off), in the stage's batches, timed."""
-    edges = RelatedEdges(store, RelatedRules.from_settings(settings))
+    edges = RelatedEdges(store, options.related_rules(settings))
     events = [
         Delivered(
             ItemEvent(

@@ -26,7 +26,7 @@ from benchmarks.report import print_table, write
 from benchmarks.scale import scale_rows
 from benchmarks.stores import STORES, store_rows
 from benchmarks.variants import variant_rows
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.records import demo_record
 from ragsync.messaging.local_broker import LocalBroker
 from ragsync.settings import Settings

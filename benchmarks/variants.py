@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmarks.openvino_variant import openvino_encoder
 from benchmarks.report import Row
-from ragsync.model.encoder import Backend, Precision, TextEncoder
+from ragsync.model.encoder import Backend, ModelOptions, Precision, TextEncoder
 
 VARIANTS: list[tuple[Backend, Precision]] = [("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8")]
 
@@ -59,7 +59,7 @@ def _encoders(batch_size: int, cache: Path) -> Iterator[tuple[str, Encoder]]:
     for backend, precision in VARIANTS:
         yield (
             f"{backend} {precision}",
-            TextEncoder(batch_size=batch_size, backend=backend, precision=precision, cache=cache),
+            TextEncoder(ModelOptions(batch_size=batch_size, backend=backend, precision=precision, cache=cache)),
         )
     for label, f32 in (("openvino fp32", True), ("openvino, the CPU's default precision", False)):
         openvino = openvino_encoder(batch_size, cache, f32)

@@ -12,16 +12,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ragsync.messaging.kafka import Publisher
-from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.keys import run_key
-from ragsync.runstate.ledger import RunLedger
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class History:
     """How much run history is kept."""
 
@@ -32,26 +30,29 @@ class History:
 class RunRetention:
     """Removes expired runs from the run-state topic."""
 
-    def __init__(self, history: History, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
+    def __init__(self, history: History, channel: RunChannel) -> None:
         self._history = history
-        self._ledger = ledger
-        self._publisher = publisher
-        self._topics = topics
+        self._channel = channel
 
     async def expire(self, now: datetime) -> int:
         """Tombstone every key of each expired run; how many runs were removed."""
         before = now - timedelta(days=self._history.days)
-        expired = self._ledger.book.expired(before, self._history.per_service)
+        expired = self._channel.book.expired(before, self._history.per_service)
         for run in expired:
             for part, member in run.parts:
                 key = run_key(run.tenant_id, run.service, run.run_id, part, member)
-                await self._publisher.send_raw(self._topics.sync_runs, key.encode(), None)
-        await self._publisher.flush()
+                await self._channel.forget(key)
+        await self._channel.flush()
         for run in expired:
-            self._ledger.book.forget(run.run_id)
+            self._channel.book.forget(run.run_id)
         if expired:
             metrics.RUN_RECORDS_EXPIRED.inc(len(expired))
-            log.info("removed %d finished runs from %s (kept: %s)", len(expired), self._topics.sync_runs, self._history)
+            log.info(
+                "removed %d finished runs from %s (kept: %s)",
+                len(expired),
+                self._channel.topics.sync_runs,
+                self._history,
+            )
         return len(expired)
 
     async def run(self, stop: asyncio.Event, interval: float) -> None:

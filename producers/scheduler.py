@@ -13,11 +13,9 @@ from croniter import croniter
 
 from ragsync.errors import SetupError
 from ragsync.events import SyncType, Trigger
-from ragsync.messaging.kafka import Publisher
-from ragsync.messaging.sync_requests import AdminSync, RequestDefaults, publish_requests, sync_requests
-from ragsync.messaging.topics import Topics
+from ragsync.messaging.sync_requests import AdminSync, RequestDefaults, sync_requests
 from ragsync.operations import metrics
-from ragsync.settings import Settings
+from ragsync.runstate.channel import RunChannel
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ class SchedulerState:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SchedulePlan:
     """When the scheduler publishes: on/off, on start-up, the full and incremental crons and their time zone."""
 
@@ -92,28 +90,15 @@ class SchedulePlan:
     timezone: str = "UTC"
     incremental_cron: str | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SchedulePlan:
-        """BATCH_SYNC_ENABLED, BATCH_SYNC_ON_STARTUP, BATCH_SYNC_SCHEDULE, BATCH_SYNC_TIMEZONE and
-        INCREMENTAL_SYNC_SCHEDULE."""
-        return cls(
-            settings.batch_sync_enabled,
-            settings.batch_sync_on_startup,
-            settings.batch_sync_schedule,
-            settings.batch_sync_timezone,
-            settings.incremental_sync_schedule,
-        )
-
 
 class Scheduler:
     """Publishes a sync request per configured service at each scheduled time: full syncs on
     BATCH_SYNC_SCHEDULE and, when INCREMENTAL_SYNC_SCHEDULE is set, incremental ones on it."""
 
-    def __init__(self, plan: SchedulePlan, defaults: RequestDefaults, publisher: Publisher, topics: Topics) -> None:
+    def __init__(self, plan: SchedulePlan, defaults: RequestDefaults, channel: RunChannel) -> None:
+        self._channel = channel
         self._plan = plan
         self._defaults = defaults
-        self._publisher = publisher
-        self._topics = topics
         self.schedules: dict[SyncType, Schedule] = {"batch": Schedule(plan.cron, plan.timezone)}
         if plan.incremental_cron:
             self.schedules["incremental"] = Schedule(
@@ -121,15 +106,10 @@ class Scheduler:
             )
         self.state = SchedulerState(plan.enabled, plan.cron, plan.timezone, plan.incremental_cron)
 
-    @classmethod
-    def from_settings(cls, settings: Settings, publisher: Publisher, topics: Topics) -> Scheduler:
-        """The scheduler the settings describe (its plan and the requests' defaults)."""
-        return cls(SchedulePlan.from_settings(settings), RequestDefaults.from_settings(settings), publisher, topics)
-
     async def fire(self, trigger: Trigger, sync_type: SyncType = "batch") -> None:
         """Request a sync of every configured service now."""
         requests = sync_requests(self._defaults, None, trigger, sync_type)
-        await publish_requests(self._publisher, self._topics, requests)
+        await self._channel.request(requests)
         self.state.last_run = datetime.now(UTC)
         self.state.last_trigger = trigger
         self.state.runs_requested += len(requests)
@@ -140,7 +120,7 @@ class Scheduler:
         ..., "since": ...}`, all optional); raises pydantic's `ValidationError` for anything else."""
         order = AdminSync.parse(body, self._defaults.services)
         requests = sync_requests(self._defaults, order.services, "http", order.sync_type, order.since, order.tenant_id)
-        await publish_requests(self._publisher, self._topics, requests)
+        await self._channel.request(requests)
         self.state.runs_requested += len(requests)
         return {"runs": [{"service": r.service, "run_id": r.run_id, "sync_type": r.sync_type} for r in requests]}
 

@@ -21,13 +21,12 @@ from aiokafka.errors import KafkaError
 
 from ragsync.events import Cursor, Deletion, RunEnded, RunMark
 from ragsync.items import NO_ID
-from ragsync.messaging.kafka import Committed, Publisher
-from ragsync.messaging.topics import Topics
+from ragsync.messaging.kafka import Committed
 from ragsync.operations import metrics
 from ragsync.operations.logs import about_run
 from ragsync.operations.supervision import unless_stopped
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionGuard
-from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
 from ragsync.store import StoreError
 
@@ -43,23 +42,19 @@ class RunCompletion:
 
     def __init__(
         self,
-        ledger: RunLedger,
-        publisher: Publisher,
-        topics: Topics,
+        channel: RunChannel,
         committed: Committed,
         guard: DeletionGuard,
         max_dead_letter_share: float = 0.5,
     ) -> None:
-        self._ledger = ledger
+        self._channel = channel
         self._guard = guard
         self._max_dead_letter_share = max_dead_letter_share
-        self._publisher = publisher
-        self._topics = topics
         self._committed = committed
-        self._candidates: set[str] = {run.run_id for run in ledger.book.active()}
+        self._candidates: set[str] = {run.run_id for run in channel.book.active()}
         self._wake = asyncio.Event()
         self.last_error: str | None = None
-        ledger.listeners.append(self._notice)
+        channel.ledger.listeners.append(self._notice)
 
     def _notice(self, run: RunState) -> None:
         if run.settled_by_count:
@@ -80,7 +75,7 @@ class RunCompletion:
     async def check(self) -> None:
         """End every candidate run that is complete; drop those that finished or are not settled."""
         for run_id in sorted(self._candidates):
-            run = self._ledger.book.get(run_id)
+            run = self._channel.book.get(run_id)
             if run is None or not run.settled_by_count:
                 self._candidates.discard(run_id)  # finished, expired, or not counted yet: noticed again if it is
                 continue
@@ -98,7 +93,7 @@ class RunCompletion:
 
     async def _passed(self, run: RunState) -> bool:
         for partition, mark in sorted(run.marks.items()):
-            tp = TopicPartition(self._topics.items, partition)
+            tp = TopicPartition(self._channel.topics.items, partition)
             committed = await asyncio.wait_for(self._committed(tp), COMMITTED_TIMEOUT_S)
             if committed is None or committed <= mark:
                 return False
@@ -121,21 +116,21 @@ class RunCompletion:
         mark = RunMark(
             run_id=run.run_id, sync_type=run.request.sync_type, started_at=run.started_at, finished_at=ended.at
         )
-        previous = self._ledger.book.cursors.get((run.tenant_id, run.service))
+        previous = self._channel.book.cursors.get((run.tenant_id, run.service))
         cursor = Cursor(
             tenant_id=run.tenant_id,
             service=run.service,
             last_success=mark,
             last_full=mark if run.full else (previous.last_full if previous else None),
         )
-        await self._ledger.publish(self._publisher, ended, cursor)
+        await self._channel.report(ended, cursor)
         self._log_success(run)
 
     async def _fail(self, run: RunState, error: str, held: Deletion | None = None) -> None:
         failed = RunEnded(
             run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status="failed", error=error, held=held
         )
-        await self._ledger.publish(self._publisher, failed)
+        await self._channel.report(failed)
         metrics.RUNS_FAILED.labels(metrics.service_label(run.service)).inc()
         log.error("run %s (%s) failed: %s", run.run_id, run.service, error)
 

@@ -30,15 +30,13 @@ from ragsync.events import (
     TenantCounts,
 )
 from ragsync.items import ItemContent, ItemRules
-from ragsync.messaging.dead_letters import send_dead_letter
 from ragsync.messaging.delivery import Delivered, Position, Unreadable, decode
-from ragsync.messaging.kafka import Publisher, rewind_to_committed
-from ragsync.messaging.topics import Topics
+from ragsync.messaging.kafka import rewind_to_committed
 from ragsync.model.chunks import Chunker
 from ragsync.model.encoder import TextEncoder
 from ragsync.operations import metrics
 from ragsync.operations.supervision import unless_stopped
-from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.channel import RunChannel
 from ragsync.store import Point, VectorStore, point_id
 from ragsync.store.space import StoreSpace
 
@@ -275,16 +273,12 @@ class Embedder:
         self,
         encoder: TextEncoder,
         store: VectorStore,
-        publisher: Publisher,
-        topics: Topics,
-        ledger: RunLedger,
+        channel: RunChannel,
         rules: ItemRules | None = None,
     ) -> None:
         self._encoder = encoder
         self._store = store
-        self._publisher = publisher
-        self._topics = topics
-        self._ledger = ledger
+        self._channel = channel
         self._rules = rules or ItemRules()
         self._chunker = Chunker(encoder)
         self.migrating = False
@@ -298,7 +292,7 @@ class Embedder:
     async def catch_up(self) -> None:
         """Read the run state to its end: a member that took over partitions continues their counts from what the
         previous owner reported (always before it committed)."""
-        await self._ledger.caught_up()
+        await self._channel.caught_up()
 
     async def process(
         self, events: Sequence[Delivered[ItemEvent]], member: str, unreadable: Sequence[Unreadable] = ()
@@ -450,14 +444,14 @@ class Embedder:
             source_offset=at.offset,
             original=item.original,
         )
-        await send_dead_letter(self._publisher, self._topics, letter)
+        await self._channel.dead_letter(letter)
 
     async def _report(self, outcome: BatchOutcome, member: str) -> None:
         """Publish `member`'s new counts of each run and wait for the broker: before the batch is committed, so a
         member taking a partition over continues from them."""
         reports = []
         for (run_id, tenant, service), partitions in outcome.settled.items():
-            run = self._ledger.book.get(run_id)
+            run = self._channel.book.get(run_id)
             known = run.partition_counts() if run is not None else {}
             own = run.embeds.get(member) if run is not None else None
             counts = dict(own.partitions) if own is not None else {}
@@ -468,7 +462,7 @@ class Embedder:
                     run_id=run_id, tenant_id=tenant, service=service, member=member, partitions=counts
                 )
                 reports.append(report)
-        await self._ledger.publish(self._publisher, *reports)  # folded here at once: the next batch counts on
+        await self._channel.report(*reports)  # folded here at once: the next batch counts on
 
 
 @dataclass
@@ -495,6 +489,18 @@ class BatchSize:
         self.rate = rate if self.rate is None else (self.rate + rate) / 2
 
 
+@dataclass(frozen=True, kw_only=True)
+class BatchOptions:
+    """How a member batches: at most `max_batch` items a poll (the batch size adapts below it), waiting
+    `poll_timeout_ms` for them; retries of a failing batch back off up to `retry_max_seconds`; and while a batch
+    runs long, the member shows the group it lives every `keepalive_seconds`."""
+
+    max_batch: int
+    poll_timeout_ms: int
+    retry_max_seconds: float = 15.0
+    keepalive_seconds: float = 10.0
+
+
 class EmbeddingConsumer:
     """One member of the embedding consumer group: poll a batch, process it, commit its offsets."""
 
@@ -502,10 +508,8 @@ class EmbeddingConsumer:
         self,
         consumer: AIOKafkaConsumer,
         embedder: Embedder,
-        max_batch: int,
-        poll_timeout_ms: int,
-        retry_max_seconds: float = 15.0,
-        keepalive_seconds: float = 10.0,
+        batches: BatchOptions,
+        *,
         on_commit: Callable[[], None] = lambda: None,
         space: StoreSpace | None = None,
         in_group: bool = True,
@@ -519,10 +523,10 @@ class EmbeddingConsumer:
         if in_group:  # a member is told when the group gives it partitions; assigned ones stay as they are
             consumer.subscribe(topics=sorted(consumer.subscription()), listener=_Assignments(self))
         self._embedder = embedder
-        self.batch_size = BatchSize(max_batch)
-        self._poll_timeout_ms = poll_timeout_ms
-        self._retry_max_seconds = retry_max_seconds
-        self._keepalive_seconds = keepalive_seconds
+        self.batch_size = BatchSize(batches.max_batch)
+        self._poll_timeout_ms = batches.poll_timeout_ms
+        self._retry_max_seconds = batches.retry_max_seconds
+        self._keepalive_seconds = batches.keepalive_seconds
         self.items_processed = 0
         self.ready = True
         self.busy = False  # its last poll brought items: work that yields to this member waits

@@ -1,4 +1,4 @@
-"""faust's aiokafka transport, with the consumer's fetch wait taken from settings.
+"""faust's aiokafka transport, with the consumer's fetch wait taken from the Kafka options.
 
 faust's driver creates its consumer with a fixed 1.5 s fetch wait. Kafka answers a waiting fetch as soon as an
 event arrives, so there the wait costs nothing; the local broker instead looks again at intervals within the wait

@@ -43,17 +43,15 @@ from ragsync.items import (
     record_text,
     repair_surrogates,
 )
-from ragsync.messaging.dead_letters import send_dead_letter
 from ragsync.messaging.delivery import Position, Unreadable, decode_value
-from ragsync.messaging.kafka import Publisher, tls_context
+from ragsync.messaging.kafka import KafkaOptions, tls_context
 from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
 from ragsync.operations.logs import about_run
 from ragsync.operations.supervision import StageCrashLoopError, Supervisor, unless_stopped
 from ragsync.runstate import keys
-from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.runs import RunState
-from ragsync.settings import Settings, reveal
 
 if TYPE_CHECKING:
     import faust
@@ -93,7 +91,7 @@ class FetchOutcome:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FetchLimits:
     """How the fetcher calls the Coordinator and sizes item events."""
 
@@ -104,19 +102,6 @@ class FetchLimits:
     item_max_bytes: int = 1_000_000
     default_tenant: str = "default-tenant"  # a request for it syncs the whole service, whatever tenants it holds
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> FetchLimits:
-        """COORDINATOR_TENANT_ID / _USER_ID, BATCH_SYNC_LIMIT, BATCH_SYNC_TIMEOUT, COORDINATOR_MAX_PAGES and
-        ITEM_MAX_BYTES."""
-        return cls(
-            CallerIdentity(settings.coordinator_tenant_id, settings.coordinator_user_id),
-            settings.batch_sync_limit,
-            settings.batch_sync_timeout,
-            settings.coordinator_max_pages,
-            settings.item_max_bytes,
-            settings.default_tenant_id,
-        )
-
 
 class SyncRunner:
     """Runs the fetch of one sync request: pages in, item events and run progress out."""
@@ -125,14 +110,12 @@ class SyncRunner:
         self,
         limits: FetchLimits,
         client: CoordinatorClient,
-        publisher: Publisher,
-        topics: Topics,
+        channel: RunChannel,
         rules: ItemRules | None = None,
     ) -> None:
         self._limits = limits
         self._client = client
-        self._publisher = publisher
-        self._topics = topics
+        self._channel = channel
         self._rules = rules or ItemRules()
         self._identity = limits.identity
 
@@ -199,7 +182,7 @@ class SyncRunner:
         """Emit a page's item events and record the page as done. Its items are durable before the page counts
         as done (the checkpoint), and their offsets are the run's marks, which completion is decided against."""
         deliveries, dead = await self._emit_page(request, number, records)
-        await self._publisher.flush()
+        await self._channel.flush()
         landed = await asyncio.gather(*deliveries)
         state = _after_page(state, number, landed, dead)
         await self._publish(state)
@@ -218,8 +201,7 @@ class SyncRunner:
         return FetchProgress.begin(request, all_tenants=names_tenants and self._scope(request) is None)
 
     async def _publish(self, state: FetchProgress) -> None:
-        await self._publisher.send(self._topics.sync_runs, state.key, state)
-        await self._publisher.flush()
+        await self._channel.announce(state)
 
     async def _emit_page(
         self, request: TenantRequest, page: int, records: list[dict[str, Any]]
@@ -239,7 +221,7 @@ class SyncRunner:
                 dead.append(error)
                 continue
             seen.add(event.item_id)
-            deliveries.append(await self._publisher.send_raw(self._topics.items, event.key.encode(), data))
+            deliveries.append(await self._channel.emit_item(event.key.encode(), data))
         return deliveries, dead
 
     def _item_event(
@@ -281,7 +263,7 @@ class SyncRunner:
             source_topic=f"coordinator:{request.service}",
             original=record_text(record),
         )
-        await send_dead_letter(self._publisher, self._topics, letter)
+        await self._channel.dead_letter(letter)
 
 
 def _changed(state: FetchProgress, **changes: Any) -> FetchProgress:
@@ -313,9 +295,7 @@ class FetcherAgent:
     def __init__(
         self,
         runner: SyncRunner,
-        ledger: RunLedger,
-        publisher: Publisher,
-        topics: Topics,
+        channel: RunChannel,
         *,
         default_tenant: str,
         stall_timeout_s: float,
@@ -323,9 +303,7 @@ class FetcherAgent:
         self._default_tenant = default_tenant
         self._stall_timeout_s = stall_timeout_s  # a run with progress this recent is live, and blocks another
         self._runner = runner
-        self._ledger = ledger
-        self._publisher = publisher
-        self._topics = topics
+        self._channel = channel
         self._fetching: dict[tuple[str, str], str] = {}  # (tenant, service) -> run id fetched by this process
 
     async def receive(self, key: bytes | None, value: bytes | None, at: Position) -> FetchOutcome | None:
@@ -343,14 +321,14 @@ class FetcherAgent:
         wanted_key = keys.request_key(request.tenant_id, request.service)
         if key != wanted_key:
             # Re-key, so that every request of a tenant/service reaches the one replica owning its partition.
-            await self._publisher.send(self._topics.sync_requests, wanted_key, request)
-            await self._publisher.flush()
+            await self._channel.send_request(wanted_key, request)
+            await self._channel.flush()
             return None
-        await self._ledger.caught_up()
+        await self._channel.caught_up()
         return await self._dispatch(request)
 
     async def _dispatch(self, request: TenantRequest) -> FetchOutcome | None:
-        run = self._ledger.book.get(request.run_id)
+        run = self._channel.book.get(request.run_id)
         if run is not None and (run.tenant_id, run.service) != (request.tenant_id, request.service):
             await self._refuse_reused_id(request, run)
             return None
@@ -381,7 +359,7 @@ class FetcherAgent:
         """An incremental request without `since` starts where the last successful run started."""
         if request.sync_type != "incremental" or request.since is not None:
             return request
-        last = self._ledger.book.last_success(request.tenant_id, request.service)
+        last = self._channel.book.last_success(request.tenant_id, request.service)
         if last is None or last.started_at is None:
             log.warning("incremental sync of %s: no successful run yet, so every record is fetched", request.service)
             return request
@@ -399,7 +377,7 @@ class FetcherAgent:
         if here is not None:
             return here
         now = datetime.now(UTC)
-        for other in self._ledger.book.active():
+        for other in self._channel.book.active():
             if (
                 other.run_id != request.run_id
                 and other.tenant_id == request.tenant_id
@@ -429,8 +407,8 @@ class FetcherAgent:
             source_offset=bad.at.offset,
             original=bad.original,
         )
-        await send_dead_letter(self._publisher, self._topics, letter)
-        await self._publisher.flush()
+        await self._channel.dead_letter(letter)
+        await self._channel.flush()
 
     async def _refuse_reused_id(self, request: TenantRequest, run: RunState) -> None:
         """Dead-letter a request whose run id belongs to another tenant's or service's run: honoured, it would take
@@ -447,11 +425,11 @@ class FetcherAgent:
             service=request.service,
             stage="fetcher",
             reason=reason,
-            source_topic=self._topics.sync_requests,
+            source_topic=self._channel.topics.sync_requests,
             original=request.to_bytes().decode(),
         )
-        await send_dead_letter(self._publisher, self._topics, letter)
-        await self._publisher.flush()
+        await self._channel.dead_letter(letter)
+        await self._channel.flush()
 
     async def _skip(self, request: TenantRequest, blocker: str) -> None:
         reason = f"run {blocker} of {request.tenant_id}/{request.service} is still active"
@@ -465,13 +443,22 @@ class FetcherAgent:
             status="skipped",
             error=reason,
         )
-        await self._publisher.send(self._topics.sync_runs, record.key, record)
-        await self._publisher.flush()
+        await self._channel.announce(record)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetcherGroup:
+    """The fetcher consumer group: its name, the folder its faust app keeps state in, and how many sync requests
+    one process handles at once (FETCHER_CONCURRENCY)."""
+
+    name: str
+    data_dir: Path
+    concurrency: int = 4
 
 
 def build_fetcher_app(
-    settings: Settings,
-    bootstrap_servers: str,
+    group: FetcherGroup,
+    kafka: KafkaOptions,
     agent: FetcherAgent,
     topics: Topics,
     supervisor: Supervisor,
@@ -480,10 +467,10 @@ def build_fetcher_app(
     """The faust app whose agent hands each sync request to `agent`. A request whose handling raises is handled
     again after a backoff (supervised: logged, counted, shown on /readyz), never skipped; past STAGE_MAX_CRASHES
     the supervisor gives up and the fetcher's process stops."""
-    app = _faust_app(settings, bootstrap_servers)
+    app = _faust_app(group, kafka)
     requests_topic = app.topic(topics.sync_requests, value_type=bytes, key_type=bytes)
 
-    @app.agent(requests_topic, concurrency=settings.fetcher_concurrency)
+    @app.agent(requests_topic, concurrency=group.concurrency)
     async def fetch(stream: Any) -> None:
         async for event in stream.events():
             message = event.message
@@ -525,44 +512,43 @@ async def read_requests(
         await asyncio.gather(*handling, return_exceptions=True)
 
 
-def _faust_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+def _faust_app(group: FetcherGroup, kafka: KafkaOptions) -> faust.App:
     """The faust app of the fetcher group: raw bytes in, the broker's security, our fetch wait."""
     import faust  # imported here: faust is heavy and only the fetcher needs it
 
     from ragsync.streams.faust_transport import Transport
 
-    datadir = Path(settings.data_dir) / "fetcher"
-    datadir.mkdir(parents=True, exist_ok=True)
+    group.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        f"{settings.kafka_topic_prefix}fetcher",
-        broker=f"kafka://{bootstrap_servers}",
+        group.name,
+        broker=f"kafka://{kafka.bootstrap_servers}",
         value_serializer="raw",
         key_serializer="raw",
         web_enabled=False,
         topic_disable_leader=True,
         topic_allow_declare=False,
-        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        broker_session_timeout=kafka.session_timeout_ms / 1000,
+        broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
         producer_acks=-1,
-        datadir=str(datadir),
-        broker_credentials=faust_credentials(settings),
+        datadir=str(group.data_dir),
+        broker_credentials=faust_credentials(kafka),
     )
     # Set before the first topic is declared: declaring one creates the transport.
-    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=kafka.fetch_max_wait_ms)
     return app
 
 
-def faust_credentials(settings: Settings) -> Any:
+def faust_credentials(kafka: KafkaOptions) -> Any:
     """The faust form of the Kafka security settings (the same protocol, TLS context and login as every other
     client), or None for plaintext."""
     import faust
 
-    context = tls_context(settings)
-    if settings.kafka_security_protocol.startswith("SASL"):
+    context = tls_context(kafka)
+    if kafka.security_protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=settings.kafka_sasl_username,
-            password=reveal(settings.kafka_sasl_password),
-            mechanism=settings.kafka_sasl_mechanism,
+            username=kafka.sasl_username,
+            password=kafka.sasl_password,
+            mechanism=kafka.sasl_mechanism,
             ssl_context=context,
         )
     return faust.SSLCredentials(context) if context is not None else None

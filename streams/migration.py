@@ -10,10 +10,8 @@ import asyncio
 import logging
 from datetime import UTC, datetime
 
-from ragsync.messaging.kafka import Publisher
-from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
-from ragsync.messaging.topics import Topics
-from ragsync.runstate.ledger import RunLedger
+from ragsync.messaging.sync_requests import RequestDefaults, sync_requests
+from ragsync.runstate.channel import RunChannel
 from ragsync.store import VectorStore
 
 log = logging.getLogger(__name__)
@@ -22,21 +20,17 @@ log = logging.getLogger(__name__)
 class ModelMigration:
     """Requests full syncs into the new collection and switches the alias once they all succeeded."""
 
-    def __init__(
-        self, defaults: RequestDefaults, store: VectorStore, ledger: RunLedger, publisher: Publisher, topics: Topics
-    ) -> None:
+    def __init__(self, defaults: RequestDefaults, store: VectorStore, channel: RunChannel) -> None:
         self._defaults = defaults
+        self._channel = channel
         self._store = store
-        self._ledger = ledger
-        self._publisher = publisher
-        self._topics = topics
         self.began = datetime.now(UTC)
         self.done = False
 
     def complete(self) -> bool:
         """Whether every configured service has a full run that succeeded since the migration began."""
         for service in self._defaults.services:
-            last = self._ledger.book.last_success(self._defaults.tenant_id, service, full=True)
+            last = self._channel.book.last_success(self._defaults.tenant_id, service, full=True)
             if last is None or last.started_at < self.began:
                 return False
         return True
@@ -46,7 +40,7 @@ class ModelMigration:
         live = self._store.live_collection()
         log.warning("embedding model changed: filling %s while searches still use %s", self._store.target, live)
         requests = sync_requests(self._defaults, None, "model-change", "batch")
-        await publish_requests(self._publisher, self._topics, requests)
+        await self._channel.request(requests)
         while not stop.is_set():
             if self.complete():
                 await asyncio.to_thread(self._store.switch_alias)

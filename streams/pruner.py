@@ -13,12 +13,11 @@ import asyncio
 import logging
 
 from ragsync.events import Cursor, Deletion, RunPruned
-from ragsync.messaging.kafka import Publisher
 from ragsync.operations import metrics
 from ragsync.operations.logs import about_run
 from ragsync.operations.supervision import unless_stopped
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionGuard, by_tenant, refusal, scope_of, total
-from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
 from ragsync.store import StoreError, VectorStore
 
@@ -28,15 +27,14 @@ log = logging.getLogger(__name__)
 class Pruner:
     """Watches the ledger for runs whose deletions are pending, and carries out each once."""
 
-    def __init__(self, store: VectorStore, ledger: RunLedger, publisher: Publisher, guard: DeletionGuard) -> None:
+    def __init__(self, store: VectorStore, channel: RunChannel, guard: DeletionGuard) -> None:
         self._store = store
+        self._channel = channel
         self._guard = guard
-        self._ledger = ledger
-        self._publisher = publisher
         self._queue: asyncio.Queue[RunState] = asyncio.Queue()
         self._queued: set[str] = set()
         self.last_index_error: str | None = None
-        ledger.listeners.append(self._notice)
+        channel.ledger.listeners.append(self._notice)
 
     def _notice(self, run: RunState) -> None:
         if run.deletion_pending and run.run_id not in self._queued:
@@ -58,7 +56,7 @@ class Pruner:
         """Delete what the run's deletions remove; report the counts on the run. None, with nothing deleted, for a
         confirmation that came too late (a newer full run decided afresh) or that no held deletion matches."""
         confirmed = run.confirm is not None
-        refused = refusal(run, self._ledger.book) if confirmed else (await self._guard.check(run))[1]
+        refused = refusal(run, self._channel.book) if confirmed else (await self._guard.check(run))[1]
         if refused is not None:
             # A confirmation that came too late, or a succeeded run whose deletions are over the budget all the
             # same: the completion check judged them, so only a record it did not write gets here.
@@ -87,7 +85,7 @@ class Pruner:
             deleted=removed.deleted,
             tenants=by_tenant(run, per_tenant),
         )
-        await self._ledger.publish(self._publisher, record, *self._cursor(run, confirmed))
+        await self._channel.report(record, *self._cursor(run, confirmed))
         if run.full:
             await self._build_index(run)
         return removed
@@ -98,7 +96,7 @@ class Pruner:
         if not confirmed:
             return []
         mark = run.mark()
-        previous = self._ledger.book.cursors.get((run.tenant_id, run.service))
+        previous = self._channel.book.cursors.get((run.tenant_id, run.service))
         last = previous.last_success if previous and previous.last_success.finished_at > mark.finished_at else mark
         full = previous.last_full if previous else None
         if run.full and (full is None or full.finished_at < mark.finished_at):

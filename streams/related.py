@@ -158,6 +158,15 @@ class RelatedEdges:
         tally.items["deleted"] += 1
 
 
+@dataclass(frozen=True, kw_only=True)
+class RelatedBatches:
+    """How the related-content stage batches: at most `max_batch` items a poll; retries of a failing batch back
+    off up to `retry_max_seconds`."""
+
+    max_batch: int
+    retry_max_seconds: float = 15.0
+
+
 class RelatedConsumer:
     """The stage's member of its consumer group: items the embedder group committed, in batches, then commit."""
 
@@ -166,8 +175,8 @@ class RelatedConsumer:
         consumer: AIOKafkaConsumer,
         edges: RelatedEdges,
         stored_up_to: Committed,
-        max_batch: int,
-        retry_max_seconds: float = 15.0,
+        batches: RelatedBatches,
+        *,
         embedders_busy: Callable[[], bool] = lambda: False,
     ) -> None:
         """`stored_up_to`: the embedder group's committed offset of an items partition. `embedders_busy`: whether
@@ -177,8 +186,8 @@ class RelatedConsumer:
         self._embedders_busy = embedders_busy
         self._edges = edges
         self._stored_up_to = stored_up_to
-        self._max_batch = max_batch
-        self._retry_max_seconds = retry_max_seconds
+        self._max_batch = batches.max_batch
+        self._retry_max_seconds = batches.retry_max_seconds
         self._wake = asyncio.Event()
         self._checks = 0
         self.waiting = 0

@@ -15,18 +15,15 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ragsync.events import WatchdogNotice
-from ragsync.messaging.kafka import Publisher
-from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.keys import request_key
-from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
-from ragsync.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StallRules:
     """When a run counts as stalled, how often to look, and how many re-requests before it is failed."""
 
@@ -34,20 +31,13 @@ class StallRules:
     interval_s: float = 30.0
     max_resumes: int = 3
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StallRules:
-        """RUN_STALL_TIMEOUT, WATCHDOG_INTERVAL and WATCHDOG_MAX_RESUMES."""
-        return cls(settings.run_stall_timeout, settings.watchdog_interval, settings.watchdog_max_resumes)
-
 
 class Watchdog:
     """Checks the ledger's active runs every `interval_s` seconds."""
 
-    def __init__(self, rules: StallRules, ledger: RunLedger, publisher: Publisher, topics: Topics) -> None:
+    def __init__(self, rules: StallRules, channel: RunChannel) -> None:
         self._rules = rules
-        self._ledger = ledger
-        self._publisher = publisher
-        self._topics = topics
+        self._channel = channel
         self.checks = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -61,13 +51,13 @@ class Watchdog:
 
     async def check(self, now: datetime) -> None:
         """Act on every run idle for longer than the stall timeout."""
-        await self._ledger.caught_up()
+        await self._channel.caught_up()
         self.checks += 1
-        for run in self._ledger.book.active():
+        for run in self._channel.book.active():
             if run.idle_seconds(now) >= self._rules.stall_timeout_s:
                 last = run.last_progress_at or run.started_at or now
                 await self._act(run, (now - last).total_seconds())
-        await self._publisher.flush()
+        await self._channel.flush()
 
     async def _act(self, run: RunState, idle: float) -> None:
         if run.fetch_done:
@@ -91,7 +81,7 @@ class Watchdog:
             return
         await self._stalled(run, f"{reason}; re-requested to resume from page {run.last_page + 1}", "resumed")
         request = run.request.model_copy(update={"trigger": "watchdog"})
-        await self._publisher.send(self._topics.sync_requests, request_key(run.tenant_id, run.service), request)
+        await self._channel.send_request(request_key(run.tenant_id, run.service), request)
 
     async def _stalled(self, run: RunState, reason: str, action: str) -> None:
         log.error("run %s (%s) stalled: %s", run.run_id, run.service, reason)
@@ -107,4 +97,4 @@ class Watchdog:
         notice = WatchdogNotice(
             run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, status=status, stalls=stalls, error=reason
         )
-        await self._ledger.publish(self._publisher, notice)
+        await self._channel.report(notice)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from ragsync.app import options
 from ragsync.messaging.local_broker import LocalBroker
 from ragsync.model.encoder import TextEncoder
 from ragsync.settings import Settings
@@ -85,6 +86,6 @@ def settings(tmp_path: Path, broker: LocalBroker) -> Settings:
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[VectorStore]:
     """The default embedded store (qdrant-edge, on disk) for this test."""
-    vector_store = open_store(settings)
+    vector_store = open_store(options.store(settings))
     yield vector_store
     vector_store.close()

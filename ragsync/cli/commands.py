@@ -160,7 +160,9 @@ def _kafka_problem(settings: Settings | None) -> str:
 
     if settings is None:
         return "Kafka: no broker answered; check KAFKA_BOOTSTRAP_SERVERS"
-    return asyncio.run(kafka_problem(settings, settings.bootstrap_servers))
+    from ragsync.app import options  # imported when used: it loads the Kafka, gRPC and store clients
+
+    return asyncio.run(kafka_problem(options.kafka(settings)))
 
 
 def _run(main: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
@@ -279,13 +281,15 @@ async def _one_shot(
     timeout: float,
     tenant: str | None = None,
 ) -> dict[str, Any]:
-    from ragsync.app import App
+    from ragsync.app.application import App
     from ragsync.cli.console import RunProgressBars, hits_table, summary_table
     from ragsync.cli.oneshot import one_shot_app, run_sync
     from ragsync.store import open_store
 
     App(settings).item_rules()  # a bad schema is one line here, not a fetcher that stops mid-run
-    store = open_store(settings)
+    from ragsync.app import options  # imported when used: it loads the Kafka, gRPC and store clients
+
+    store = open_store(options.store(settings))
     encoder = App(settings).encoder()
     try:
         async with one_shot_app(settings) as app_:
@@ -345,11 +349,13 @@ def trigger(
     as_json: Annotated[bool, typer.Option("--json", help="Print the requested runs as one JSON list.")] = False,
 ) -> None:
     """Publish sync requests to the sync-requests topic (a running fetcher picks them up)."""
-    from ragsync.app import App
-    from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+    from ragsync.app.application import App
+    from ragsync.messaging.sync_requests import publish_requests, sync_requests
 
     settings = _settings()
-    requests = sync_requests(RequestDefaults.from_settings(settings), service, "cli", sync_type, since, tenant)
+    from ragsync.app import options  # imported when used: it loads the Kafka, gRPC and store clients
+
+    requests = sync_requests(options.request_defaults(settings), service, "cli", sync_type, since, tenant)
 
     async def run() -> None:
         app_ = App(settings)
@@ -413,13 +419,13 @@ def prune(
 
 
 async def _confirm_on_topic(settings: Settings, prefix: str, timeout: float) -> dict[str, Any]:
-    from ragsync.app import App
+    from ragsync.app.application import App
     from ragsync.runstate.deletions import PruneConfirmations, carried_out
 
     app_ = App(settings)
-    async with app_.ledger() as ledger, app_.publisher() as publisher:
-        await ledger.caught_up()
-        confirmations = PruneConfirmations(ledger, publisher)
+    async with app_.run_channel() as channel:
+        await channel.caught_up()
+        confirmations = PruneConfirmations(channel)
         run = confirmations.held_run(prefix, app_.topics.sync_runs)
         done = await confirmations.confirm(run, "cli", timeout)
         return carried_out(done or run)
@@ -442,7 +448,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Semantic search in the collection; prints the top hits with scores."""
-    from ragsync.app import App
+    from ragsync.app.application import App
     from ragsync.cli.console import hits_table
 
     settings = _settings()
@@ -511,9 +517,10 @@ def related(
 
 @contextlib.contextmanager
 def _store(settings: Settings) -> Iterator[VectorStore]:
+    from ragsync.app import options  # imported when used: it loads the Kafka, gRPC and store clients
     from ragsync.store import open_store
 
-    store = open_store(settings)
+    store = open_store(options.store(settings))
     try:
         yield store
     finally:
@@ -555,7 +562,7 @@ def coordinator(
 
     if (tls_cert is None) != (tls_key is None) or (tls_client_ca is not None and tls_cert is None):
         raise typer.BadParameter("--tls-cert and --tls-key go together; --tls-client-ca needs both")
-    tls = ChannelTls(tls_client_ca, tls_cert, tls_key) if tls_cert else None
+    tls = ChannelTls(ca=tls_client_ca, cert=tls_cert, key=tls_key) if tls_cert else None
     if wrong_answer is not None and wrong_answer not in WRONG_ANSWERS:
         raise typer.BadParameter(f"--wrong-answer {wrong_answer!r}: use {', '.join(WRONG_ANSWERS)}")
     wrong = WrongAnswer(wrong_answer, cut_after) if wrong_answer else None
@@ -575,7 +582,7 @@ def coordinator(
 @app.command()
 def fetcher() -> None:
     """The fetcher agent (long-running): sync requests in, item events out."""
-    from ragsync.app import App
+    from ragsync.app.application import App
 
     app_ = App(_settings())
     _serve(lambda stop: app_.run_fetcher(stop, serve_ops=True), app_.settings)
@@ -584,7 +591,7 @@ def fetcher() -> None:
 @app.command()
 def embedder(consumers: Annotated[int, typer.Option(min=1, help="Consumers in this process.")] = 1) -> None:
     """An embedding consumer (long-running); run N of these for N consumers in the group."""
-    from ragsync.app import App
+    from ragsync.app.application import App
 
     app_ = App(_settings())
     _serve(lambda stop: app_.run_embedders(stop, consumers, serve_ops=True), app_.settings)
@@ -593,7 +600,7 @@ def embedder(consumers: Annotated[int, typer.Option(min=1, help="Consumers in th
 @app.command()
 def scheduler() -> None:
     """The scheduler and stall watchdog (long-running): sync requests on BATCH_SYNC_SCHEDULE and on start-up."""
-    from ragsync.app import App
+    from ragsync.app.application import App
 
     app_ = App(_settings())
     _serve(lambda stop: app_.run_scheduler(stop, serve_ops=True), app_.settings)
@@ -606,7 +613,7 @@ def status(
     run_id: Annotated[str | None, typer.Option(help="Only this run.")] = None,
 ) -> None:
     """The sync runs, read from the sync-runs topic: status, counts, errors."""
-    from ragsync.app import App
+    from ragsync.app.application import App
     from ragsync.cli.console import runs_table
 
     app_ = App(_settings())
@@ -646,12 +653,12 @@ def dead_letters_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every dead letter with its reason."""
-    from ragsync.app import App
+    from ragsync.app.application import App
     from ragsync.cli.console import letters_table
     from ragsync.messaging.dead_letters import list_dead_letters
 
     app_ = App(_settings())
-    letters = _run(list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage), app_.settings)
+    letters = _run(list_dead_letters(app_.kafka, app_.topics, run_id, stage), app_.settings)
     if as_json:
         print(json.dumps([{"ref": s.ref, **s.letter.model_dump(mode="json")} for s in letters]))
     elif not letters:
@@ -671,13 +678,13 @@ def dead_letters_replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print what was replayed as one JSON object.")] = False,
 ) -> None:
     """Re-submit dead-lettered messages to the topic they came from (after fixing the cause)."""
-    from ragsync.app import App
+    from ragsync.app.application import App
     from ragsync.messaging.dead_letters import list_dead_letters, replay
 
     app_ = App(_settings())
 
     async def run() -> tuple[int, list[Any]]:
-        letters = await list_dead_letters(app_.settings, app_.bootstrap_servers, run_id, stage)
+        letters = await list_dead_letters(app_.kafka, app_.topics, run_id, stage)
         async with app_.publisher() as publisher:
             return await replay(publisher, app_.topics, letters)
 

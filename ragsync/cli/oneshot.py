@@ -7,10 +7,11 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.events import SyncType
 from ragsync.messaging.local_broker import BROKER_LOG, LocalBroker
-from ragsync.messaging.sync_requests import RequestDefaults, publish_requests, sync_requests
+from ragsync.messaging.sync_requests import publish_requests, sync_requests
 from ragsync.model.encoder import TextEncoder
 from ragsync.runstate.deletions import HELD_FILE, HeldFile
 from ragsync.runstate.runs import RelatedProgress, RunState, SyncReport
@@ -54,7 +55,7 @@ async def run_sync(
     ]
     try:
         async with app.ledger(from_beginning=False) as ledger:
-            defaults = RequestDefaults.from_settings(app.settings)
+            defaults = options.request_defaults(app.settings)
             requests = sync_requests(defaults, services, "cli", sync_type, tenant_id=tenant)
             started = time.monotonic()
             async with app.publisher() as publisher:

@@ -1,6 +1,6 @@
 """The client side of the Coordinator contract: signed, paged, retried `Route` calls."""
 
-from ragsync.coordinator.client import CoordinatorClient, CoordinatorError
+from ragsync.coordinator.client import CoordinatorClient, CoordinatorError, CoordinatorOptions
 from ragsync.coordinator.envelope import BadPageError, records_from_envelope
 from ragsync.coordinator.paging import Page, PageQuery, PagingError, iterate_pages
 from ragsync.coordinator.signing import Signer, SigningKeyError
@@ -9,6 +9,7 @@ __all__ = [
     "BadPageError",
     "CoordinatorClient",
     "CoordinatorError",
+    "CoordinatorOptions",
     "Page",
     "PageQuery",
     "PagingError",

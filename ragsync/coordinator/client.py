@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import grpc
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -72,34 +73,39 @@ def size_hint(detail: str, max_message_bytes: int) -> str:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class CoordinatorOptions:
+    """Where the Coordinator answers and how it is called: attempts and their backoff on retryable codes, the
+    largest answer taken (it also bounds the fetcher's memory), and the channel's TLS (None: plaintext)."""
+
+    endpoint: str
+    max_attempts: int = 5
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    tls: ChannelTls | None = None
+
+
 class CoordinatorClient:
     """Calls `Route` on the Coordinator. Use as an async context manager, or `close()` when done."""
 
-    def __init__(
-        self,
-        endpoint: str,
-        signer: Signer | None = None,
-        max_attempts: int = 5,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        tls: ChannelTls | None = None,
-    ) -> None:
+    def __init__(self, options: CoordinatorOptions, signer: Signer | None = None) -> None:
+        endpoint, tls, max_message_bytes = options.endpoint, options.tls, options.max_message_bytes
         self.endpoint = endpoint
         self.tls = tls
         self.max_message_bytes = max_message_bytes
         self._signer = signer
-        self._max_attempts = max_attempts
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
+        self._max_attempts = options.max_attempts
+        self._backoff_initial = options.backoff_initial
+        self._backoff_max = options.backoff_max
         # A page of 1000 records easily passes gRPC's 4 MB default; such a page must not fail for its size. The
         # limit also bounds the fetcher's memory: gRPC refuses a larger answer before holding it, and every page in
         # flight is parsed whole.
-        options = [("grpc.max_receive_message_length", max_message_bytes)]
+        limits = [("grpc.max_receive_message_length", max_message_bytes)]
         if tls is None:
-            self._channel = grpc.aio.insecure_channel(endpoint, options=options)
+            self._channel = grpc.aio.insecure_channel(endpoint, options=limits)
         else:
-            self._channel = grpc.aio.secure_channel(endpoint, tls.client_credentials(), options=options)
+            self._channel = grpc.aio.secure_channel(endpoint, tls.client_credentials(), options=limits)
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
 
     async def __aenter__(self) -> CoordinatorClient:

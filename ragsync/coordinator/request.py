@@ -16,7 +16,7 @@ REQUEST_SOURCE = "rag-batch-sync"
 TENANT_SCOPE_KEY = "for_tenant_id"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CallerIdentity:
     """Who the calls are made as (`tenant_id` / `user_id` of every RouteRequest)."""
 

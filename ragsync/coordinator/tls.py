@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ChannelTls:
     """The PEM files of one side of a TLS channel. `ca` verifies the other side: the server's certificate on a
     client; on a server, given, it requires and verifies client certificates (mutual TLS)."""

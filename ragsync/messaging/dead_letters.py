@@ -10,11 +10,10 @@ from pydantic import ValidationError
 
 from ragsync.events import DeadLetter
 from ragsync.items import SURROGATE
-from ragsync.messaging.kafka import Publisher, read_to_end
+from ragsync.messaging.kafka import KafkaOptions, Publisher, make_consumer, read_to_end
 from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
 from ragsync.runstate.keys import item_key
-from ragsync.settings import Settings
 
 log = logging.getLogger(__name__)
 REJECTED = "rejected"  # the key of letters that name no run (a message that could not be read at all)
@@ -54,13 +53,10 @@ class StoredLetter:
 
 
 async def list_dead_letters(
-    settings: Settings, bootstrap_servers: str, run_id: str | None = None, stage: str | None = None
+    kafka: KafkaOptions, topics: Topics, run_id: str | None = None, stage: str | None = None
 ) -> list[StoredLetter]:
     """Every dead letter (optionally of one run, by its id or the start of it, or of one stage), oldest first."""
-    from ragsync.messaging.kafka import make_consumer
-
-    topics = Topics.from_settings(settings)
-    consumer = make_consumer(settings, bootstrap_servers, group_id=None)
+    consumer = make_consumer(kafka, group_id=None)
     letters = []
     for message in await read_to_end(consumer, topics.dead_letters):
         try:

@@ -1,10 +1,12 @@
-"""Kafka clients configured once from settings, and the publisher every stage sends events with."""
+"""Kafka clients configured once from `KafkaOptions`, and the publisher every stage sends events with."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -12,54 +14,73 @@ from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import RecordMetadata
 
 from ragsync.events import Event
-from ragsync.settings import Settings, reveal
 
 # A consumer group's committed offset of a partition (None before its first commit), e.g. `consumer.committed`.
 Committed = Callable[[TopicPartition], Awaitable[int | None]]
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
+@dataclass(frozen=True, kw_only=True)
+class KafkaOptions:
+    """How every Kafka client of a process reaches the broker, logs in, and behaves in its group."""
+
+    bootstrap_servers: str
+    security_protocol: str
+    ssl_cafile: Path | None
+    ssl_certfile: Path | None
+    ssl_keyfile: Path | None
+    sasl_mechanism: str
+    sasl_username: str | None
+    sasl_password: str | None = field(repr=False)  # never in a log line or a traceback's locals
+    enable_idempotence: bool
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
+    max_poll_interval_ms: int
+    fetch_max_wait_ms: int
+    partitions: int  # of each topic ragsync creates
+    replication_factor: int
+
+
+def tls_context(kafka: KafkaOptions) -> ssl.SSLContext | None:
     """The TLS context of KAFKA_SECURITY_PROTOCOL=SSL or SASL_SSL: the system's CAs, or KAFKA_SSL_CAFILE, and the
     client certificate when given; host names are checked. None for plaintext."""
-    if not settings.kafka_security_protocol.endswith("SSL"):
+    if not kafka.security_protocol.endswith("SSL"):
         return None
     context: ssl.SSLContext = create_ssl_context(
-        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
-        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
-        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+        cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+        certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+        keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
     )
     return context
 
 
-def security_options(settings: Settings) -> dict[str, Any]:
+def security_options(kafka: KafkaOptions) -> dict[str, Any]:
     """The options that reach every aiokafka client: protocol, TLS context, SASL login."""
-    options: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
-    context = tls_context(settings)
+    options: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    context = tls_context(kafka)
     if context is not None:
         options["ssl_context"] = context
-    if settings.kafka_security_protocol.startswith("SASL"):
+    if kafka.security_protocol.startswith("SASL"):
         options |= {
-            "sasl_mechanism": settings.kafka_sasl_mechanism,
-            "sasl_plain_username": settings.kafka_sasl_username,
-            "sasl_plain_password": reveal(settings.kafka_sasl_password),
+            "sasl_mechanism": kafka.sasl_mechanism,
+            "sasl_plain_username": kafka.sasl_username,
+            "sasl_plain_password": kafka.sasl_password,
         }
     return options
 
 
-def producer_options(settings: Settings) -> dict[str, Any]:
+def producer_options(kafka: KafkaOptions) -> dict[str, Any]:
     """Producer options shared by every component (idempotence is a setting: the local broker lacks it)."""
     return {
-        **security_options(settings),
+        **security_options(kafka),
         "acks": "all",
-        "enable_idempotence": settings.kafka_enable_idempotence,
+        "enable_idempotence": kafka.enable_idempotence,
         "linger_ms": 5,
         "max_request_size": 8 * 1024 * 1024,
     }
 
 
 def make_consumer(
-    settings: Settings,
-    bootstrap_servers: str,
+    kafka: KafkaOptions,
     *topics: str,
     group_id: str | None,
     fetch_max_wait_ms: int | None = None,
@@ -70,17 +91,17 @@ def make_consumer(
     (half of it from one partition)."""
     return AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap_servers,
+        bootstrap_servers=kafka.bootstrap_servers,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        session_timeout_ms=settings.kafka_session_timeout_ms,
-        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-        max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+        session_timeout_ms=kafka.session_timeout_ms,
+        heartbeat_interval_ms=kafka.heartbeat_interval_ms,
+        max_poll_interval_ms=kafka.max_poll_interval_ms,
         max_partition_fetch_bytes=fetch_max_mb * 1024 * 1024 // 2,
         fetch_max_bytes=fetch_max_mb * 1024 * 1024,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
-        **security_options(settings),
+        fetch_max_wait_ms=kafka.fetch_max_wait_ms if fetch_max_wait_ms is None else fetch_max_wait_ms,
+        **security_options(kafka),
     )
 
 
@@ -102,9 +123,9 @@ class Publisher:
         self._pending: list[asyncio.Future[Any]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, bootstrap_servers: str) -> Publisher:
+    def to(cls, kafka: KafkaOptions) -> Publisher:
         """A publisher with its own producer; call `start` before use."""
-        return cls(AIOKafkaProducer(bootstrap_servers=bootstrap_servers, **producer_options(settings)))
+        return cls(AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, **producer_options(kafka)))
 
     async def start(self) -> None:
         """Connect to the broker (closing the producer again when that fails)."""

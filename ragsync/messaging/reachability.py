@@ -10,19 +10,18 @@ import ssl
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
-from ragsync.messaging.kafka import security_options
-from ragsync.settings import Settings
+from ragsync.messaging.kafka import KafkaOptions, security_options
 
 PROBE_TIMEOUT_S = 10.0
 
 
-async def kafka_problem(settings: Settings, bootstrap_servers: str) -> str:
-    """What keeps clients from the broker at `bootstrap_servers`, and what to change."""
-    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+async def kafka_problem(kafka: KafkaOptions) -> str:
+    """What keeps clients from the broker at the first bootstrap server, and what to change."""
+    host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
     where = f"Kafka at {host}:{port}"
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S):
-            connection = await create_conn(host, int(port), **security_options(settings))
+            connection = await create_conn(host, int(port), **security_options(kafka))
     except ssl.SSLCertVerificationError as error:
         return _certificate_refused(where, host, error)
     except ssl.SSLError as error:
@@ -37,7 +36,7 @@ async def kafka_problem(settings: Settings, bootstrap_servers: str) -> str:
     except OSError as error:
         return f"{where}: {error.strerror or error}; check KAFKA_BOOTSTRAP_SERVERS and the network"
     except (KafkaError, KeyError, ValueError) as error:  # aiokafka's SCRAM raises KeyError/ValueError on refusal
-        return await _refused_after_connecting(where, settings, host, int(port), error)
+        return await _refused_after_connecting(where, kafka, host, int(port), error)
     connection.close()
     return f"{where}: one connection works, but the clients could not bootstrap; check KAFKA_BOOTSTRAP_SERVERS"
 
@@ -54,14 +53,14 @@ def _certificate_refused(where: str, host: str, error: ssl.SSLCertVerificationEr
     )
 
 
-async def _refused_after_connecting(where: str, settings: Settings, host: str, port: int, error: Exception) -> str:
+async def _refused_after_connecting(where: str, kafka: KafkaOptions, host: str, port: int, error: Exception) -> str:
     """The broker took the connection and then closed it: a refused login, or a TLS listener spoken to in
     plaintext."""
-    protocol = settings.kafka_security_protocol
+    protocol = kafka.security_protocol
     if protocol.startswith("SASL"):
         return (
-            f"{where}: the broker refused the {settings.kafka_sasl_mechanism} login of "
-            f"{settings.kafka_sasl_username!r} ({type(error).__name__}); check KAFKA_SASL_USERNAME, "
+            f"{where}: the broker refused the {kafka.sasl_mechanism} login of "
+            f"{kafka.sasl_username!r} ({type(error).__name__}); check KAFKA_SASL_USERNAME, "
             "KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM"
         )
     if not protocol.endswith("SSL") and await _speaks_tls(host, port):

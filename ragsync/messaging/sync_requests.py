@@ -14,12 +14,11 @@ from ragsync.messaging.kafka import Publisher
 from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
 from ragsync.runstate.keys import request_key
-from ragsync.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RequestDefaults:
     """What a sync request gets when it does not say: the services (BATCH_SYNC_SERVICES), the tenant
     (DEFAULT_TENANT_ID) and the records per page (BATCH_SYNC_LIMIT)."""
@@ -27,11 +26,6 @@ class RequestDefaults:
     services: tuple[str, ...]
     tenant_id: str = "default-tenant"
     limit: int = 1000
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RequestDefaults:
-        """BATCH_SYNC_SERVICES, DEFAULT_TENANT_ID and BATCH_SYNC_LIMIT."""
-        return cls(tuple(settings.batch_sync_services), settings.default_tenant_id, settings.batch_sync_limit)
 
 
 class AdminSync(BaseModel):

@@ -10,13 +10,12 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from ragsync.errors import SetupError
-from ragsync.messaging.kafka import security_options
-from ragsync.settings import Settings
+from ragsync.messaging.kafka import KafkaOptions, security_options
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Topics:
     """The four topics of the data path."""
 
@@ -26,9 +25,8 @@ class Topics:
     dead_letters: str
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Topics:
-        """Topic names under KAFKA_TOPIC_PREFIX."""
-        prefix = settings.kafka_topic_prefix
+    def with_prefix(cls, prefix: str) -> Topics:
+        """The topic names under a prefix (KAFKA_TOPIC_PREFIX)."""
         return cls(
             sync_requests=f"{prefix}sync-requests",
             items=f"{prefix}items",
@@ -50,33 +48,32 @@ class StateTopicPolicyError(SetupError):
     """The run-state topic exists with a cleanup policy that would delete run state and cursors."""
 
 
-async def ensure_topics(settings: Settings, bootstrap_servers: str) -> Topics:
+async def ensure_topics(kafka: KafkaOptions, topics: Topics) -> Topics:
     """Create the topics that do not exist yet (the run-state topic compacted), and refuse a run-state topic that
     deletes old records. Existing topics are otherwise left as they are."""
-    topics = Topics.from_settings(settings)
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, client_id="ragsync-admin", **security_options(settings)
+        bootstrap_servers=kafka.bootstrap_servers, client_id="ragsync-admin", **security_options(kafka)
     )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [name for name in topics.all() if name not in existing]
         if missing:
-            new = [_new_topic(settings, name, topics) for name in missing]
+            new = [_new_topic(kafka, name, topics) for name in missing]
             try:
                 await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 log.info("topics were created concurrently by another component: %s", missing)
-            log.info("created topics %s with %d partitions", missing, settings.kafka_partitions)
+            log.info("created topics %s with %d partitions", missing, kafka.partitions)
         check_policy(topics.sync_runs, await cleanup_policy(admin, topics.sync_runs))
     finally:
         await admin.close()
     return topics
 
 
-def _new_topic(settings: Settings, name: str, topics: Topics) -> NewTopic:
+def _new_topic(kafka: KafkaOptions, name: str, topics: Topics) -> NewTopic:
     configs = STATE_TOPIC_CONFIG if name == topics.sync_runs else {}
-    return NewTopic(name, settings.kafka_partitions, settings.kafka_replication_factor, topic_configs=configs)
+    return NewTopic(name, kafka.partitions, kafka.replication_factor, topic_configs=configs)
 
 
 async def cleanup_policy(admin: AIOKafkaAdminClient, topic: str) -> str | None:

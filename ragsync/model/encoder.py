@@ -15,6 +15,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -153,27 +154,33 @@ def _pooled_dimension(config: dict[str, Any]) -> int:
     return int(config.get("embedding_dimension") or config["word_embedding_dimension"]) * modes
 
 
+@dataclass(frozen=True, kw_only=True)
+class ModelOptions:
+    """Which model encodes and how: EMBEDDING_MODEL (a name or a sentence-transformers folder), texts per forward
+    pass, torch's threads (None: its default), the backend and precision, and where ONNX exports are kept."""
+
+    name: str = DEFAULT_MODEL
+    batch_size: int = 32
+    threads: int | None = None
+    backend: Backend = "torch"
+    precision: Precision = "fp32"
+    cache: Path = Path("data/models")
+
+
 class TextEncoder:
     """Turns texts into unit-length vectors. The model loads on first use (importing it takes seconds)."""
 
-    def __init__(
-        self,
-        name: str = DEFAULT_MODEL,
-        batch_size: int = 32,
-        threads: int | None = None,
-        backend: Backend = "torch",
-        precision: Precision = "fp32",
-        cache: Path = Path("data/models"),
-    ) -> None:
-        check_variant(backend, precision)
-        base = DEFAULT_MODEL_ID if name == DEFAULT_MODEL else name
-        variant = f"{backend}-{precision}"
+    def __init__(self, options: ModelOptions | None = None) -> None:
+        self.options = options = options or ModelOptions()
+        check_variant(options.backend, options.precision)
+        base = DEFAULT_MODEL_ID if options.name == DEFAULT_MODEL else options.name
+        variant = f"{options.backend}-{options.precision}"
         self.name = base if variant == "torch-fp32" else f"{base}@{variant}"
-        self.backend, self.precision = backend, precision
-        self._path = model_path(name)
-        self._batch_size = batch_size
-        self._threads = threads
-        self._cache = cache
+        self.backend, self.precision = options.backend, options.precision
+        self._path = model_path(options.name)
+        self._batch_size = options.batch_size
+        self._threads = options.threads
+        self._cache = options.cache
         self._model: Any = None
         self._onnx: OnnxRunner | None = None
         # torch: the model run on its tokenizer's batches (see `direct_batches`), where that gives encode's vectors

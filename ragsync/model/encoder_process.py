@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder import ModelOptions, TextEncoder
 from ragsync.model.tokens import Vectors
 from ragsync.operations import metrics
 
@@ -37,9 +37,8 @@ class ProcessEncoder(TextEncoder):
     """A `TextEncoder` whose encodes run in a child process holding its own copy of the model (loaded with the same
     arguments). The child starts on first use, and again after it exits."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._arguments = (args, kwargs)
+    def __init__(self, options: ModelOptions | None = None) -> None:
+        super().__init__(options)
         self._child: ModelProcess | None = None
         self._child_lock = threading.Lock()
 
@@ -87,7 +86,7 @@ class ProcessEncoder(TextEncoder):
     def _running(self) -> ModelProcess:
         with self._child_lock:
             if self._child is None or not self._child.alive:
-                self._child = ModelProcess(*self._arguments)
+                self._child = ModelProcess(self.options)
             return self._child
 
 
@@ -95,12 +94,12 @@ class ModelProcess:
     """One child process encoding in the order asked: texts in over a queue, vectors back over a pipe. A thread
     here hands each answer to its future, and fails every unanswered one if the child exits."""
 
-    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, options: ModelOptions) -> None:
         context = multiprocessing.get_context("spawn")  # no copy of this process's threads and locks
         self._requests: multiprocessing.Queue[tuple[int, list[str]] | None] = context.Queue()
         self._answers, answers = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_serve, args=(self._requests, answers, args, kwargs), name="model", daemon=True
+            target=_serve, args=(self._requests, answers, options), name="model", daemon=True
         )
         self._process.start()
         answers.close()
@@ -183,8 +182,7 @@ class ModelProcess:
 def _serve(
     requests: multiprocessing.Queue[tuple[int, list[str]] | None],
     answers: Connection,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+    options: ModelOptions,
 ) -> None:
     """The child: load the model, then encode each request in turn until told to stop."""
     threading.Thread(target=_exit_with_parent, name="parent-watch", daemon=True).start()
@@ -194,7 +192,7 @@ def _serve(
     sender = threading.Thread(target=_send_answers, args=(outbox, answers), name="answers")
     sender.start()
     try:
-        encoder = TextEncoder(*args, **kwargs)
+        encoder = TextEncoder(options)
         encoder.load()  # a model that fails to load ends the child with its traceback on stderr
         outbox.put((0, None))
         while (request := requests.get()) is not None:

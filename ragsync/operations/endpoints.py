@@ -7,7 +7,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -52,27 +52,34 @@ class OpsTokens:
         return (self.admin,) if self.admin else (self.ops,) if self.ops else ()
 
 
+@dataclass(frozen=True, kw_only=True)
+class OpsOptions:
+    """Where a component serves its endpoints (port 0: any free one), and who may read and act on them."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    tokens: OpsTokens = field(default_factory=OpsTokens)
+
+
 class OpsServer:
     """Serves one component's health, readiness, status and metrics over HTTP."""
 
     def __init__(
         self,
         component: str,
-        host: str,
-        port: int,
+        options: OpsOptions,
         status: Callable[[], dict[str, Any]],
         checks: dict[str, Check],
         admin: Mapping[str, Action] | None = None,
-        tokens: OpsTokens | None = None,
     ) -> None:
         self.component = component
-        self._host, self._port = host, port
+        self._host, self._port = options.host, options.port
         self._status = status
         self._checks = checks
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        tokens = tokens or OpsTokens()
+        tokens = options.tokens
         app.router.add_get("/status", _guarded(self._status_page, tokens.status))
         app.router.add_get("/metrics", self._metrics)
         for name, action in (admin or {}).items() if tokens.admin_routes else ():

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Restarts:
     """How crashed stages are restarted: backoff, and how many crashes in how long end the process."""
 

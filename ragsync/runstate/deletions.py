@@ -21,8 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ragsync.errors import Refused
 from ragsync.events import MAX_TENANTS_COUNTED, OTHER_TENANTS, Deletion, DeletionConfirmed
-from ragsync.messaging.kafka import Publisher
-from ragsync.runstate.ledger import RunLedger
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.runs import RunBook, RunState
 from ragsync.store.base import DeletionScope, VectorStore
 
@@ -132,23 +131,6 @@ def refusal(run: RunState, book: RunBook) -> str | None:
     return None
 
 
-async def confirm_held(
-    ledger: RunLedger, publisher: Publisher, run: RunState, by: str, timeout: float
-) -> RunState | None:
-    """Record a person's confirmation of `run`'s held deletion, and wait until an embedder's pruner carried it
-    out; the run then, or None when none did within `timeout` (the confirmation stays: it is carried out when
-    an embedder runs). Check `refusal` first."""
-    record = DeletionConfirmed(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, by=by)
-    await ledger.publish(publisher, record)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        latest = ledger.book.get(run.run_id)
-        if latest is not None and latest.prune is not None:
-            return latest
-        await asyncio.sleep(0.1)
-    return None
-
-
 class AdminPrune(BaseModel):
     """The body of `POST /admin/prune`: the held run (its id, or the first characters of it), and `confirm`, which
     must be true: deleting is never a default."""
@@ -163,14 +145,13 @@ class PruneConfirmations:
     """A person's confirmations of held deletions, against the run-state topic: checked, recorded, and waited
     for until an embedder's pruner carried them out."""
 
-    def __init__(self, ledger: RunLedger, publisher: Publisher) -> None:
-        self._ledger = ledger
-        self._publisher = publisher
+    def __init__(self, channel: RunChannel) -> None:
+        self._channel = channel
 
     def held_run(self, prefix: str, where: str) -> RunState:
         """The one kept run whose id starts with `prefix`, if its held deletion may be confirmed; else `Refused`
         saying why."""
-        book = self._ledger.book
+        book = self._channel.book
         runs = book.starting_with(prefix)
         if not runs:
             raise Refused(f"no run {prefix} on {where}: `ragsync status` lists the kept runs")
@@ -182,8 +163,18 @@ class PruneConfirmations:
         return runs[0]
 
     async def confirm(self, run: RunState, by: str, timeout: float) -> RunState | None:
-        """Record the confirmation of `run`'s held deletion and wait for it to be carried out (see `confirm_held`)."""
-        return await confirm_held(self._ledger, self._publisher, run, by, timeout)
+        """Record a person's confirmation of `run`'s held deletion, and wait until an embedder's pruner carried it
+        out; the run then, or None when none did within `timeout` (the confirmation stays: it is carried out when
+        an embedder runs). `held_run` checks first."""
+        record = DeletionConfirmed(run_id=run.run_id, tenant_id=run.tenant_id, service=run.service, by=by)
+        await self._channel.report(record)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            latest = self._channel.book.get(run.run_id)
+            if latest is not None and latest.prune is not None:
+                return latest
+            await asyncio.sleep(0.1)
+        return None
 
     async def over_http(self, body: bytes) -> dict[str, Any]:
         """`POST /admin/prune`: an `AdminPrune` body; pydantic's `ValidationError` for anything else."""

@@ -7,20 +7,37 @@ are deterministic, so a redelivered item overwrites its point instead of duplica
 
 from __future__ import annotations
 
-from ragsync.settings import Settings, reveal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
 from ragsync.store.base import DeletionScope, Hit, Point, StoreError, VectorStore, point_id
 
-__all__ = ["DeletionScope", "Hit", "Point", "StoreError", "VectorStore", "open_store", "point_id"]
+__all__ = ["DeletionScope", "Hit", "Point", "StoreError", "StoreOptions", "VectorStore", "open_store", "point_id"]
 
 
-def open_store(settings: Settings) -> VectorStore:
-    """The store the settings name: QDRANT_URL's server, else the embedded store at QDRANT_PATH."""
-    if settings.qdrant_url or settings.qdrant_embedded == "local":
+@dataclass(frozen=True, kw_only=True)
+class StoreOptions:
+    """Which store holds the vectors: a Qdrant server at `url` (with its API key), else the embedded store in
+    `path` (qdrant-edge, or qdrant-client's local mode); the alias every collection hides behind; and the free disk
+    the embedded store needs before it opens (0: not watched)."""
+
+    url: str | None
+    api_key: str | None = field(repr=False)  # never in a log line or a traceback's locals
+    path: Path
+    embedded: Literal["edge", "local"] = "edge"
+    collection: str
+    min_free_mb: float = 0.0
+
+
+def open_store(options: StoreOptions) -> VectorStore:
+    """The store the options name: the server at `url`, else the embedded store at `path`."""
+    if options.url or options.embedded == "local":
         from ragsync.store.client_store import ClientStore  # qdrant-client takes 0.6 s to import: only when used
 
-        if settings.qdrant_url:
-            return ClientStore.server(settings.qdrant_url, settings.qdrant_collection, reveal(settings.qdrant_api_key))
-        return ClientStore.local(settings.qdrant_path, settings.qdrant_collection)
+        if options.url:
+            return ClientStore.server(options.url, options.collection, options.api_key)
+        return ClientStore.local(options.path, options.collection)
     from ragsync.store.edge_store import EdgeStore
 
-    return EdgeStore.open(settings.qdrant_path, settings.qdrant_collection)
+    return EdgeStore.open(options.path, options.collection)

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ragsync.settings import Settings
 from ragsync.store import Hit, VectorStore, point_id
 
 RELATED = "related"
@@ -29,17 +28,12 @@ RELATED_HASH = "related_hash"
 NEIGHBOUR_FIELDS = ["tenant_id", "service", "item_id"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RelatedRules:
     """How many related items each item keeps, and the least similarity that counts as related."""
 
     top_k: int = 5
     min_score: float = 0.6
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RelatedRules:
-        """RELATED_TOP_K and RELATED_MIN_SCORE."""
-        return cls(settings.related_top_k, settings.related_min_score)
 
     @property
     def query_limit(self) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 from aiokafka import AIOKafkaConsumer
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.events import TenantRequest
 from ragsync.messaging.local_broker import free_port
 from ragsync.messaging.sync_requests import publish_requests

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.events import TenantRequest
 from ragsync.messaging.local_broker import free_port
 from ragsync.messaging.sync_requests import publish_requests
@@ -253,7 +254,7 @@ HOSTILE_TEXTS = [
 def test_search_prints_markup_and_escape_sequences_in_stored_texts_as_data(
     settings: Settings, encoder: TextEncoder, tmp_path: Path
 ) -> None:
-    store = open_store(settings)
+    store = open_store(options.store(settings))
     try:
         store.ensure_collection(encoder.dimension, settings.embedding_model)
         vectors = encoder.encode(HOSTILE_TEXTS)

@@ -11,7 +11,15 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ragsync.coordinator import BadPageError, CoordinatorClient, CoordinatorError, PagingError, Signer, iterate_pages
+from ragsync.coordinator import (
+    BadPageError,
+    CoordinatorClient,
+    CoordinatorError,
+    CoordinatorOptions,
+    PagingError,
+    Signer,
+    iterate_pages,
+)
 from ragsync.coordinator.paging import Page, PageQuery
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.coordinator.signing import canonical_payload
@@ -26,7 +34,8 @@ async def _pages(client: CoordinatorClient, query: PageQuery, max_pages: int = 1
 
 
 def _client(endpoint: str, signer: Signer | None = None, attempts: int = 5) -> CoordinatorClient:
-    return CoordinatorClient(endpoint, signer, max_attempts=attempts, backoff_initial=0.01, backoff_max=0.05)
+    options = CoordinatorOptions(endpoint=endpoint, max_attempts=attempts, backoff_initial=0.01, backoff_max=0.05)
+    return CoordinatorClient(options, signer)
 
 
 @pytest.fixture

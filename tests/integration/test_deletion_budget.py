@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from ragsync.app import App
+from ragsync.app.application import App
+from ragsync.app.processes import Components, wait_for_status
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, WrongAnswer
 from ragsync.messaging.local_broker import free_port
-from ragsync.operations.processes import Components, wait_for_status
 from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings

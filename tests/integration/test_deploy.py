@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ragsync.app import App
-from ragsync.messaging.topics import Topics
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -247,7 +247,7 @@ def _kafka_wiring_agrees(documents: list[dict[str, Any]]) -> dict[str, str]:
     assert trigger["type"] == "kafka"
     metadata: dict[str, str] = trigger["metadata"]
     assert metadata["bootstrapServers"] == config["KAFKA_BOOTSTRAP_SERVERS"]
-    assert metadata["topic"] == Topics.from_settings(settings).items
+    assert metadata["topic"] == options.topics(settings).items
     assert metadata["consumerGroup"] == app.embedder_group
     protocol, mechanism = config["KAFKA_SECURITY_PROTOCOL"], config["KAFKA_SASL_MECHANISM"]
     assert metadata["tls"] == config["KEDA_KAFKA_TLS"] == KEDA_TLS[protocol]

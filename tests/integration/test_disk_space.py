@@ -15,11 +15,12 @@ import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
+from ragsync.app.processes import Components, wait_for_status
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.messaging.local_broker import free_port
 from ragsync.model.encoder import TextEncoder
-from ragsync.operations.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from ragsync.store import open_store
 from tests.integration.conftest import fetcher_running, request_sync
@@ -66,7 +67,7 @@ async def test_a_store_disk_short_of_space_pauses_the_embedder_until_space_is_ad
     pauses = REGISTRY.get_sample_value("ragsync_store_space_pauses_total") or 0.0
     app = App(settings)
     await app.ensure_topics()
-    store = open_store(settings)
+    store = open_store(options.store(settings))
     stop = asyncio.Event()
     async with CoordinatorServer(DemoCoordinator(200)) as coordinator, fetcher_running(app, coordinator.endpoint):
         embedders = asyncio.create_task(app.run_embedders(stop, 1, store, encoder, serve_ops=True))

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ragsync.app import App
+from ragsync.app.application import App
+from ragsync.app.processes import Components, wait_for_status
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.messaging.local_broker import free_port
 from ragsync.model.encoder import TextEncoder
-from ragsync.operations.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from ragsync.store.edge_store import EdgeStore

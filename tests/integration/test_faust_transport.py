@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.messaging.delivery import Position
 from ragsync.operations.supervision import Restarts, StageCrashLoopError, Supervisor
 from ragsync.settings import Settings
@@ -36,8 +37,8 @@ async def test_the_fetcher_consumer_waits_as_long_as_the_setting_says(settings: 
     supervisor = Supervisor("fetcher", Restarts())
     stop = asyncio.Event()
     faust_app = build_fetcher_app(
-        settings,
-        app.bootstrap_servers,
+        options.fetcher_group(settings),
+        app.kafka,
         requests,  # type: ignore[arg-type]
         app.topics,
         supervisor,
@@ -65,7 +66,7 @@ async def test_a_request_whose_handler_crashes_is_handled_again_and_a_crash_loop
     requests = _Requests(failures=2)
     supervisor = Supervisor("fetcher", Restarts(max_crashes=3, backoff_initial_s=0.05))
     stop = asyncio.Event()
-    faust_app = build_fetcher_app(settings, app.bootstrap_servers, requests, app.topics, supervisor, stop)  # type: ignore[arg-type]
+    faust_app = build_fetcher_app(options.fetcher_group(settings), app.kafka, requests, app.topics, supervisor, stop)  # type: ignore[arg-type]
     await faust_app.start()
     try:
         async with app.publisher() as publisher:

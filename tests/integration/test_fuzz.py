@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import QUERY_TEXT
 from ragsync.events import SERVICE_PATTERN
 from ragsync.messaging.local_broker import LocalBroker

@@ -17,10 +17,10 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
 
-from ragsync.app import App
+from ragsync.app.application import App
+from ragsync.app.processes import Components, wait_for_status
 from ragsync.events import ItemEvent
 from ragsync.messaging.local_broker import free_port
-from ragsync.operations.processes import Components, wait_for_status
 from ragsync.settings import Settings
 from tests.integration.conftest import prometheus_running
 

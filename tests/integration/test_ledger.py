@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.events import RunQueued, SyncRequest
 from ragsync.settings import Settings
 

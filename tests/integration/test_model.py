@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ragsync.errors import SetupError
-from ragsync.model.encoder import DEFAULT_MODEL, TextEncoder, model_path, run_modules
+from ragsync.model.encoder import DEFAULT_MODEL, ModelOptions, TextEncoder, model_path, run_modules
 from ragsync.model.tokens import Feed, TokenBatches
 
 TEXTS = [
@@ -32,7 +32,7 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_onnx_vectors_match_torch_and_padding_changes_nothing(
     encoder: TextEncoder, onnx_cache: Path, precision: str, least_cosine: float
 ) -> None:
-    onnx = TextEncoder(backend="onnx", precision=precision, cache=onnx_cache)  # type: ignore[arg-type]
+    onnx = TextEncoder(ModelOptions(backend="onnx", precision=precision, cache=onnx_cache))  # type: ignore[arg-type]
     reference = np.array(encoder.encode(TEXTS))
     together = np.array(onnx.encode(TEXTS))  # one padded batch: the short texts carry padding
     alone = np.array([onnx.encode([text])[0] for text in TEXTS])
@@ -46,23 +46,23 @@ def test_onnx_vectors_match_torch_and_padding_changes_nothing(
 
 
 def test_the_export_is_cached_and_reused(onnx_cache: Path) -> None:
-    TextEncoder(backend="onnx", precision="int8", cache=onnx_cache).encode(["one"])
+    TextEncoder(ModelOptions(backend="onnx", precision="int8", cache=onnx_cache)).encode(["one"])
     exported = sorted(onnx_cache.glob("*int8*.onnx"))
     assert len(exported) == 1
     before = exported[0].stat().st_mtime_ns
-    TextEncoder(backend="onnx", precision="int8", cache=onnx_cache).encode(["two"])
+    TextEncoder(ModelOptions(backend="onnx", precision="int8", cache=onnx_cache)).encode(["two"])
     assert exported[0].stat().st_mtime_ns == before and not list(onnx_cache.glob("*.tmp"))
 
 
 def test_bf16_vectors_are_close_to_fp32(encoder: TextEncoder) -> None:
-    bf16 = TextEncoder(precision="bf16")
+    bf16 = TextEncoder(ModelOptions(precision="bf16"))
     cosines = (np.array(bf16.encode(TEXTS)) * np.array(encoder.encode(TEXTS))).sum(axis=1)
     assert cosines.min() >= 0.99, cosines
 
 
 def test_each_variant_is_its_own_model_so_a_change_re_embeds() -> None:
     names = {
-        TextEncoder(backend=backend, precision=precision).name  # type: ignore[arg-type]
+        TextEncoder(ModelOptions(backend=backend, precision=precision)).name  # type: ignore[arg-type]
         for backend, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"), ("onnx", "int8"))
     }
     assert len(names) == 4
@@ -71,19 +71,19 @@ def test_each_variant_is_its_own_model_so_a_change_re_embeds() -> None:
 
 def test_a_precision_the_backend_does_not_offer_is_a_clear_error() -> None:
     with pytest.raises(SetupError, match="EMBEDDING_PRECISION='int8' is not offered with EMBEDDING_BACKEND='torch'"):
-        TextEncoder(backend="torch", precision="int8")
+        TextEncoder(ModelOptions(backend="torch", precision="int8"))
 
 
 def test_the_onnx_backend_chunks_like_torch_and_runs_without_torch(encoder: TextEncoder, onnx_cache: Path) -> None:
-    onnx = TextEncoder(backend="onnx", precision="fp32", cache=onnx_cache)
+    onnx = TextEncoder(ModelOptions(backend="onnx", precision="fp32", cache=onnx_cache))
     assert (onnx.dimension, onnx.max_tokens) == (encoder.dimension, encoder.max_tokens) == (384, 254)
     long_text = TEXTS[1] * 4  # past both the model's 256 tokens and tokenizer.json's own 128
     assert len(onnx.token_offsets(long_text)) > 400
     assert onnx.token_offsets(long_text) == encoder.token_offsets(long_text)
     # With the export cached, a new process encodes without importing torch or sentence-transformers.
     script = (
-        "import sys; from pathlib import Path; from ragsync.model.encoder import TextEncoder; "
-        f"e = TextEncoder(backend='onnx', precision='fp32', cache=Path({str(onnx_cache)!r})); "
+        "import sys; from pathlib import Path; from ragsync.model.encoder import ModelOptions, TextEncoder; "
+        f"e = TextEncoder(ModelOptions(backend='onnx', precision='fp32', cache=Path({str(onnx_cache)!r}))); "
         "assert len(e.encode(['refund'])[0]) == 384; "
         "print(sorted(m for m in ('torch', 'sentence_transformers') if m in sys.modules))"
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from ragsync.app import options
 from ragsync.cli.oneshot import one_shot_app, run_sync
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.model.encoder import DEFAULT_MODEL, TextEncoder, configured_dimension, model_path
@@ -28,7 +29,7 @@ async def test_a_one_shot_sync_joins_no_group_and_an_unchanged_re_sync_never_loa
 
     monkeypatch.setattr(AIOKafkaConsumer, "subscribe", recording)
     own = settings.model_copy(update={"kafka_bootstrap_servers": None, "embedder_max_batch": 16})
-    store = open_store(own)
+    store = open_store(options.store(own))
     try:
         async with CoordinatorServer(DemoCoordinator(60)) as coordinator, one_shot_app(own) as app:
             assert app.exclusive and app.bootstrap_servers != settings.kafka_bootstrap_servers

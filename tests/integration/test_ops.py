@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.events import SyncRequest
-from ragsync.operations.endpoints import OpsServer, OpsTokens
+from ragsync.operations.endpoints import OpsOptions, OpsServer, OpsTokens
 from ragsync.producers.scheduler import Scheduler
 from ragsync.settings import Settings, describe_invalid
 from tests.integration.conftest import read_all
@@ -23,20 +24,18 @@ from tests.integration.conftest import read_all
 async def scheduler_ops(settings: Settings, token: str | None) -> AsyncIterator[tuple[str, App]]:
     app = App(settings)
     await app.ensure_topics()
-    async with app.publisher() as publisher:
-        scheduler = Scheduler.from_settings(settings, publisher, app.topics)
+    async with app.run_channel() as channel:
+        scheduler = Scheduler(options.schedule_plan(settings), options.request_defaults(settings), channel)
 
         async def failing() -> str | None:
             return "broker unreachable (injected)"
 
         server = OpsServer(
             "scheduler",
-            "127.0.0.1",
-            0,
+            OpsOptions(host="127.0.0.1", tokens=OpsTokens(admin=token)),
             lambda: {"scheduler": scheduler.state.as_json()},
             {"broker": failing},
             {"sync": scheduler.requested_over_http},
-            OpsTokens(admin=token),
         )
         await server.start()
         try:
@@ -113,11 +112,10 @@ async def test_the_ops_token_guards_status_and_admin_and_leaves_probes_and_metri
     app = App(settings)
     await app.ensure_topics()
     ops = "o" * 16
-    async with app.publisher() as publisher:
-        scheduler = Scheduler.from_settings(settings, publisher, app.topics)
-        server = OpsServer(
-            "scheduler", "127.0.0.1", 0, lambda: {}, {}, {"sync": scheduler.requested_over_http}, OpsTokens(ops=ops)
-        )
+    async with app.run_channel() as channel:
+        scheduler = Scheduler(options.schedule_plan(settings), options.request_defaults(settings), channel)
+        served = OpsOptions(host="127.0.0.1", tokens=OpsTokens(ops=ops))
+        server = OpsServer("scheduler", served, lambda: {}, {}, {"sync": scheduler.requested_over_http})
         await server.start()
         base = f"http://127.0.0.1:{server.port}"
         try:

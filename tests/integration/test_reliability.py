@@ -14,12 +14,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator, Faults
 from ragsync.events import DeadLetter, ItemEvent, SyncRequest, TenantRequest
 from ragsync.messaging.kafka import Publisher, make_consumer
 from ragsync.messaging.sync_requests import publish_requests
 from ragsync.model.encoder import TextEncoder
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionGuard
 from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
@@ -27,8 +29,8 @@ from ragsync.settings import Settings
 from ragsync.store import Point, VectorStore
 from ragsync.store.edge_store import EdgeStore
 from ragsync.streams.completion import RunCompletion
-from ragsync.streams.embedder import Embedder, EmbeddingConsumer
-from ragsync.streams.watchdog import StallRules, Watchdog
+from ragsync.streams.embedder import BatchOptions, Embedder, EmbeddingConsumer
+from ragsync.streams.watchdog import Watchdog
 from tests.integration.conftest import (
     embedders_running,
     fetcher_running,
@@ -181,7 +183,9 @@ async def test_the_watchdog_re_requests_a_run_that_no_fetcher_picked_up(
         await publish_requests(publisher, app.topics, [request])
         stop = asyncio.Event()
         watching = asyncio.create_task(
-            Watchdog(StallRules.from_settings(settings), ledger, publisher, app.topics).run(stop)
+            Watchdog(
+                options.stall_rules(settings), RunChannel(ledger=ledger, publisher=publisher, topics=app.topics)
+            ).run(stop)
         )
         async with asyncio.timeout(30):
             while (run := ledger.book.get(request.run_id)) is None or run.status != "stalled":
@@ -228,7 +232,9 @@ async def test_the_watchdog_fails_a_run_whose_items_no_embedder_takes(
                 await asyncio.sleep(0.05)
         stop = asyncio.Event()
         watching = asyncio.create_task(
-            Watchdog(StallRules.from_settings(settings), ledger, publisher, app.topics).run(stop)
+            Watchdog(
+                options.stall_rules(settings), RunChannel(ledger=ledger, publisher=publisher, topics=app.topics)
+            ).run(stop)
         )
         started = time.monotonic()
         [run] = await ledger.wait([request.run_id], 60, guard=[fetcher, watching])
@@ -275,19 +281,23 @@ class Member:
 
 @contextlib.asynccontextmanager
 async def member_running(
-    settings: Settings, store: VectorStore, encoder: TextEncoder, **options: Any
+    settings: Settings, store: VectorStore, encoder: TextEncoder, **batching: Any
 ) -> AsyncIterator[Member]:
-    """A `Member` until the block ends; `options` go to its `EmbeddingConsumer`."""
+    """A `Member` until the block ends; `batching` goes to its `EmbeddingConsumer`'s `BatchOptions`."""
     app = App(settings)
     await app.ensure_topics()
-    consumer = make_consumer(settings, app.bootstrap_servers, app.topics.items, group_id=app.embedder_group)
+    consumer = make_consumer(app.kafka, app.topics.items, group_id=app.embedder_group)
     try:
         async with app.publisher() as publisher, app.ledger() as ledger:
-            embedder = Embedder(encoder, store, publisher, app.topics, ledger)
+            embedder = Embedder(encoder, store, RunChannel(ledger=ledger, publisher=publisher, topics=app.topics))
             await embedder.prepare()
             guard = DeletionGuard(store, app.deletion_budget())
-            completion = RunCompletion(ledger, publisher, app.topics, consumer.committed, guard)
-            member = EmbeddingConsumer(consumer, embedder, poll_timeout_ms=100, on_commit=completion.wake, **options)
+            completion = RunCompletion(
+                RunChannel(ledger=ledger, publisher=publisher, topics=app.topics), consumer.committed, guard
+            )
+            member = EmbeddingConsumer(
+                consumer, embedder, BatchOptions(poll_timeout_ms=100, **batching), on_commit=completion.wake
+            )
             await consumer.start()
             stop = asyncio.Event()
             consuming = asyncio.create_task(member.run(stop))

@@ -15,7 +15,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.events import (
     Cursor,
@@ -28,9 +28,10 @@ from ragsync.events import (
     SyncRequest,
 )
 from ragsync.messaging.kafka import make_consumer, read_to_end
-from ragsync.messaging.topics import StateTopicPolicyError, cleanup_policy, ensure_topics
+from ragsync.messaging.topics import StateTopicPolicyError, cleanup_policy
 from ragsync.model.encoder import TextEncoder
 from ragsync.producers.retention import History, RunRetention
+from ragsync.runstate.channel import RunChannel
 from ragsync.settings import Settings
 from ragsync.store import VectorStore
 from tests.integration.test_correctness import pipeline
@@ -38,7 +39,7 @@ from tests.integration.test_pipeline import expected_ids
 
 
 async def test_the_state_topic_is_created_compacted(settings: Settings) -> None:
-    topics = await ensure_topics(settings, App(settings).bootstrap_servers)
+    topics = await App(settings).ensure_topics()
     admin = AIOKafkaAdminClient(bootstrap_servers=App(settings).bootstrap_servers)
     await admin.start()
     try:
@@ -90,7 +91,7 @@ async def test_a_sync_puts_counts_and_offsets_on_the_state_topic_never_item_ids(
     ):
         run = await running.sync("payment-service")
         run = await running.until_pruned(run.run_id)
-    records = await read_to_end(make_consumer(settings, app.bootstrap_servers, group_id=None), app.topics.sync_runs)
+    records = await read_to_end(make_consumer(app.kafka, group_id=None), app.topics.sync_runs)
     text = b"\n".join(m.value or b"" for m in records).decode()
     ids = expected_ids(["payment-service"], 300)
     assert not [i for i in ids if i in text], "an item id is on the state topic"
@@ -128,7 +129,9 @@ async def test_expired_runs_are_removed_for_every_reader_and_cursors_stay(settin
         await ledger.caught_up()
         assert sorted(ledger.book.runs) == ["r0", "r1", "r2"]
         before = REGISTRY.get_sample_value("ragsync_runs_expired_total") or 0
-        retention = RunRetention(History(days=14, per_service=100), ledger, publisher, app.topics)
+        retention = RunRetention(
+            History(days=14, per_service=100), RunChannel(ledger=ledger, publisher=publisher, topics=app.topics)
+        )
         assert await retention.expire(now) == 2
         assert REGISTRY.get_sample_value("ragsync_runs_expired_total") == before + 2
     async with app.ledger() as reader:

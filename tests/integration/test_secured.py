@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import SecretStr
 
-from ragsync.app import App, _runs_status
-from ragsync.coordinator import CoordinatorClient, CoordinatorError
+from ragsync.app.application import App
+from ragsync.app.health import runs_status
+from ragsync.coordinator import CoordinatorClient, CoordinatorError, CoordinatorOptions
 from ragsync.coordinator.request import CallerIdentity, page_request
 from ragsync.coordinator.signing import Verifier
 from ragsync.coordinator.tls import ChannelTls
@@ -126,7 +127,9 @@ async def test_a_full_sync_runs_over_tls_to_kafka_and_to_the_coordinator_with_mu
         **{name.lower(): SecretStr(value) for name, value in secrets.items()},
     )
     caplog.set_level(logging.DEBUG)
-    tls = ChannelTls(ca.pem, server.cert, server.key)  # the server requires a client certificate from this CA
+    tls = ChannelTls(
+        ca=ca.pem, cert=server.cert, key=server.key
+    )  # the server requires a client certificate from this CA
     verifier = Verifier.from_pem(signing.public_key().public_bytes(serialization.Encoding.PEM, PUBLIC))
     app = App(settings)
     async with (
@@ -134,7 +137,7 @@ async def test_a_full_sync_runs_over_tls_to_kafka_and_to_the_coordinator_with_mu
         pipeline(app, coordinator.endpoint, store, encoder) as running,
     ):
         run = await running.sync("payment-service")
-        shown = json.dumps(_runs_status(running.ledger)) + repr(settings) + settings.model_dump_json()
+        shown = json.dumps(runs_status(running.ledger)) + repr(settings) + settings.model_dump_json()
     assert (run.status, run.items_upserted) == ("succeeded", 30)
     assert store.count() == 30 and coordinator.servicer.calls  # signed calls, verified by the Coordinator
     said = caplog.text + shown
@@ -174,28 +177,39 @@ def test_a_tls_mistake_with_kafka_is_one_line_naming_the_setting(
     assert time.monotonic() - started < 30
 
 
+def _calls(endpoint: str, tls: ChannelTls | None) -> CoordinatorOptions:
+    """Two quick attempts: a TLS failure is told apart from a retryable one by how many were made."""
+    return CoordinatorOptions(endpoint=endpoint, max_attempts=2, backoff_initial=0.05, backoff_max=0.1, tls=tls)
+
+
 async def test_coordinator_tls_mistakes_name_the_setting_and_fail_at_once(tmp_path: Path) -> None:
     ca, other = TestCa(tmp_path / "ca"), TestCa(tmp_path / "other", "other CA")
     server, elsewhere, client = ca.issue("coordinator"), ca.issue("elsewhere", ("example.org",)), ca.issue("client")
     request = page_request(CallerIdentity(), "payment-service", "batch", 1, 5)
     cases = [  # served certificate, CA required of clients, the client's TLS, the hint, the attempts made
-        (server, None, ChannelTls(other.pem), "set COORDINATOR_TLS_CA to the CA that signed it", "(not retryable)"),
-        (elsewhere, None, ChannelTls(ca.pem), "use a name it holds in COORDINATOR_GRPC_ENDPOINT", "(not retryable)"),
+        (server, None, ChannelTls(ca=other.pem), "set COORDINATOR_TLS_CA to the CA that signed it", "(not retryable)"),
+        (elsewhere, None, ChannelTls(ca=ca.pem), "use a name it holds in COORDINATOR_GRPC_ENDPOINT", "(not retryable)"),
         (server, None, None, "if the Coordinator serves TLS, set COORDINATOR_TLS_CA", "after 2 attempts"),
-        (server, ca.pem, ChannelTls(ca.pem), "set COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY", "after 2 attempts"),
+        (server, ca.pem, ChannelTls(ca=ca.pem), "set COORDINATOR_TLS_CERT and COORDINATOR_TLS_KEY", "after 2 attempts"),
     ]
     for served, client_ca, tls, hint, attempts in cases:
-        served_tls = ChannelTls(client_ca, served.cert, served.key)
+        served_tls = ChannelTls(ca=client_ca, cert=served.cert, key=served.key)
         async with (
             CoordinatorServer(DemoCoordinator(5), tls=served_tls) as coordinator,
-            CoordinatorClient(coordinator.endpoint, None, 2, 0.05, 0.1, tls=tls) as calls,
+            CoordinatorClient(_calls(coordinator.endpoint, tls)) as calls,
         ):
             with pytest.raises(CoordinatorError) as failed:
                 await asyncio.wait_for(calls.route(request, 10, "payment-service", 1), 10)
         assert hint in str(failed.value) and attempts in str(failed.value), str(failed.value)
     async with (  # and the right ones work, mutual TLS included
-        CoordinatorServer(DemoCoordinator(5), tls=ChannelTls(ca.pem, server.cert, server.key)) as coordinator,
-        CoordinatorClient(coordinator.endpoint, tls=ChannelTls(ca.pem, client.cert, client.key)) as calls,
+        CoordinatorServer(
+            DemoCoordinator(5), tls=ChannelTls(ca=ca.pem, cert=server.cert, key=server.key)
+        ) as coordinator,
+        CoordinatorClient(
+            CoordinatorOptions(
+                endpoint=coordinator.endpoint, tls=ChannelTls(ca=ca.pem, cert=client.cert, key=client.key)
+            )
+        ) as calls,
     ):
         response = await calls.route(request, 10, "payment-service", 1)
     assert response.envelope_json

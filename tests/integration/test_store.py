@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ragsync.app import options
 from ragsync.settings import Settings
 from ragsync.store import Point, StoreError, VectorStore, open_store, point_id
 from ragsync.store.client_store import ClientStore
@@ -300,7 +301,7 @@ def test_a_collection_name_that_cannot_be_a_folder_is_refused(tmp_path: Path) ->
 def test_open_store_follows_the_settings(tmp_path: Path) -> None:
     for embedded, kind in (("edge", EdgeStore), ("local", ClientStore)):
         settings = Settings(qdrant_path=tmp_path / embedded, qdrant_embedded=embedded, _env_file=None)
-        opened = open_store(settings)
+        opened = open_store(options.store(settings))
         assert type(opened) is kind
         opened.close()
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import REGISTRY
 
-from ragsync.app import App
+from ragsync.app.application import App
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.model.encoder import TextEncoder
 from ragsync.operations.supervision import Restarts, StageCrashLoopError, Supervisor

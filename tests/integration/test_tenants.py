@@ -16,11 +16,11 @@ from typing import Any
 import grpc
 import pytest
 
-from ragsync.app import App
+from ragsync.app.application import App
+from ragsync.app.processes import Components
 from ragsync.coordinator.request import TENANT_SCOPE_KEY
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
 from ragsync.events import DeadLetter
-from ragsync.operations.processes import Components
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 from ragsync.settings import Settings
 from ragsync.store.edge_store import EdgeStore

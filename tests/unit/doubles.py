@@ -17,14 +17,17 @@ from ragsync.events import Event, FetchProgress, ItemEvent, TenantRequest
 from ragsync.messaging.delivery import Delivered, Position
 from ragsync.messaging.kafka import Publisher
 from ragsync.messaging.topics import Topics
-from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder import ModelOptions, TextEncoder
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionBudget, DeletionGuard
 from ragsync.runstate.ledger import RunLedger
 from ragsync.store.client_store import ClientStore
 from ragsync.streams.embedder import Embedder
 
 WORD = re.compile(r"\S+")
-TOPICS = Topics("t.sync-requests", "t.items", "t.sync-runs", "t.dead-letters")  # a stage test's topic names
+TOPICS = Topics(
+    sync_requests="t.sync-requests", items="t.items", sync_runs="t.sync-runs", dead_letters="t.dead-letters"
+)  # a stage test's topic names
 
 
 class HashingEncoder(TextEncoder):
@@ -32,7 +35,7 @@ class HashingEncoder(TextEncoder):
     encodes, so a test sees what was embedded again."""
 
     def __init__(self, folder: Path) -> None:
-        super().__init__(str(folder))  # a local folder name: nothing is loaded
+        super().__init__(ModelOptions(name=str(folder)))  # a local folder name: nothing is loaded
         self.encoded: list[str] = []
 
     def load(self) -> None:
@@ -100,6 +103,11 @@ class _NeverStarted(AIOKafkaConsumer):  # type: ignore[misc]
         pass
 
 
+def channel(ledger: RunLedger, publisher: Publisher) -> RunChannel:
+    """The run channel of a stage test: `ledger` and `publisher` over the test's topic names."""
+    return RunChannel(ledger=ledger, publisher=publisher, topics=TOPICS)
+
+
 def unfed_ledger(topic: str = "t.sync-runs") -> RunLedger:
     """A ledger that reads nothing: it knows what the stage under test published through it."""
     return RunLedger(_NeverStarted(), topic)
@@ -119,7 +127,7 @@ class EmbeddingStage:
         self.store = ClientStore.memory("ragsync")
         self.publisher = KeptPublisher()
         self.ledger = unfed_ledger(TOPICS.sync_runs)
-        self.embedder = Embedder(self.encoder, self.store, self.publisher, TOPICS, self.ledger)
+        self.embedder = Embedder(self.encoder, self.store, channel(self.ledger, self.publisher))
         self.offsets = 0
 
     def item(

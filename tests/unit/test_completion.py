@@ -10,12 +10,13 @@ from aiokafka.errors import KafkaConnectionError
 from ragsync.events import Cursor, EmbedProgress, Event, FetchProgress, PartitionCounts, RunEnded, SyncRequest
 from ragsync.messaging.kafka import Publisher
 from ragsync.messaging.topics import Topics
+from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.ledger import RunLedger
 from ragsync.runstate.runs import RunState
 from ragsync.streams.completion import RunCompletion, tolerance_error
 from tests.unit.doubles import nothing_stored
 
-TOPICS = Topics("requests", "items", "runs", "dead")
+TOPICS = Topics(sync_requests="requests", items="items", sync_runs="runs", dead_letters="dead")
 RUN = {"run_id": "r1", "tenant_id": "t", "service": "s"}
 
 
@@ -52,7 +53,7 @@ async def test_a_run_ends_only_once_every_marked_partition_is_committed_past_its
 
     ledger = RunLedger(AIOKafkaConsumer(), "runs")
     publisher = Recorded()
-    completion = RunCompletion(ledger, publisher, TOPICS, offsets, nothing_stored())
+    completion = RunCompletion(RunChannel(ledger=ledger, publisher=publisher, topics=TOPICS), offsets, nothing_stored())
     _fetched_run(ledger)
     await completion.check()
     assert publisher.sent == [], "ended while partition 1 was committed only up to its mark"
@@ -79,7 +80,9 @@ async def test_a_run_not_all_counted_is_not_asked_about_and_a_broker_error_is_re
         raise KafkaConnectionError("broker away")
 
     ledger = RunLedger(AIOKafkaConsumer(), "runs")
-    completion = RunCompletion(ledger, Recorded(), TOPICS, unreachable, nothing_stored())
+    completion = RunCompletion(
+        RunChannel(ledger=ledger, publisher=Recorded(), topics=TOPICS), unreachable, nothing_stored()
+    )
     _fetched_run(ledger)
     ledger.record(EmbedProgress(**RUN, member="m2", partitions={1: PartitionCounts(next_offset=7)}))
     ledger.record(EmbedProgress(**RUN, member="m", partitions={0: PartitionCounts(next_offset=5, upserted=3)}))
@@ -143,7 +146,12 @@ async def test_a_run_over_the_share_ends_failed_without_moving_the_cursor() -> N
 
     ledger = RunLedger(AIOKafkaConsumer(), "runs")
     publisher = Recorded()
-    completion = RunCompletion(ledger, publisher, TOPICS, offsets, nothing_stored(), max_dead_letter_share=0.5)
+    completion = RunCompletion(
+        RunChannel(ledger=ledger, publisher=publisher, topics=TOPICS),
+        offsets,
+        nothing_stored(),
+        max_dead_letter_share=0.5,
+    )
     processed = _processed_run(200, no_id=150)
     assert processed.fetch is not None
     ledger.record(processed.fetch.model_copy(update={"marks": {0: 49}}))

@@ -24,7 +24,7 @@ from ragsync.streams.embedder import (
     Item,
     in_slices,
 )
-from tests.unit.doubles import TOPICS, EmbeddingStage, HashingEncoder
+from tests.unit.doubles import TOPICS, EmbeddingStage, HashingEncoder, channel
 
 
 @pytest.fixture
@@ -146,7 +146,7 @@ class FailingOnSecondSlice(HashingEncoder):
 async def test_a_slice_that_fails_leaves_no_write_running_and_the_retried_batch_stores_all(tmp_path: Path) -> None:
     async with EmbeddingStage(tmp_path) as stage:
         failing = FailingOnSecondSlice(tmp_path)
-        embedder = Embedder(failing, stage.store, stage.publisher, TOPICS, stage.ledger)
+        embedder = Embedder(failing, stage.store, channel(stage.ledger, stage.publisher))
         count = WRITE_SLICE + LAST_SLICE + 10  # slices of WRITE_SLICE, 10, and LAST_SLICE
         batch = [stage.item(f"p-{n}", f"refund {n}") for n in range(count)]
         with pytest.raises(RuntimeError, match="model went away"):

@@ -18,7 +18,7 @@ from ragsync.events import (
 from ragsync.messaging.delivery import Position
 from ragsync.runstate.ledger import RunLedger
 from ragsync.streams.fetcher import FetcherAgent, FetchOutcome, SyncRunner
-from tests.unit.doubles import TOPICS, KeptPublisher, fetching, unfed_ledger
+from tests.unit.doubles import TOPICS, KeptPublisher, channel, fetching, unfed_ledger
 
 KEY = "default-tenant/payment-service"
 
@@ -36,7 +36,7 @@ class RecordingRunner(SyncRunner):
 
 def _agent() -> tuple[FetcherAgent, RecordingRunner, KeptPublisher, RunLedger]:
     runner, publisher, ledger = RecordingRunner(), KeptPublisher(), unfed_ledger(TOPICS.sync_runs)
-    agent = FetcherAgent(runner, ledger, publisher, TOPICS, default_tenant="default-tenant", stall_timeout_s=600)
+    agent = FetcherAgent(runner, channel(ledger, publisher), default_tenant="default-tenant", stall_timeout_s=600)
     return agent, runner, publisher, ledger
 
 

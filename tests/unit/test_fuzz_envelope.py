@@ -116,7 +116,11 @@ class _AnsweringClient:
 async def test_any_has_more_is_read_or_refused_by_name(has_more: str) -> None:
     client = _AnsweringClient('{"data": [{"id": "PAGE"}]}', has_more)
     pages = iterate_pages(
-        cast(CoordinatorClient, client), CallerIdentity("t", "u"), PageQuery("svc", limit=1), 1.0, max_pages=3
+        cast(CoordinatorClient, client),
+        CallerIdentity(tenant_id="t", user_id="u"),
+        PageQuery("svc", limit=1),
+        1.0,
+        max_pages=3,
     )
     numbers: list[int] = []
     try:

@@ -17,7 +17,7 @@ from ragsync.proto import coordinator_pb2
 from ragsync.runstate.runs import RunBook
 from ragsync.settings import DEFAULT_SERVICES
 from ragsync.streams.fetcher import FetchLimits, SyncRunner
-from tests.unit.doubles import TOPICS, KeptPublisher
+from tests.unit.doubles import KeptPublisher, channel, unfed_ledger
 
 CONFIGURED = ("payment-service", "labs-service")
 
@@ -64,7 +64,9 @@ def _failures(service: str) -> float:
 
 
 async def test_a_run_of_a_made_up_service_is_counted_under_other() -> None:
-    runner = SyncRunner(FetchLimits(CallerIdentity()), RefusingCoordinator(), KeptPublisher(), TOPICS)
+    runner = SyncRunner(
+        FetchLimits(identity=CallerIdentity()), RefusingCoordinator(), channel(unfed_ledger(), KeptPublisher())
+    )
     before = {service: _failures(service) for service in ("other", "labs-service")}
     for service in ("made-up-7", "made-up-8", "labs-service"):
         outcome = await runner.run(TenantRequest(service=service, tenant_id="t"))

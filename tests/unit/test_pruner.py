@@ -18,7 +18,7 @@ from ragsync.runstate.runs import RunState
 from ragsync.store import point_id
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.pruner import Pruner
-from tests.unit.doubles import TOPICS, EmbeddingStage
+from tests.unit.doubles import TOPICS, EmbeddingStage, channel
 
 SERVICE = "payment-service"
 
@@ -34,8 +34,8 @@ class PruningStage(EmbeddingStage):
     def __init__(self, folder: Path, budget: DeletionBudget) -> None:
         super().__init__(folder)
         guard = DeletionGuard(self.store, budget)
-        self.pruner = Pruner(self.store, self.ledger, self.publisher, guard)
-        self.completion = RunCompletion(self.ledger, self.publisher, TOPICS, _all_committed, guard)
+        self.pruner = Pruner(self.store, channel(self.ledger, self.publisher), guard)
+        self.completion = RunCompletion(channel(self.ledger, self.publisher), _all_committed, guard)
 
     async def sync(self, items: list[str], sync_type: SyncType = "batch", deleted: tuple[str, ...] = ()) -> RunState:
         """A run that fetched `items` (those in `deleted` flagged deleted), stored by the embedder, then ended by
@@ -139,7 +139,7 @@ async def test_a_confirmation_carries_out_exactly_the_held_deletion(stage: Pruni
     later = await stage.sync(["p-1", "p-9"], sync_type="incremental")  # seen again since: no longer to delete
     assert later.status == "succeeded"
     pruning = asyncio.create_task(stage.pruner.run(stop := asyncio.Event()))
-    confirmations = PruneConfirmations(stage.ledger, stage.publisher)
+    confirmations = PruneConfirmations(channel(stage.ledger, stage.publisher))
     done = await confirmations.confirm(confirmations.held_run(held.run_id[:8], "runs"), "cli", timeout=10)
     stop.set()
     await pruning
@@ -160,7 +160,7 @@ async def test_a_confirmation_is_refused_after_a_newer_full_run(stage: PruningSt
     problem = refusal(stage.run(held.run_id), stage.ledger.book)
     assert problem is not None and f"a newer full run ({newer.run_id})" in problem and "Sync again" in problem
     with pytest.raises(Refused, match="holds no deletion"):
-        PruneConfirmations(stage.ledger, stage.publisher).held_run(newer.run_id, "runs")
+        PruneConfirmations(channel(stage.ledger, stage.publisher)).held_run(newer.run_id, "runs")
     pruning = asyncio.create_task(stage.pruner.run(stop := asyncio.Event()))
     stage.ledger.record(DeletionConfirmed(run_id=held.run_id, tenant_id="acme", service=SERVICE))  # late, or forged
     await asyncio.sleep(0.3)

@@ -37,8 +37,8 @@ def test_page_request_has_the_contract_fields_and_metadata() -> None:
 
 
 def test_since_only_when_given_and_request_ids_unique() -> None:
-    first = page_request(CallerIdentity("t", "u"), "s", "batch", 1, 10)
-    second = page_request(CallerIdentity("t", "u"), "s", "batch", 1, 10)
+    first = page_request(CallerIdentity(tenant_id="t", user_id="u"), "s", "batch", 1, 10)
+    second = page_request(CallerIdentity(tenant_id="t", user_id="u"), "s", "batch", 1, 10)
     assert "since" not in first.metadata
     ids = {json.loads(r.metadata["envelope_json"])["request_id"] for r in (first, second)}
     assert len(ids) == 2

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from ragsync.messaging.sync_requests import AdminSync, RequestDefaults
 from ragsync.operations.endpoints import invalid_fields
 from ragsync.producers.scheduler import Schedule, ScheduleError, SchedulePlan, Scheduler
-from tests.unit.doubles import TOPICS, KeptPublisher
+from tests.unit.doubles import TOPICS, KeptPublisher, channel, unfed_ledger
 
 
 def test_next_run_daily_at_two_utc() -> None:
@@ -50,8 +50,8 @@ def test_bad_schedule_names_setting_and_value(cron: str, zone: str, fragment: st
 
 async def test_the_scheduler_requests_each_default_service_with_its_trigger_and_a_queued_notice() -> None:
     publisher = KeptPublisher()
-    defaults = RequestDefaults(("payment-service", "devlab-service"), tenant_id="acme", limit=250)
-    scheduler = Scheduler(SchedulePlan(cron="*/5 * * * *"), defaults, publisher, TOPICS)
+    defaults = RequestDefaults(services=("payment-service", "devlab-service"), tenant_id="acme", limit=250)
+    scheduler = Scheduler(SchedulePlan(cron="*/5 * * * *"), defaults, channel(unfed_ledger(), publisher))
     await scheduler.fire("cron", "incremental")
     requests = publisher.on(TOPICS.sync_requests)
     assert [(r.service, r.tenant_id, r.sync_type, r.limit, r.trigger) for r in requests] == [
@@ -99,7 +99,7 @@ def test_a_long_bad_value_is_echoed_cut() -> None:
 
 async def test_an_admin_body_names_configured_services_and_the_scheduler_requests_them() -> None:
     publisher = KeptPublisher()
-    scheduler = Scheduler(SchedulePlan(), RequestDefaults(CONFIGURED), publisher, TOPICS)
+    scheduler = Scheduler(SchedulePlan(), RequestDefaults(services=CONFIGURED), channel(unfed_ledger(), publisher))
     answer = await scheduler.requested_over_http(b'{"services": ["devlab-service"], "tenant_id": "acme"}')
     [run] = answer["runs"]
     assert (run["service"], run["sync_type"]) == ("devlab-service", "batch")

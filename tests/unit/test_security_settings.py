@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from ragsync.app import App
+from ragsync.app import options
+from ragsync.app.application import App
 from ragsync.messaging.kafka import Publisher, make_consumer, security_options
 from ragsync.settings import Settings, describe_invalid
 from ragsync.streams.fetcher import faust_credentials
@@ -27,25 +28,25 @@ def _sasl_ssl(tmp_path: Path) -> Settings:
 async def test_every_kafka_client_gets_the_protocol_the_tls_context_and_the_login(tmp_path: Path) -> None:
     settings = _sasl_ssl(tmp_path)
     clients = {
-        "consumer": make_consumer(settings, "127.0.0.1:9", "items", group_id="g")._client,
-        "run ledger": make_consumer(settings, "127.0.0.1:9", group_id=None, fetch_max_mb=1)._client,
-        "producer": Publisher.from_settings(settings, "127.0.0.1:9")._producer.client,
+        "consumer": make_consumer(options.kafka(settings, "127.0.0.1:9"), "items", group_id="g")._client,
+        "run ledger": make_consumer(options.kafka(settings, "127.0.0.1:9"), group_id=None, fetch_max_mb=1)._client,
+        "producer": Publisher.to(options.kafka(settings, "127.0.0.1:9"))._producer.client,
     }
     for name, client in clients.items():
         seen = (client._security_protocol, client._sasl_mechanism, client._sasl_plain_username)
         assert seen == ("SASL_SSL", "SCRAM-SHA-512", "ragsync"), name
         assert client._sasl_plain_password == "pa55word" and client._ssl_context is not None, name
-    admin = security_options(settings)  # what ensure_topics gives its admin client
+    admin = security_options(options.kafka(settings))  # what ensure_topics gives its admin client
     assert admin["security_protocol"] == "SASL_SSL" and admin["sasl_plain_password"] == "pa55word"
-    faust = faust_credentials(settings)
+    faust = faust_credentials(options.kafka(settings))
     assert (faust.protocol.value, faust.mechanism.value, faust.username) == ("SASL_SSL", "SCRAM-SHA-512", "ragsync")
     assert faust.ssl_context is not None
 
 
 def test_plaintext_is_the_default_and_gives_faust_no_credentials() -> None:
     settings = Settings(_env_file=None)
-    assert security_options(settings) == {"security_protocol": "PLAINTEXT"}
-    assert faust_credentials(settings) is None
+    assert security_options(options.kafka(settings)) == {"security_protocol": "PLAINTEXT"}
+    assert faust_credentials(options.kafka(settings)) is None
 
 
 async def test_coordinator_tls_turns_on_with_a_ca(tmp_path: Path) -> None:

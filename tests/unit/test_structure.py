@@ -108,3 +108,28 @@ def test_nothing_imports_a_mapped_folder_as_a_top_level_package() -> None:
         if name.split(".")[0] in MAPPED
     ]
     assert not wrong, wrong
+
+
+# Settings become option objects in ragsync.app.options; the app holds them and the CLI reads them. The
+# package's face re-exports the class for users.
+READS_SETTINGS = ("ragsync.app", "ragsync.cli", "ragsync.settings")
+
+
+def _imports_settings(path: Path) -> bool:
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "ragsync.settings"
+        and any(alias.name == "Settings" for alias in node.names)
+        for node in ast.walk(ast.parse(path.read_text()))
+    )
+
+
+def test_no_component_reads_settings_but_takes_option_objects() -> None:
+    """Stages and the core take frozen, keyword-only option objects built in one module, never `Settings`."""
+    wrong = [
+        module
+        for path in _sources()
+        if _imports_settings(path) and not (module := _module(path)).startswith(READS_SETTINGS) and module != "ragsync"
+    ]
+    assert not wrong, f"modules that read Settings instead of taking option objects: {sorted(wrong)}"
+    assert _imports_settings(ROOT / "ragsync" / "app" / "options.py")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from ragsync.events import SyncRequest, TenantRequest, WatchdogNotice
 from ragsync.streams.watchdog import StallRules, Watchdog
-from tests.unit.doubles import TOPICS, KeptPublisher, fetching, unfed_ledger
+from tests.unit.doubles import TOPICS, KeptPublisher, channel, fetching, unfed_ledger
 
 
 def _watchdog(started: datetime, max_resumes: int = 1) -> tuple[Watchdog, KeptPublisher, TenantRequest]:
@@ -14,7 +14,7 @@ def _watchdog(started: datetime, max_resumes: int = 1) -> tuple[Watchdog, KeptPu
     request = TenantRequest(service="payment-service", tenant_id="acme")
     ledger.record(fetching(request, pages=4, started_at=started, at=started))
     rules = StallRules(stall_timeout_s=600, max_resumes=max_resumes)
-    return Watchdog(rules, ledger, publisher, TOPICS), publisher, request
+    return Watchdog(rules, channel(ledger, publisher)), publisher, request
 
 
 async def test_a_run_idle_past_the_timeout_is_re_requested_then_failed() -> None:
