@@ -48,7 +48,8 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
-# The reference pages generated from the code: docs/configuration.md (Settings) and docs/cli.md (the typer app).
+# The reference pages generated from the code: docs/configuration.md (Settings), docs/cli.md (the typer app) and
+# docs/layout.md (the modules' docstrings).
 # A unit test fails when the committed pages differ from what this writes.
 docs-reference: install
 	$(PY) docs/gen_reference.py

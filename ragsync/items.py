@@ -1,9 +1,10 @@
 """The rules that turn a service's record into an item: its id, tenant, text, payload, and whether it is a deletion.
 
-A service with a schema (`ragsync.schemas`) follows it; any other service follows the generic rule: the id is the
-first of `id`, `_id`, `uuid`, `item_id`, `key`, then the service's entity in snake and camel case (`payment-service`:
-`payment_id`, `paymentId`; `hidden-courses`: `hidden_courses_id`, ..., `course_id`, `courseId`, the singular of its
-last word); the text is a `field: value` line per non-empty leaf.
+A service with a schema (`ragsync.schemas`) follows it; any other service follows the generic rule, which
+`GenericSchema` answers as a schema does: the id is the first of `id`, `_id`, `uuid`, `item_id`, `key`, then the
+service's entity in snake and camel case (`payment-service`: `payment_id`, `paymentId`; `hidden-courses`:
+`hidden_courses_id`, ..., `course_id`, `courseId`, the singular of its last word); the text is a `field: value` line
+per non-empty leaf.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import json
 import re
 import reprlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ragsync.schemas import Schemas, ServiceSchema, lookup
+if TYPE_CHECKING:
+    # Only a type here: ragsync.schemas builds its answers from this module's rules.
+    from ragsync.schemas import Schemas
 
 ID_FIELDS = ("id", "_id", "uuid", "item_id", "key")
 ID_LIKE = re.compile(r"(?i)(id|uuid|key|ref)$")  # field names a person would take for an id
@@ -65,11 +70,8 @@ def singular(word: str) -> str:
 
 
 def item_id_of(record: dict[str, Any], service: str) -> str:
-    """The record's id as text; `ItemError` if it has none or it is not a string or integer."""
-    for name in id_fields(service):
-        if name in record:
-            return _check_id(record[name], service, name)
-    raise ItemError(missing_id(record, service), NO_ID)
+    """The record's id as text by the generic rule; `ItemError` if it has none or it is not a string or integer."""
+    return generic_schema(service).item_id(record)
 
 
 def missing_id(record: dict[str, Any], service: str) -> str:
@@ -99,10 +101,15 @@ def _lines(value: Any, path: str, depth: int = 0) -> list[str]:
 
 
 def item_text(record: dict[str, Any], service: str) -> str:
-    """The text to embed: `field: value` lines for every non-empty leaf, ids and timestamps left out."""
-    skip = set(id_fields(service)) | NOT_TEXT
-    lines = [line for key, value in record.items() if key not in skip for line in _lines(value, key)]
-    return "\n".join(lines)
+    """The text to embed by the generic rule: `field: value` lines for every non-empty leaf, ids and timestamps
+    left out."""
+    return generic_schema(service).text(record)
+
+
+def marked_deleted(record: dict[str, Any]) -> bool:
+    """Whether the record says, by the generic rule, that it was deleted upstream: a `deleted`-like flag that is
+    true, or a `deleted_at` that is set."""
+    return any(record.get(name) is True for name in GENERIC_DELETED) or bool(record.get("deleted_at"))
 
 
 def depth_of(value: Any) -> int:
@@ -141,7 +148,8 @@ def record_text(record: Any, limit: int = ORIGINAL_MAX_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + f"... [truncated from {len(text)} characters]"
 
 
-def _check_id(value: Any, service: str, name: str) -> str:
+def check_id(value: Any, service: str, name: str) -> str:
+    """The id in field `name` as text; `ItemError` naming the field and value when it is not a usable id."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ItemError(f"{service} record field {name}={value!r:.60} is not a string or integer id", "bad id")
     text = str(value).strip()
@@ -154,14 +162,6 @@ def _check_id(value: Any, service: str, name: str) -> str:
     return text
 
 
-def _render(value: Any) -> str:
-    if isinstance(value, list):
-        return ", ".join(_render(v) for v in value if v not in (None, ""))
-    if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, default=str)
-    return str(value)
-
-
 @dataclass(frozen=True)
 class RecordItem:
     """What a record is as an item: its id, its tenant, and whether it was deleted upstream."""
@@ -169,52 +169,6 @@ class RecordItem:
     item_id: str
     tenant_id: str
     deleted: bool
-
-
-def _id_by(schema: ServiceSchema | None, record: dict[str, Any], service: str) -> str:
-    if schema is None:
-        return item_id_of(record, service)
-    value = lookup(record, schema.id_field)
-    if value is None:
-        raise ItemError(f"{service} record has no {schema.id_field} (its schema's id_field)", NO_ID)
-    return _check_id(value, service, schema.id_field)
-
-
-def _tenant_by(schema: ServiceSchema | None, record: dict[str, Any], default: str, service: str) -> str:
-    if schema is None or schema.tenant_field is None:
-        return default
-    value = lookup(record, schema.tenant_field)
-    if isinstance(value, str) and SURROGATE.search(value):
-        # Neither the default tenant (the record names another) nor a repaired one (two tenants could become one).
-        raise ItemError(
-            f"{service} record field {schema.tenant_field}={value!r:.60} holds a lone UTF-16 surrogate", "bad tenant"
-        )
-    return str(value) if isinstance(value, (str, int)) and str(value).strip() else default
-
-
-def _deleted_by(schema: ServiceSchema | None, record: dict[str, Any]) -> bool:
-    if schema is not None and schema.deleted_field is not None:
-        return bool(lookup(record, schema.deleted_field))
-    return any(record.get(name) is True for name in GENERIC_DELETED) or bool(record.get("deleted_at"))
-
-
-def _text_by(schema: ServiceSchema | None, record: dict[str, Any], service: str) -> str:
-    if schema is None:
-        return item_text(record, service)
-    lines = []
-    if schema.title_field and (title := lookup(record, schema.title_field)) not in (None, ""):
-        lines.append(_render(title))
-    for path in schema.text_fields:
-        value = lookup(record, path)
-        if value not in (None, "", []):
-            lines.append(f"{schema.labels.get(path, path)}: {_render(value)}")
-    return "\n".join(lines)
-
-
-def _payload_by(schema: ServiceSchema | None, record: dict[str, Any]) -> dict[str, Any]:
-    if schema is None or schema.payload_fields is None:
-        return storable(record)
-    return storable({path: lookup(record, path) for path in schema.payload_fields})
 
 
 INT64 = range(-(2**63), 2**63)
@@ -244,52 +198,115 @@ class ItemContent:
     payload: dict[str, Any]
 
 
+class RecordSchema(Protocol):
+    """What a service's schema answers about one of its records: a `ServiceSchema` (`ragsync.schemas`) for a
+    service with one, a `GenericSchema` for any other."""
+
+    @property
+    def names_tenants(self) -> bool:
+        """Whether its records may name their own tenant."""
+        ...
+
+    def item_id(self, record: dict[str, Any]) -> str: ...
+
+    def tenant(self, record: dict[str, Any], default: str) -> str: ...
+
+    def deleted(self, record: dict[str, Any]) -> bool: ...
+
+    def text(self, record: dict[str, Any]) -> str: ...
+
+    def payload(self, record: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class GenericSchema:
+    """The schema of a service without one: the generic rule of this module's docstring. Where the id may be and
+    what the text leaves out are worked out once per service, not once per record."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._id_fields = id_fields(service)
+        self._not_text = frozenset(self._id_fields) | NOT_TEXT
+
+    @property
+    def names_tenants(self) -> bool:
+        """Never: without a schema there is no tenant field, and every record is its request's tenant's."""
+        return False
+
+    def item_id(self, record: dict[str, Any]) -> str:
+        """The first id field the record has, as text; `ItemError` naming the field and value when it has none
+        usable, and what schema would give it one."""
+        for name in self._id_fields:
+            if name in record:
+                return check_id(record[name], self.service, name)
+        raise ItemError(missing_id(record, self.service), NO_ID)
+
+    def tenant(self, record: dict[str, Any], default: str) -> str:
+        """`default`: the record names no tenant of its own."""
+        return default
+
+    def deleted(self, record: dict[str, Any]) -> bool:
+        """Whether a `deleted`-like flag or `deleted_at` marks the record deleted upstream."""
+        return marked_deleted(record)
+
+    def text(self, record: dict[str, Any]) -> str:
+        """`field: value` lines for every non-empty leaf, ids and timestamps left out."""
+        skip = self._not_text
+        return "\n".join([line for key, value in record.items() if key not in skip for line in _lines(value, key)])
+
+    def payload(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Every field of the record, as the store takes it."""
+        return storable(record)
+
+
+@lru_cache(maxsize=1024)  # bounded: services come from requests and events, not only from configuration
+def generic_schema(service: str) -> GenericSchema:
+    """The generic rule for `service`, built once per service."""
+    return GenericSchema(service)
+
+
 class ItemRules:
     """Id, tenant, text, payload and deletion of a record, by its service's schema or the generic rule."""
 
     def __init__(self, schemas: Schemas | None = None) -> None:
-        self._schemas = schemas
+        # Chosen once here, so that no record pays for asking whether there are schemas at all.
+        self._schema_of: Callable[[str], RecordSchema] = schemas.get if schemas is not None else generic_schema
 
-    def schema(self, service: str) -> ServiceSchema | None:
-        """The service's schema, if any."""
-        return self._schemas.get(service) if self._schemas else None
+    def schema(self, service: str) -> RecordSchema:
+        """The service's schema: its own, or the generic rule's."""
+        return self._schema_of(service)
 
     def read(self, record: dict[str, Any], service: str, default_tenant: str) -> RecordItem:
-        """A record as an item, in one pass over its service's schema: its id, its tenant and whether it was
-        deleted upstream. `ItemError` naming the field and value when it has no usable id or tenant."""
-        schema = self.schema(service)
+        """A record as an item, asking its service's schema once: its id, its tenant and whether it was deleted
+        upstream. `ItemError` naming the field and value when it has no usable id or tenant."""
         if (depth := depth_of(record)) > MAX_RECORD_DEPTH:
             raise ItemError(
                 f"{service} record nests {depth} levels deep, over the {MAX_RECORD_DEPTH} an item event holds",
                 "too deep",
             )
-        return RecordItem(
-            _id_by(schema, record, service),
-            _tenant_by(schema, record, default_tenant, service),
-            _deleted_by(schema, record),
-        )
+        schema = self._schema_of(service)
+        return RecordItem(schema.item_id(record), schema.tenant(record, default_tenant), schema.deleted(record))
 
     def item_id(self, record: dict[str, Any], service: str) -> str:
         """The record's id as text; `ItemError` naming the field and value when it has none usable."""
-        return _id_by(self.schema(service), record, service)
+        return self._schema_of(service).item_id(record)
 
     def tenant(self, record: dict[str, Any], service: str, default: str) -> str:
         """The record's own tenant when its schema names a tenant field and it is set, else `default`."""
-        return _tenant_by(self.schema(service), record, default, service)
+        return self._schema_of(service).tenant(record, default)
 
     def is_deleted(self, record: dict[str, Any], service: str) -> bool:
         """Whether the record says the item was deleted upstream."""
-        return _deleted_by(self.schema(service), record)
+        return self._schema_of(service).deleted(record)
 
     def content(self, record: dict[str, Any], service: str) -> ItemContent:
-        """What an item stores, in one pass over its service's schema: the text to embed and the payload."""
-        schema = self.schema(service)
-        return ItemContent(_text_by(schema, record, service), _payload_by(schema, record))
+        """What an item stores, asking its service's schema once: the text to embed and the payload."""
+        schema = self._schema_of(service)
+        return ItemContent(schema.text(record), schema.payload(record))
 
     def text(self, record: dict[str, Any], service: str) -> str:
         """The text to embed."""
-        return _text_by(self.schema(service), record, service)
+        return self._schema_of(service).text(record)
 
     def payload(self, record: dict[str, Any], service: str) -> dict[str, Any]:
         """The record's fields kept in the point's payload."""
-        return _payload_by(self.schema(service), record)
+        return self._schema_of(service).payload(record)

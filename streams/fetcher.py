@@ -196,8 +196,7 @@ class SyncRunner:
     def _record(self, request: TenantRequest, resume: FetchProgress | None) -> FetchProgress:
         if resume is not None:
             return _changed(resume, status="fetching", error=None)  # the request as first recorded
-        schema = self._rules.schema(request.service)
-        names_tenants = schema is not None and schema.tenant_field is not None
+        names_tenants = self._rules.schema(request.service).names_tenants
         return FetchProgress.begin(request, all_tenants=names_tenants and self._scope(request) is None)
 
     async def _publish(self, state: FetchProgress) -> None:

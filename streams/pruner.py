@@ -1,4 +1,5 @@
-"""Carry out a run's deletions once they are allowed: after it succeeded, or after a person confirmed its hold.
+"""The pruner: carries out a run's deletions once they are allowed, after it succeeded or after a person confirmed
+its hold.
 
 A run's deletions are the points of the records it found flagged deleted (the embedder marks them with the run's
 id instead of deleting them) and, after a full run, the points it did not see: those of its tenant and service

@@ -1,6 +1,6 @@
-"""Why a broker cannot be reached, in words a person can act on: one connection to the first bootstrap server,
-made with the same protocol, TLS context and login as every client, and its failure named with the setting to
-change. aiokafka's own bootstrap error only says that no server answered."""
+"""Why a broker cannot be reached, in words a person can act on. One connection to the first bootstrap server,
+made with the same protocol, TLS context and login as every client, has its failure named with the setting to
+change: aiokafka's own bootstrap error only says that no server answered."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Texts into a model's inputs, a batch at a time: tokenized by the `tokenizers` library in one call per batch (in
-Rust, with the GIL released, so the process's other threads run meanwhile), texts batched by length to cut padding.
-Every backend that runs a model on token ids uses it.
+"""Texts into a model's inputs, a batch at a time: tokenized by the `tokenizers` library in one call per batch,
+texts batched by length to cut padding. The library runs in Rust with the GIL released, so the process's other
+threads run meanwhile. Every backend that runs a model on token ids uses it.
 """
 
 from __future__ import annotations

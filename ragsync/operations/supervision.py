@@ -1,5 +1,5 @@
 """Supervision: a stage that raises is logged with its traceback, counted, shown on /readyz, and restarted with
-backoff; one that keeps crashing takes its process down, so that Kubernetes or compose restarts it. No component
+backoff. One that keeps crashing takes its process down, so that Kubernetes or compose restarts it. No component
 sits alive with a dead stage.
 """
 

@@ -7,6 +7,7 @@ schema uses the generic rule (`ragsync.items`).
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from importlib import resources
@@ -17,12 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ragsync.errors import SetupError
 from ragsync.events import describe_validation_error
+from ragsync.items import NO_ID, SURROGATE, ItemError, RecordSchema, check_id, generic_schema, marked_deleted, storable
 
 FIELD_PATH = r"^[A-Za-z0-9_$@-]+(\.[A-Za-z0-9_$@-]+)*$"
 
 
 class ServiceSchema(BaseModel):
-    """How one service's records become items."""
+    """How one service's records become items: it answers, for each record, its id, tenant, deletion, text and
+    payload."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,9 +46,73 @@ class ServiceSchema(BaseModel):
                 raise ValueError(f"{path!r} is not a field path (names joined by dots)")
         return value
 
+    @property
+    def names_tenants(self) -> bool:
+        """Whether its records may name their own tenant (in tenant_field)."""
+        return self.tenant_field is not None
+
+    def item_id(self, record: dict[str, Any]) -> str:
+        """The record's id_field as text; `ItemError` naming the field and value when it is absent or unusable."""
+        field = self.id_field  # a local: each attribute of a pydantic model costs more to read than a plain one's
+        value = lookup(record, field)
+        if value is None:
+            raise ItemError(f"{self.service} record has no {field} (its schema's id_field)", NO_ID)
+        return check_id(value, self.service, field)
+
+    def tenant(self, record: dict[str, Any], default: str) -> str:
+        """The tenant the record names in tenant_field, else `default`; `ItemError` when it holds a lone
+        surrogate."""
+        field = self.tenant_field
+        if field is None:
+            return default
+        value = lookup(record, field)
+        if isinstance(value, str) and SURROGATE.search(value):
+            # Neither the default tenant (the record names another) nor a repaired one (two tenants could become one).
+            raise ItemError(
+                f"{self.service} record field {field}={value!r:.60} holds a lone UTF-16 surrogate",
+                "bad tenant",
+            )
+        return str(value) if isinstance(value, (str, int)) and str(value).strip() else default
+
+    def deleted(self, record: dict[str, Any]) -> bool:
+        """Whether deleted_field is truthy; without one, whether the generic rule finds the record deleted."""
+        field = self.deleted_field
+        return marked_deleted(record) if field is None else bool(lookup(record, field))
+
+    def text(self, record: dict[str, Any]) -> str:
+        """The title_field's value, then a `label: value` line per non-empty text field."""
+        lines, labels = [], self.labels  # a local: read once a record, not once a field
+        if self.title_field and (title := lookup(record, self.title_field)) not in (None, ""):
+            lines.append(_render(title))
+        for path in self.text_fields:
+            value = lookup(record, path)
+            if value not in (None, "", []):
+                lines.append(f"{labels.get(path, path)}: {_render(value)}")
+        return "\n".join(lines)
+
+    def payload(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The payload_fields (every field when unset), as the store takes them."""
+        if self.payload_fields is None:
+            return storable(record)
+        return storable({path: lookup(record, path) for path in self.payload_fields})
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_render(v) for v in value if v not in (None, ""))
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
 
 def lookup(record: Any, path: str) -> Any:
     """The value at a dotted path; lists are searched element-wise (a list of their values); None if absent."""
+    if "." not in path and isinstance(record, dict):
+        # The usual case, a top-level field that is not a list, answered without building lists: this runs for
+        # every field of every record.
+        value = record.get(path)
+        if not isinstance(value, list):
+            return value
     values = [record]
     for key in path.split("."):
         nxt: list[Any] = []
@@ -98,9 +165,10 @@ class Schemas:
                 found[path.stem] = load_schema(path)
         return cls(found)
 
-    def get(self, service: str) -> ServiceSchema | None:
-        """The service's schema, if it has one."""
-        return self._schemas.get(service)
+    def get(self, service: str) -> RecordSchema:
+        """The service's schema; for a service without one, the generic rule's."""
+        schema = self._schemas.get(service)
+        return schema if schema is not None else generic_schema(service)
 
     @property
     def services(self) -> list[str]:

@@ -1,5 +1,6 @@
 """The store through qdrant-client: a Qdrant server (QDRANT_URL), its in-memory mode, or its older on-disk
-local mode (QDRANT_EMBEDDED=local, kept for folders written before the edge store became the default).
+local mode. The local mode (QDRANT_EMBEDDED=local) is kept for folders written before the edge store became the
+default.
 """
 
 from __future__ import annotations

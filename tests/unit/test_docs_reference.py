@@ -1,5 +1,6 @@
-"""The reference pages docs/configuration.md and docs/cli.md are generated from the code (docs/gen_reference.py):
-regenerated here, each must equal the committed page, so neither can drift from the settings or the commands."""
+"""The reference pages docs/configuration.md, docs/cli.md and docs/layout.md are generated from the code
+(docs/gen_reference.py): regenerated here, each must equal the committed page, so none can drift from the settings,
+the commands or the modules."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ def _generator() -> ModuleType:
     return module
 
 
-@pytest.mark.parametrize("page", ["configuration.md", "cli.md"])
+@pytest.mark.parametrize("page", ["configuration.md", "cli.md", "layout.md"])
 def test_generated_page_is_committed_as_generated(page: str) -> None:
     rendered = _generator().PAGES[page]()
     assert (DOCS / page).read_text() == rendered, f"docs/{page} is out of date: run make docs-reference"

@@ -4,8 +4,8 @@ import pytest
 
 from ragsync.demo.records import GENERATORS, demo_record
 from ragsync.errors import SetupError
-from ragsync.items import ItemContent, ItemError, ItemRules, RecordItem
-from ragsync.schemas import Schemas, load_schema, lookup
+from ragsync.items import NO_ID, GenericSchema, ItemContent, ItemError, ItemRules, RecordItem
+from ragsync.schemas import Schemas, ServiceSchema, load_schema, lookup
 
 
 def test_every_demo_service_ships_a_valid_schema() -> None:
@@ -37,6 +37,14 @@ def test_lookup_follows_dots_and_lists() -> None:
     assert lookup(record, "a.b") == 1
     assert lookup(record, "qs.q") == ["x", "y"]
     assert lookup(record, "a.c") is None
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [({"t": ["x"]}, "x"), ({"t": ["x", "y"]}, ["x", "y"]), ({"t": []}, None), ({"t": None}, None), ({}, None)],
+)
+def test_lookup_of_a_top_level_field_unwraps_a_list_of_one(record: dict[str, object], expected: object) -> None:
+    assert lookup(record, "t") == expected
 
 
 def _folder_rules(folder: Path) -> ItemRules:
@@ -92,3 +100,59 @@ def test_a_record_is_read_as_an_item_in_one_pass_by_its_schema(tmp_path: Path) -
     assert rules.read({"course_id": 7}, "hidden-courses", "t") == RecordItem("7", "t", False)  # the generic rule
     with pytest.raises(ItemError, match=r"no ref\.code"):
         rules.read({"note": "x", "org": "acme"}, "payment-service", "default")
+
+
+def _schema(**fields: object) -> ServiceSchema:
+    return ServiceSchema.model_validate({"service": "s", "id_field": "ref.code", "text_fields": ["note"], **fields})
+
+
+def test_a_schema_answers_the_id_from_its_id_field() -> None:
+    assert _schema().item_id({"ref": {"code": 7}}) == "7"
+    with pytest.raises(ItemError, match=r"s record has no ref\.code \(its schema's id_field\)") as raised:
+        _schema().item_id({"code": 7})
+    assert raised.value.kind == NO_ID
+
+
+def test_a_schema_answers_the_tenant_a_record_names_else_the_default() -> None:
+    schema = _schema(tenant_field="org")
+    assert schema.names_tenants and not _schema().names_tenants
+    assert schema.tenant({"org": "acme"}, "d") == "acme"
+    assert schema.tenant({"org": 3}, "d") == "3"
+    assert schema.tenant({"org": " "}, "d") == schema.tenant({}, "d") == _schema().tenant({"org": "acme"}, "d") == "d"
+    with pytest.raises(ItemError) as raised:
+        schema.tenant({"org": "a\ud800"}, "d")
+    assert str(raised.value) == "s record field org='a\\ud800' holds a lone UTF-16 surrogate"
+    assert raised.value.kind == "bad tenant"
+
+
+def test_a_schema_answers_deletion_by_its_deleted_field_else_the_generic_rule() -> None:
+    schema = _schema(deleted_field="gone")
+    assert schema.deleted({"gone": 1}) and not schema.deleted({"gone": 0, "deleted": True})
+    assert _schema().deleted({"deleted": True}) and not _schema().deleted({"gone": 1})
+
+
+def test_a_schema_answers_the_text_title_first_then_labelled_fields() -> None:
+    schema = _schema(title_field="title", text_fields=["note", "tags"], labels={"tags": "tag"})
+    assert schema.text({"title": "T", "note": "n", "tags": ["a", None, "b"]}) == "T\nnote: n\ntag: a, b"
+    assert schema.text({"title": "", "note": {"k": "v"}, "tags": []}) == 'note: {"k": "v"}'
+
+
+def test_a_schema_answers_the_payload_its_fields_or_the_whole_record() -> None:
+    record = {"a": 2**70, "b": {"c": 1}}
+    assert _schema(payload_fields=["b.c"]).payload(record) == {"b.c": 1}
+    assert _schema().payload(record) == {"a": str(2**70), "b": {"c": 1}}
+
+
+def test_a_service_without_a_schema_gets_the_generic_one() -> None:
+    schema = Schemas.load(None).get("hidden-courses")
+    assert isinstance(schema, GenericSchema) and schema is ItemRules().schema("hidden-courses")
+    assert isinstance(Schemas.load(None).get("payment-service"), ServiceSchema)
+    record = {"course_id": 7, "title": "T", "updated_at": "2026", "deleted_at": "2026", "big": 2**70}
+    assert schema.item_id(record) == "7"
+    assert schema.tenant({"tenant_id": "other"}, "d") == "d" and not schema.names_tenants
+    assert schema.deleted(record) and not schema.deleted({"deleted": "yes"})
+    assert schema.text(record) == f"title: T\nbig: {2**70}"
+    assert schema.payload(record)["big"] == str(2**70)
+    with pytest.raises(ItemError, match="looked for id, _id") as raised:
+        schema.item_id({"title": "T"})
+    assert raised.value.kind == NO_ID
