@@ -14,6 +14,7 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
+from ragsync.errors import RunError
 from ragsync.schemas import Schemas, ServiceSchema, lookup
 
 ID_FIELDS = ("id", "_id", "uuid", "item_id", "key")
@@ -34,9 +35,10 @@ NO_ID = "no id field"
 OTHER_TENANT = "another tenant"  # a record naming a tenant outside its request's scope
 
 
-class ItemError(ValueError):
-    """A record that cannot become an item; the message names the field and value, `kind` the reason in a few
-    stable words (what a run's error counts by)."""
+class ItemError(RunError):
+    """A record that cannot become an item: it is dead-lettered and its run goes on. The message names the
+    service, the field and the value (fix the record upstream, then replay or sync again); `kind` is the reason in
+    a few stable words (what a run's error counts by)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)

@@ -8,9 +8,10 @@ are deterministic, so a redelivered item overwrites its point instead of duplica
 from __future__ import annotations
 
 from ragsync.settings import Settings, reveal
-from ragsync.store.base import DeletionScope, Hit, Point, StoreError, VectorStore, point_id
+from ragsync.store.base import DeletionScope, Hit, Point, VectorStore, point_id
+from ragsync.store.store_errors import IndexBuildError, StoreError
 
-__all__ = ["DeletionScope", "Hit", "Point", "StoreError", "VectorStore", "open_store", "point_id"]
+__all__ = ["DeletionScope", "Hit", "IndexBuildError", "Point", "StoreError", "VectorStore", "open_store", "point_id"]
 
 
 def open_store(settings: Settings) -> VectorStore:
