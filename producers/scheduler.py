@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 class ScheduleError(SetupError):
-    """A cron expression or time zone that cannot be used; names the setting and value."""
+    """A cron expression or time zone that cannot be used, so the scheduler cannot start; names the setting and
+    the value."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ragsync.errors import RunError
+
 if TYPE_CHECKING:
     # Only a type here: ragsync.schemas builds its answers from this module's rules.
     from ragsync.schemas import Schemas
@@ -39,9 +41,10 @@ NO_ID = "no id field"
 OTHER_TENANT = "another tenant"  # a record naming a tenant outside its request's scope
 
 
-class ItemError(ValueError):
-    """A record that cannot become an item; the message names the field and value, `kind` the reason in a few
-    stable words (what a run's error counts by)."""
+class ItemError(RunError):
+    """A record that cannot become an item: it is dead-lettered and its run goes on. The message names the
+    service, the field and the value (fix the record upstream, then replay or sync again); `kind` is the reason in
+    a few stable words (what a run's error counts by)."""
 
     def __init__(self, message: str, kind: str) -> None:
         super().__init__(message)

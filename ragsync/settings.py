@@ -475,6 +475,11 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers or "localhost:9092"
 
 
+class SettingsError(SetupError):
+    """Settings that cannot be read as given, so no command starts: the message names each environment variable,
+    the value given and what is wrong or what is accepted (`describe_invalid`)."""
+
+
 def check_variant(backend: str, precision: str) -> None:
     """Raise a SetupError naming both settings when the backend cannot run the model at that precision."""
     if precision not in PRECISIONS.get(backend, ()):

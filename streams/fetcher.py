@@ -23,7 +23,7 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 from pydantic_core import PydanticSerializationError
 
 from ragsync.coordinator import CoordinatorClient, iterate_pages
-from ragsync.coordinator.envelope import BadPageError
+from ragsync.coordinator.coordinator_errors import BadPageError
 from ragsync.coordinator.paging import PageQuery
 from ragsync.coordinator.request import TENANT_SCOPE_KEY, CallerIdentity
 from ragsync.events import (

@@ -20,7 +20,7 @@ from ragsync.operations.supervision import unless_stopped
 from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.deletions import DeletionGuard, by_tenant, refusal, scope_of, total
 from ragsync.runstate.runs import RunState
-from ragsync.store import StoreError, VectorStore
+from ragsync.store import IndexBuildError, StoreError, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,8 @@ class Pruner:
         leaves searches exact (slower, still right) until the next full run tries again; it stops nothing."""
         try:
             built = await asyncio.to_thread(self._store.optimize)
-        except StoreError as error:
+        # A failed build, or (rarely) a collection whose folder the store refuses: either way searches stay right.
+        except (IndexBuildError, StoreError) as error:
             self.last_index_error = f"after run {run.run_id} ({run.service}): {error}"
             metrics.INDEX_BUILDS.labels("failed").inc()
             log.error("building the search index failed; searches stay exact until the next full run: %s", error)

@@ -20,7 +20,8 @@ from rich.console import Console
 from typer._click.exceptions import UsageError  # typer's own click: every bad option, value or argument
 from typer.core import TyperGroup
 
-from ragsync.errors import SetupError
+from ragsync.cli import exits
+from ragsync.errors import RagsyncError, SetupError
 from ragsync.events import SERVICE_PATTERN, LetterStage, SyncType
 from ragsync.operations.logs import LogFormat
 from ragsync.operations.logs import configure as configure_logs
@@ -37,7 +38,7 @@ T = TypeVar("T")
 class CommandLine(TyperGroup):
     """The `ragsync` group. A bad option, a value outside the accepted ones or a missing argument is one line naming
     what is accepted, and exit code 2, as every other start-up problem is; not click's usage block and framed
-    panel."""
+    panel. Every command's expected errors end here too, each as one line and its exit code (`exits`)."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("standalone_mode", True) is False:
@@ -48,8 +49,10 @@ class CommandLine(TyperGroup):
             _usage_error(error)
         except typer.Abort:
             err.print("aborted")
-            sys.exit(1)
-        sys.exit(code if isinstance(code, int) else 0)
+            sys.exit(exits.FAILED)
+        except RagsyncError as error:
+            exits.end(error, err)
+        sys.exit(code if isinstance(code, int) else exits.OK)
 
 
 def _usage_error(error: UsageError) -> NoReturn:
@@ -91,7 +94,7 @@ def _version(shown: bool) -> None:
         from ragsync import __version__
 
         print(f"ragsync {__version__}")
-        raise typer.Exit(0)
+        raise typer.Exit(exits.OK)
 
 
 @app.callback()
@@ -125,34 +128,17 @@ def _said_by_the_command(record: logging.LogRecord) -> bool:
 
 
 def _settings() -> Settings:
+    """The settings, or a `SettingsError` naming each one that cannot be read."""
     from pydantic import ValidationError
 
-    from ragsync.settings import describe_invalid
+    from ragsync.settings import SettingsError, describe_invalid
 
     try:
         return Settings()
     except ValidationError as error:
-        err.print(labelled("bad setting:", describe_invalid(error)), soft_wrap=True)
-        raise typer.Exit(2) from error
-    except SetupError as error:
-        err.print(labelled("bad setting:", error), soft_wrap=True)
-        raise typer.Exit(2) from error
-
-
-@contextlib.contextmanager
-def _setup_errors_reported(settings: Settings | None = None) -> Iterator[None]:
-    """A start-up problem (a bad setting, an unreachable broker or store) is one red line and exit code 2, not a
-    traceback."""
-    from aiokafka.errors import KafkaConnectionError
-
-    try:
-        yield
-    except SetupError as error:
-        err.print(labelled("cannot start:", error), soft_wrap=True)
-        raise typer.Exit(2) from error
-    except KafkaConnectionError as error:
-        err.print(labelled("cannot reach", _kafka_problem(settings)), soft_wrap=True)
-        raise typer.Exit(2) from error
+        raise SettingsError(describe_invalid(error)) from error
+    except SetupError as error:  # a check of the settings' own: still a bad setting, not a component's problem
+        raise SettingsError(str(error)) from error
 
 
 def _kafka_problem(settings: Settings | None) -> str:
@@ -166,9 +152,16 @@ def _kafka_problem(settings: Settings | None) -> str:
 
 
 def _run(main: Coroutine[Any, Any, T], settings: Settings | None = None) -> T:
-    """Run `main` to completion, reporting start-up problems."""
-    with _setup_errors_reported(settings):
+    """Run `main` to completion. A broker that no client could bootstrap from is a `BrokerUnreachable` saying why,
+    probed with the settings' own protocol and login: aiokafka's error says only that no server answered."""
+    from aiokafka.errors import KafkaConnectionError
+
+    try:
         return asyncio.run(main)
+    except KafkaConnectionError as error:
+        from ragsync.messaging.reachability import BrokerUnreachable
+
+        raise BrokerUnreachable(_kafka_problem(settings)) from error
 
 
 def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Settings | None = None) -> None:
@@ -181,14 +174,7 @@ def _serve(component: Callable[[asyncio.Event], Awaitable[None]], settings: Sett
             loop.add_signal_handler(sig, stop.set)
         await component(stop)
 
-    from ragsync.operations.supervision import StageCrashLoopError
-
-    try:
-        _run(run(), settings)
-    except StageCrashLoopError as error:
-        # Each crash was logged with its traceback; this ends the process for its supervisor to restart.
-        err.print(labelled("stopping:", error))
-        raise typer.Exit(3) from error
+    _run(run(), settings)
 
 
 def _service_names(names: list[str] | None) -> list[str] | None:
@@ -216,19 +202,6 @@ ServiceOption = Annotated[
 ]
 
 
-@contextlib.contextmanager
-def _unfinished_runs_reported() -> Iterator[None]:
-    """Runs that did not finish in time, or a stage that stopped under them, are one line naming each run and
-    where it stood, and exit code 1; a traceback would add nothing a person can act on."""
-    from ragsync.runstate.ledger import ComponentStoppedError, RunTimeoutError
-
-    try:
-        yield
-    except (RunTimeoutError, ComponentStoppedError) as error:
-        err.print(labelled("not finished:", error), soft_wrap=True)
-        raise typer.Exit(1) from error
-
-
 @app.command()
 def demo(
     items_per_service: Annotated[int, typer.Option(min=1, help="Records each demo service serves.")] = 200,
@@ -245,8 +218,7 @@ def demo(
         async with CoordinatorServer(DemoCoordinator(items_per_service)) as server:
             return await _one_shot(settings, server.endpoint, None, "batch", embedders, as_json, query, 3600)
 
-    with _unfinished_runs_reported():
-        report = _run(run(), settings)
+    report = _run(run(), settings)
     _finish(report, as_json)
 
 
@@ -263,10 +235,7 @@ def sync(
 ) -> None:
     """One-shot sync against COORDINATOR_GRPC_ENDPOINT; exits non-zero if any run failed."""
     settings = _settings()
-    with _unfinished_runs_reported():
-        report = _run(
-            _one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout, tenant), settings
-        )
+    report = _run(_one_shot(settings, None, service, sync_type, embedders, as_json, None, timeout, tenant), settings)
     _finish(report, as_json)
 
 
@@ -335,7 +304,7 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
     for run in failed:
         status = "" if run["status"] == "held" else f" {run['status']}"  # a held run's error starts with "held:"
         err.print(labelled(f"run of {run['service']}{status}:", run["error"]))
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(exits.FAILED if failed else exits.OK)
 
 
 @app.command()
@@ -380,8 +349,6 @@ def prune(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Carry out a held run's deletion, once you checked that its records really went away upstream."""
-    from ragsync.errors import Refused
-
     settings = _settings()
     if not confirm:
         err.print(
@@ -390,15 +357,11 @@ def prune(
                 f"`ragsync status --run-id {run_id}` shows what it would remove"
             )
         )
-        raise typer.Exit(2)
-    try:
-        if settings.kafka_bootstrap_servers:
-            done = _run(_confirm_on_topic(settings, run_id, timeout), settings)
-        else:
-            done = _confirm_here(settings, run_id)
-    except Refused as refused:
-        err.print(labelled("refused:", refused), soft_wrap=True)
-        raise typer.Exit(1) from refused
+        raise typer.Exit(exits.SETUP)
+    if settings.kafka_bootstrap_servers:
+        done = _run(_confirm_on_topic(settings, run_id, timeout), settings)
+    else:
+        done = _confirm_here(settings, run_id)
     if as_json:
         print(json.dumps(done))
     elif done["carried_out"]:
@@ -415,7 +378,7 @@ def prune(
                 f"embedder` (or the next `ragsync sync`) runs; `ragsync status --run-id {done['run_id']}` shows when"
             )
         )
-    raise typer.Exit(0 if done["carried_out"] else 1)
+    raise typer.Exit(exits.OK if done["carried_out"] else exits.FAILED)
 
 
 async def _confirm_on_topic(settings: Settings, prefix: str, timeout: float) -> dict[str, Any]:
@@ -434,7 +397,7 @@ async def _confirm_on_topic(settings: Settings, prefix: str, timeout: float) -> 
 def _confirm_here(settings: Settings, prefix: str) -> dict[str, Any]:
     from ragsync.runstate.deletions import HELD_FILE, HeldFile, confirm_here
 
-    with _setup_errors_reported(settings), _store(settings) as store:
+    with _store(settings) as store:
         return confirm_here(store, HeldFile(settings.data_dir / HELD_FILE), prefix)
 
 
@@ -452,7 +415,7 @@ def search(
     from ragsync.cli.console import hits_table
 
     settings = _settings()
-    with _setup_errors_reported(settings), _store(settings) as store:
+    with _store(settings) as store:
         if store.count() == 0:
             err.print(as_text(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first"))
             hits = []
@@ -482,7 +445,7 @@ def related(
 
     settings = _settings()
     tenant_id = tenant or settings.default_tenant_id
-    with _setup_errors_reported(settings), _store(settings) as store:
+    with _store(settings) as store:
         found = read_related(store, tenant_id, service, item_id)
     if found is None:
         err.print(
@@ -491,7 +454,7 @@ def related(
                 "id, --service and --tenant, or sync the service first"
             )
         )
-        raise typer.Exit(1)
+        raise typer.Exit(exits.FAILED)
     if not found.computed:
         err.print(
             as_text(

@@ -1,9 +1,10 @@
 """The client side of the Coordinator contract: signed, paged, retried `Route` calls."""
 
-from ragsync.coordinator.client import CoordinatorClient, CoordinatorError, CoordinatorOptions
-from ragsync.coordinator.envelope import BadPageError, records_from_envelope
-from ragsync.coordinator.paging import Page, PageQuery, PagingError, iterate_pages
-from ragsync.coordinator.signing import Signer, SigningKeyError
+from ragsync.coordinator.client import CoordinatorClient, CoordinatorOptions
+from ragsync.coordinator.coordinator_errors import BadPageError, CoordinatorError, PagingError, SigningKeyError
+from ragsync.coordinator.envelope import records_from_envelope
+from ragsync.coordinator.paging import Page, PageQuery, iterate_pages
+from ragsync.coordinator.signing import Signer
 
 __all__ = [
     "BadPageError",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import grpc
 from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from ragsync.coordinator.coordinator_errors import CoordinatorError
 from ragsync.coordinator.signing import SERVICE_NAME, Signer, signed_message
 from ragsync.coordinator.tls import ChannelTls
 from ragsync.operations import metrics
@@ -25,16 +26,6 @@ RETRYABLE_CODES = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
-
-
-class CoordinatorError(RuntimeError):
-    """A call that failed for good: names the service, the page, the gRPC code and the cause."""
-
-    def __init__(self, service: str, page: int, code: grpc.StatusCode | None, detail: str, attempts: int) -> None:
-        self.service, self.page, self.code, self.attempts = service, page, code, attempts
-        code_name = code.name if code is not None else "ERROR"
-        retry_note = f" after {attempts} attempts" if attempts > 1 else " (not retryable)"
-        super().__init__(f"{service} page {page}: Coordinator answered {code_name}{retry_note}: {detail}")
 
 
 # A certificate refused stays refused: failing at once names the setting sooner than five attempts would.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ragsync.coordinator.coordinator_errors import BadPageError
+
 # Where the records are, in order of precedence (coordinator contract, "Reading the response").
 RECORD_PATHS: tuple[tuple[str, ...], ...] = (
     ("payload", "data"),
@@ -12,21 +14,6 @@ RECORD_PATHS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("successfulResult", "data"),
 )
-
-
-class BadPageError(ValueError):
-    """A page whose envelope holds no list of records. Never to be taken as "no more data".
-
-    Its message is the run's error, shown by `status` and `/status`, so it holds no record text: how the page
-    starts (`start`) goes to the fetcher's log alone."""
-
-    def __init__(self, service: str, page: int, reason: str, text: str) -> None:
-        self.service, self.page, self.reason = service, page, reason
-        self.start = text[:120]
-        super().__init__(
-            f"{service} page {page}: bad envelope: {reason} ({len(text)} characters; the fetcher's log shows how "
-            "it starts)"
-        )
 
 
 def _lookup(document: Any, path: tuple[str, ...]) -> Any:

@@ -10,12 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from ragsync.coordinator.client import CoordinatorClient
+from ragsync.coordinator.coordinator_errors import PagingError
 from ragsync.coordinator.envelope import records_from_envelope
 from ragsync.coordinator.request import CallerIdentity, page_request
-
-
-class PagingError(RuntimeError):
-    """Paging cannot go on safely (a repeated page, too many pages, an unreadable `has_more`)."""
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ragsync.errors import SetupError
+from ragsync.coordinator.coordinator_errors import SigningKeyError
 
 SERVICE_NAME = "rag-service"
 SIGNATURE_PREFIX = "educoreai-rag-service-"
-
-
-class SigningKeyError(SetupError):
-    """RAG_PRIVATE_KEY (or a verification key) cannot be used; the message says why and what to give instead."""
 
 
 def canonical_payload(tenant_id: str, user_id: str, query_text: str, timestamp_ms: int) -> str:

@@ -10,9 +10,15 @@ import ssl
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
 
+from ragsync.errors import SetupError
 from ragsync.messaging.kafka import KafkaOptions, security_options
 
 PROBE_TIMEOUT_S = 10.0
+
+
+class BrokerUnreachable(SetupError):
+    """No client could bootstrap from the broker at start-up (aiokafka's own error says only that). The message
+    is `kafka_problem`'s: the broker's address, why it cannot be reached, and the setting to change."""
 
 
 async def kafka_problem(kafka: KafkaOptions) -> str:

@@ -45,7 +45,8 @@ STATE_TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
 
 class StateTopicPolicyError(SetupError):
-    """The run-state topic exists with a cleanup policy that would delete run state and cursors."""
+    """The run-state topic exists with a cleanup policy that would delete run state and cursors: no component
+    starts on it. The message names the topic and its policy, and gives the command that compacts it."""
 
 
 async def ensure_topics(kafka: KafkaOptions, topics: Topics) -> Topics:

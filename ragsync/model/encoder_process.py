@@ -20,6 +20,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ragsync.errors import RunError
 from ragsync.model.encoder import ModelOptions, TextEncoder
 from ragsync.model.tokens import Vectors
 from ragsync.operations import metrics
@@ -28,9 +29,10 @@ log = logging.getLogger(__name__)
 STOP_S = 10.0  # how long a closing encoder waits for its child to finish the batch it is encoding
 
 
-class ModelProcessExited(RuntimeError):
+class ModelProcessExited(RunError):
     """The model's process ended while it had texts to encode (killed, out of memory, or a model that failed to
-    load)."""
+    load): those encodes fail, and the batch is retried in a new process. The message gives the exit code and
+    points at the log."""
 
 
 class ProcessEncoder(TextEncoder):

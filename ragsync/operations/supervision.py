@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from ragsync.errors import RunError
 from ragsync.operations import metrics
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,15 @@ class Restarts:
     backoff_max_s: float = 30.0
 
 
-class StageCrashLoopError(RuntimeError):
-    """A stage crashed `max_crashes` times within `window_s`: the process must stop and be restarted."""
+class StageCrashLoopError(RunError):
+    """A stage crashed `max_crashes` times within `window_s`, or hit a fault no restart can mend: the process must
+    stop and be restarted by its supervisor (the CLI exits 3). The message names the component, the stage and the
+    last error; each crash was logged with its traceback."""
 
 
-class UnrecoverableStageError(RuntimeError):
+class UnrecoverableStageError(RunError):
     """A fault that restarting the stage cannot mend (its state is gone from under it): the process stops at once,
-    and starts again from what is kept."""
+    and starts again from what is kept. The message says what was lost and to restart."""
 
 
 class Supervisor:

@@ -23,47 +23,16 @@ from pydantic import ValidationError
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
 from ragsync.messaging.kafka import Publisher, assign_all, fresh_partitions, start_client, unread
 from ragsync.operations import metrics
-from ragsync.operations.supervision import Supervisor, UnrecoverableStageError
+from ragsync.operations.supervision import Supervisor
 from ragsync.runstate.keys import parse_key
 from ragsync.runstate.runs import RunBook, RunState
+from ragsync.runstate.runstate_errors import ComponentStoppedError, RunStateLostError, RunTimeoutError
 
 log = logging.getLogger(__name__)
 ROUND_RECORDS = 500  # records folded per round: bounds the decoded records held at once
 # How often the follower checks that the run-state topic is still the one it read: a fresh metadata request for
 # every topic (asking for one topic by name could make a broker auto-create it), so not too often on a big cluster.
 TOPIC_CHECK_S = 15.0
-
-
-class RunTimeoutError(TimeoutError):
-    """Runs that did not finish in time; names each one and where it stood."""
-
-    def __init__(self, runs: list[RunState], seconds: float) -> None:
-        self.runs = runs
-        stuck = "; ".join(
-            f"{r.service} ({r.run_id[:8]}) {r.status}: {r.items_upserted}/{r.items_fetched} items" for r in runs
-        )
-        super().__init__(f"{len(runs)} run(s) did not finish within {seconds:.0f}s: {stuck}")
-
-
-class ComponentStoppedError(RuntimeError):
-    """A stage that should keep running ended while runs were being waited for."""
-
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        cause = task.exception() if not task.cancelled() else None
-        super().__init__(f"the {task.get_name()} stopped while runs were in progress: {cause!r}")
-
-
-class RunStateLostError(UnrecoverableStageError):
-    """The run-state topic was deleted or recreated under a running process: what it folded no longer matches
-    the topic, and only a fresh start (which creates the topic again, compacted) reads it right."""
-
-    def __init__(self, topic: str, what: str) -> None:
-        super().__init__(
-            f"the run-state topic {topic} {what}: the run state this process holds is gone from the broker. "
-            "Restart the component: it creates the topic again (compacted) and starts from what is kept. "
-            "Never delete this topic under running components"
-        )
 
 
 class RunLedger:

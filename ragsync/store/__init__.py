@@ -11,9 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ragsync.store.base import DeletionScope, Hit, Point, StoreError, VectorStore, point_id
+from ragsync.store.base import DeletionScope, Hit, Point, VectorStore, point_id
+from ragsync.store.store_errors import IndexBuildError, StoreError
 
-__all__ = ["DeletionScope", "Hit", "Point", "StoreError", "StoreOptions", "VectorStore", "open_store", "point_id"]
+__all__ = [
+    "DeletionScope",
+    "Hit",
+    "IndexBuildError",
+    "Point",
+    "StoreError",
+    "StoreOptions",
+    "VectorStore",
+    "open_store",
+    "point_id",
+]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,8 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragsync.errors import SetupError
 from ragsync.events import Deletion
+from ragsync.store.store_errors import StoreError
 
 POINT_NAMESPACE = uuid.UUID("6f1c2a7e-5b0d-4e43-9d2a-7a8f3c1e5b90")
 # `related_ids` (the first-point ids an item's related-content edges point at) finds the edges that point at an item;
@@ -126,10 +126,6 @@ class Record:
     id: str
     payload: dict[str, Any]
     vector: list[float] | None = None
-
-
-class StoreError(SetupError):
-    """The store could not be opened or refused an operation; the message says what to do."""
 
 
 class VectorStore(ABC):

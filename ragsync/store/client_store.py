@@ -21,10 +21,10 @@ from ragsync.store.base import (
     Point,
     Record,
     Selection,
-    StoreError,
     VectorStore,
     plain_vector,
 )
+from ragsync.store.store_errors import StoreError
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from ragsync.store.base import (
     Point,
     Record,
     Selection,
-    StoreError,
     VectorStore,
     plain_vector,
 )
+from ragsync.store.store_errors import IndexBuildError, StoreError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # A write is in the shard's write-ahead log when `update` returns, which survives this process crashing (see
@@ -202,12 +202,14 @@ finally:
                     [sys.executable, "-c", self.OPTIMIZE, str(self._folder(name))], capture_output=True, text=True
                 )
             except OSError as error:
-                raise StoreError(f"could not start building the index of {name}: {error}") from error
+                raise IndexBuildError(f"could not start building the index of {name}: {error}") from error
             finally:
                 self.busy = None
                 self._shard(name)  # reopened, whatever the child did
             if child.returncode != 0:
-                raise StoreError(f"building the index of {name} failed ({child.returncode}): {child.stderr[-2000:]}")
+                raise IndexBuildError(
+                    f"building the index of {name} failed ({child.returncode}): {child.stderr[-2000:]}"
+                )
             self._optimized.add(name)
             return True
 

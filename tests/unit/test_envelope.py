@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from ragsync.coordinator.envelope import BadPageError, records_from_envelope
+from ragsync.coordinator.coordinator_errors import BadPageError
+from ragsync.coordinator.envelope import records_from_envelope
 
 RECORDS = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
 

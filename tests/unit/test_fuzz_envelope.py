@@ -10,8 +10,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ragsync.coordinator.client import CoordinatorClient
-from ragsync.coordinator.envelope import RECORD_PATHS, BadPageError, records_from_envelope
-from ragsync.coordinator.paging import PageQuery, PagingError, iterate_pages
+from ragsync.coordinator.coordinator_errors import BadPageError, PagingError
+from ragsync.coordinator.envelope import RECORD_PATHS, records_from_envelope
+from ragsync.coordinator.paging import PageQuery, iterate_pages
 from ragsync.coordinator.request import CallerIdentity
 from ragsync.proto import coordinator_pb2
 from tests.nasty_data import any_text, json_values, wire_text

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from ragsync.coordinator.envelope import BadPageError, records_from_envelope
+from ragsync.coordinator.coordinator_errors import BadPageError
+from ragsync.coordinator.envelope import records_from_envelope
 from ragsync.events import ItemEvent
 from ragsync.items import ItemError, depth_of, item_text, record_text, repair_surrogates
 from ragsync.streams.fetcher import encode_item

@@ -6,7 +6,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ragsync.coordinator.signing import Signer, SigningKeyError, canonical_payload, signed_message
+from ragsync.coordinator.coordinator_errors import SigningKeyError
+from ragsync.coordinator.signing import Signer, canonical_payload, signed_message
 
 
 def _env_value(key: object) -> str:
