@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ragsync.keys import run_key
 from ragsync.operations import metrics
 from ragsync.runstate.channel import RunChannel
-from ragsync.runstate.keys import run_key
 
 log = logging.getLogger(__name__)
 

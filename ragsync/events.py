@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from ragsync.runstate.keys import cursor_key, item_key, run_key
+from ragsync.keys import cursor_key, item_key, run_key
 
 SyncType = Literal["batch", "daily", "incremental"]
 Trigger = Literal["cron", "startup", "cli", "http", "manual", "watchdog", "replay", "model-change"]
@@ -94,7 +94,7 @@ FetchStatus = Literal["fetching", "fetched", "failed", "skipped"]
 class RunRecord(Event):
     """A keyed snapshot of one part of a run's state, on the compacted run-state topic (sync-runs).
 
-    Each part has one writer and one key (see `ragsync.runstate.keys`), so the latest record of each key is that part's
+    Each part has one writer and one key (see `ragsync.keys`), so the latest record of each key is that part's
     whole truth and compaction may drop every older one. No record holds item ids: a run's state is
     O(items-topic partitions), whatever its size.
     """

@@ -15,13 +15,9 @@ import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ragsync.errors import RunError
-
-if TYPE_CHECKING:
-    # Only a type here: ragsync.schemas builds its answers from this module's rules.
-    from ragsync.schemas import Schemas
 
 ID_FIELDS = ("id", "_id", "uuid", "item_id", "key")
 ID_LIKE = re.compile(r"(?i)(id|uuid|key|ref)$")  # field names a person would take for an id
@@ -267,10 +263,19 @@ def generic_schema(service: str) -> GenericSchema:
     return GenericSchema(service)
 
 
+class SchemaSource(Protocol):
+    """Where services' schemas come from: `ragsync.schemas.Schemas` (which builds its answers from this module's
+    rules, so this module names only what it asks of it)."""
+
+    def get(self, service: str) -> RecordSchema:
+        """The service's schema; for a service without one, the generic rule's."""
+        ...
+
+
 class ItemRules:
     """Id, tenant, text, payload and deletion of a record, by its service's schema or the generic rule."""
 
-    def __init__(self, schemas: Schemas | None = None) -> None:
+    def __init__(self, schemas: SchemaSource | None = None) -> None:
         # Chosen once here, so that no record pays for asking whether there are schemas at all.
         self._schema_of: Callable[[str], RecordSchema] = schemas.get if schemas is not None else generic_schema
 

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 from pydantic_core import PydanticSerializationError
 
+from ragsync import keys
 from ragsync.coordinator import CoordinatorClient, iterate_pages
 from ragsync.coordinator.coordinator_errors import BadPageError
 from ragsync.coordinator.paging import PageQuery
@@ -49,7 +50,6 @@ from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
 from ragsync.operations.logs import about_run
 from ragsync.operations.supervision import StageCrashLoopError, Supervisor, unless_stopped
-from ragsync.runstate import keys
 from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.runs import RunState
 

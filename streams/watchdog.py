@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from ragsync.events import WatchdogNotice
+from ragsync.keys import request_key
 from ragsync.operations import metrics
 from ragsync.runstate.channel import RunChannel
-from ragsync.runstate.keys import request_key
 from ragsync.runstate.runs import RunState
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 
 from ragsync.app import options
 from ragsync.app.health import held_runs, space_check, store_check
+from ragsync.app.wiring import Wiring
 from ragsync.items import ItemRules
 from ragsync.messaging.kafka import Committed, assign_every_partition, start_client
 from ragsync.model.encoder import TextEncoder
@@ -27,7 +28,6 @@ from ragsync.store import VectorStore, open_store
 from ragsync.store.space import MB
 
 if TYPE_CHECKING:
-    from ragsync.app.application import App
     from ragsync.streams.completion import RunCompletion
     from ragsync.streams.embedder import Embedder, EmbeddingConsumer
     from ragsync.streams.related import RelatedConsumer
@@ -38,7 +38,7 @@ Stages = dict[str, Callable[[], Awaitable[object]]]
 
 
 async def run_embedders(
-    app: App,
+    app: Wiring,
     stop: asyncio.Event,
     *,
     count: int,
@@ -77,7 +77,7 @@ class EmbedderParts:
     rules: ItemRules
 
 
-async def _embed(app: App, stop: asyncio.Event, count: int, parts: EmbedderParts, serve_ops: bool) -> None:
+async def _embed(app: Wiring, stop: asyncio.Event, count: int, parts: EmbedderParts, serve_ops: bool) -> None:
     supervisor = app.supervisor("embedder")
     # Nothing here waits on the ledger's promptness, and this process's cores belong to the encoder.
     async with app.run_channel(prompt=False, supervisor=supervisor) as channel:
@@ -96,7 +96,7 @@ async def _embed(app: App, stop: asyncio.Event, count: int, parts: EmbedderParts
 class EmbedderComponent:
     """The stages of one embedder process over its run channel, and what /status and /readyz say of them."""
 
-    def __init__(self, app: App, channel: RunChannel, parts: EmbedderParts) -> None:
+    def __init__(self, app: Wiring, channel: RunChannel, parts: EmbedderParts) -> None:
         self._app, self._channel, self._parts = app, channel, parts
         self.space = app.store_space()
         self.members: list[EmbeddingConsumer] = []
@@ -211,7 +211,7 @@ class EmbedderComponent:
         return checks
 
 
-async def _space_to_open(app: App, stop: asyncio.Event, serve_ops: bool) -> bool:
+async def _space_to_open(app: Wiring, stop: asyncio.Event, serve_ops: bool) -> bool:
     """Wait, before the embedded store opens, until its disk has STORE_MIN_FREE_MB free: it maps its files, and
     opening it on a full disk kills the process with SIGBUS, without a word. Meanwhile /readyz answers 503 with
     `disk`. False when `stop` was set first."""

@@ -13,6 +13,7 @@ import grpc
 
 from ragsync.app import options
 from ragsync.app.health import ledger_check, runs_status
+from ragsync.app.wiring import Wiring
 from ragsync.coordinator import CoordinatorClient
 from ragsync.errors import SetupError
 from ragsync.messaging.kafka import assign_every_partition, make_consumer, start_client
@@ -20,13 +21,12 @@ from ragsync.operations.endpoints import Check
 from ragsync.operations.supervision import Supervisor
 
 if TYPE_CHECKING:
-    from ragsync.app.application import App
     from ragsync.streams.fetcher import FetcherAgent
 
 log = logging.getLogger(__name__)
 
 
-async def run_fetcher(app: App, stop: asyncio.Event, coordinator_endpoint: str | None, serve_ops: bool) -> None:
+async def run_fetcher(app: Wiring, stop: asyncio.Event, coordinator_endpoint: str | None, serve_ops: bool) -> None:
     """The fetcher agent: sync requests in, item events out, until `stop` is set."""
     from ragsync.streams.fetcher import FetcherAgent, SyncRunner
 
@@ -56,7 +56,7 @@ async def run_fetcher(app: App, stop: asyncio.Event, coordinator_endpoint: str |
 
 @contextlib.asynccontextmanager
 async def _requests_to(
-    app: App, agent: FetcherAgent, supervisor: Supervisor, stop: asyncio.Event
+    app: Wiring, agent: FetcherAgent, supervisor: Supervisor, stop: asyncio.Event
 ) -> AsyncIterator[None]:
     """Sync requests reach `agent` while the block runs: through the fetcher group's faust agent, or, in an
     exclusive process, from every partition directly."""
@@ -77,7 +77,7 @@ async def _requests_to(
 
 @contextlib.asynccontextmanager
 async def _read_directly(
-    app: App, agent: FetcherAgent, supervisor: Supervisor, stop: asyncio.Event
+    app: Wiring, agent: FetcherAgent, supervisor: Supervisor, stop: asyncio.Event
 ) -> AsyncIterator[None]:
     """Every partition of the sync requests read by this process, which owns its broker: no group to join."""
     from ragsync.streams.fetcher import read_requests

@@ -6,21 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 
 from ragsync.app import options
 from ragsync.app.health import ledger_check, runs_status
+from ragsync.app.wiring import Wiring
 from ragsync.messaging.kafka import make_consumer, start_client
-from ragsync.operations import metrics
-
-if TYPE_CHECKING:
-    from ragsync.app.application import App
+from ragsync.runstate.run_gauges import register_run_gauges
 
 
-async def run_scheduler(app: App, stop: asyncio.Event, serve_ops: bool) -> None:
+async def run_scheduler(app: Wiring, stop: asyncio.Event, serve_ops: bool) -> None:
     """The scheduler and the stall watchdog, until `stop` is set."""
     from ragsync.producers.retention import RunRetention
     from ragsync.producers.scheduler import Scheduler
@@ -38,7 +36,7 @@ async def run_scheduler(app: App, stop: asyncio.Event, serve_ops: bool) -> None:
         stall = options.stall_rules(settings)
         watchdog = Watchdog(stall, channel)
         retention = RunRetention(options.history(settings), channel)
-        collector = metrics.register_run_gauges(lambda: channel.book)
+        collector = register_run_gauges(lambda: channel.book)
 
         def status() -> dict[str, Any]:
             return {

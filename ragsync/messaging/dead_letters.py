@@ -10,10 +10,10 @@ from pydantic import ValidationError
 
 from ragsync.events import DeadLetter
 from ragsync.items import SURROGATE
+from ragsync.keys import item_key
 from ragsync.messaging.kafka import KafkaOptions, Publisher, make_consumer, read_to_end
 from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
-from ragsync.runstate.keys import item_key
 
 log = logging.getLogger(__name__)
 REJECTED = "rejected"  # the key of letters that name no run (a message that could not be read at all)

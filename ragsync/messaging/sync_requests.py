@@ -10,10 +10,10 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ragsync.events import RunQueued, SyncType, TenantRequest, Trigger
+from ragsync.keys import request_key
 from ragsync.messaging.kafka import Publisher
 from ragsync.messaging.topics import Topics
 from ragsync.operations import metrics
-from ragsync.runstate.keys import request_key
 
 log = logging.getLogger(__name__)
 

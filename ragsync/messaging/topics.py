@@ -21,7 +21,7 @@ class Topics:
 
     sync_requests: str
     items: str
-    sync_runs: str  # the run state: keyed records, compacted (see ragsync.runstate.keys)
+    sync_runs: str  # the run state: keyed records, compacted (see ragsync.keys)
     dead_letters: str
 
     @classmethod

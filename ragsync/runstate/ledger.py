@@ -21,10 +21,10 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
+from ragsync.keys import parse_key
 from ragsync.messaging.kafka import Publisher, assign_all, fresh_partitions, start_client, unread
 from ragsync.operations import metrics
 from ragsync.operations.supervision import Supervisor
-from ragsync.runstate.keys import parse_key
 from ragsync.runstate.runs import RunBook, RunState
 from ragsync.runstate.runstate_errors import ComponentStoppedError, RunStateLostError, RunTimeoutError
 

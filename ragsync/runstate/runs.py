@@ -1,6 +1,6 @@
 """Sync runs, folded from the keyed records of the run-state topic: status, counts, checkpoint, cursors.
 
-A run is the latest record of each of its parts (see `ragsync.runstate.keys`), so folding is idempotent and
+A run is the latest record of each of its parts (see `ragsync.keys`), so folding is idempotent and
 independent of the order of different keys: a repeated record changes nothing. Nothing here grows with a run's
 items: a run holds one record per part, and one per items-topic partition for the embedder's counts.
 """

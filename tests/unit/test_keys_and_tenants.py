@@ -4,7 +4,7 @@ a request's tenant is decided once, where it comes in."""
 import json
 
 from ragsync.events import ItemEvent, SyncRequest, TenantRequest
-from ragsync.runstate.keys import item_key, request_key
+from ragsync.keys import item_key, request_key
 
 
 def test_request_and_item_keys_keep_their_wire_shape() -> None:

@@ -14,6 +14,7 @@ from ragsync.coordinator.request import CallerIdentity
 from ragsync.events import FetchProgress, TenantRequest
 from ragsync.operations import metrics
 from ragsync.proto import coordinator_pb2
+from ragsync.runstate.run_gauges import RunBookCollector
 from ragsync.runstate.runs import RunBook
 from ragsync.settings import DEFAULT_SERVICES
 from ragsync.streams.fetcher import FetchLimits, SyncRunner
@@ -82,7 +83,7 @@ def test_the_run_gauges_count_unconfigured_services_under_other() -> None:
         started = datetime(2026, 11, 1, 12, n, tzinfo=UTC)
         book.apply(FetchProgress.begin(request).model_copy(update={"at": started}))
     registry = CollectorRegistry()
-    registry.register(metrics.RunBookCollector(lambda: book))
+    registry.register(RunBookCollector(lambda: book))
     runs = {
         sample.labels["service"]: sample.value
         for family in registry.collect()

@@ -17,7 +17,7 @@ from ragsync.events import (
     SyncRequest,
     WatchdogNotice,
 )
-from ragsync.runstate.keys import cursor_key, parse_key, run_key
+from ragsync.keys import cursor_key, parse_key, run_key
 from ragsync.runstate.runs import RunBook
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

@@ -133,3 +133,29 @@ def test_no_component_reads_settings_but_takes_option_objects() -> None:
     ]
     assert not wrong, f"modules that read Settings instead of taking option objects: {sorted(wrong)}"
     assert _imports_settings(ROOT / "ragsync" / "app" / "options.py")
+
+
+def _area(module: str) -> str:
+    """The part of the namespace a module belongs to: `ragsync.messaging`, `ragsync.events`, `ragsync.streams`."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_the_parts_of_the_namespace_import_each_other_without_a_circle() -> None:
+    """Subpackages and top-level modules form layers: if messaging uses runstate, runstate never uses messaging.
+    A circle between two parts means one of them holds something that belongs lower down."""
+    uses: dict[str, set[str]] = collections.defaultdict(set)
+    for path in _sources():
+        area = _area(_module(path))
+        uses[area] |= {_area(name) for name in _imports(path) if name.startswith("ragsync.")} - {area, "ragsync"}
+    circles = [f"{a} <-> {b}" for a in sorted(uses) for b in sorted(uses[a]) if a < b and a in _reach(uses, b)]
+    assert not circles, f"parts that import each other, directly or through others: {circles}"
+
+
+def _reach(uses: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for used in uses.get(todo.pop(), set()) - seen:
+            seen.add(used)
+            todo.append(used)
+    return seen
