@@ -9,6 +9,7 @@ import contextlib
 import functools
 import multiprocessing
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from multiprocessing.queues import Queue
@@ -91,7 +92,8 @@ async def timed_sync(
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            process.wait(timeout=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # still building its index: killed below
+                process.wait(timeout=60)
         components.stop_all()
     return seconds, [p.peaks for p in peaks]
 
