@@ -9,8 +9,9 @@ import contextlib
 import functools
 import multiprocessing
 import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
@@ -20,6 +21,7 @@ from ragsync.app import options
 from ragsync.app.application import App
 from ragsync.app.processes import Components, wait_for_status
 from ragsync.demo.coordinator_server import CoordinatorServer, DemoCoordinator
+from ragsync.demo.records import Generator
 from ragsync.messaging.local_broker import free_port
 from ragsync.messaging.sync_requests import publish_requests, sync_requests
 from ragsync.model.encoder import model_path
@@ -32,10 +34,22 @@ WARM_UP_SERVICE, WARM_UP_ITEMS = "analytics-service", 64  # a small sync before 
 
 
 async def timed_sync(
-    settings: Settings, folder: Path, count: int, consumers: int, threads: int
+    settings: Settings,
+    folder: Path,
+    count: int,
+    consumers: int,
+    threads: int,
+    *,
+    service: str = SERVICE,
+    generators: Mapping[str, Generator] | None = None,
+    module: str = "ragsync",
+    env: Mapping[str, str] | None = None,
+    watch: Callable[[list[int]], contextlib.AbstractContextManager[object]] | None = None,
 ) -> tuple[float, list[dict[str, float]]]:
-    """Sync `count` items through `consumers` embedder processes (`threads` each, 0: all cores); the seconds it
-    took and each process's memory peaks (see `MemoryPeaks`)."""
+    """Sync `count` items of `service` (a demo service, or one of `generators`) through `consumers` embedder
+    processes (`threads` each, 0: all cores; `python -m <module> embedder`, with `env` added); the seconds it took
+    and each process's memory peaks (see `MemoryPeaks`). `watch`: entered around the timed sync with the
+    embedders' process ids."""
     app = App(settings)
     await app.ensure_topics()
     folder.mkdir(parents=True)
@@ -44,9 +58,11 @@ async def timed_sync(
     processes = [
         components.start(
             "embedder",
+            module,
             OPS_PORT=str(port),
             QDRANT_PATH=str(folder / f"qdrant-{index}"),  # an embedded store has one owner
             TORCH_THREADS=str(threads) if threads else None,
+            **(env or {}),
         )
         for index, port in enumerate(ports)
     ]
@@ -54,7 +70,7 @@ async def timed_sync(
     try:
         for port in ports:  # every member has its share of the partitions, and its model loaded
             await wait_for_status(port, lambda s: s["consumers"][0]["partitions"], timeout=180)
-        servicer = DemoCoordinator(count)
+        servicer = DemoCoordinator(count, generators=generators)
         servicer.remove(WARM_UP_SERVICE, list(range(WARM_UP_ITEMS, count)))
         async with (
             CoordinatorServer(servicer) as coordinator,
@@ -65,9 +81,10 @@ async def timed_sync(
             fetcher = asyncio.create_task(app.run_fetcher(stop, coordinator.endpoint))
             # Outside the clock: the fetcher's start (its group join takes seconds) and each embedder's first batch.
             await pruned(ledger, await synced(app, ledger, WARM_UP_SERVICE, [fetcher]), [fetcher])
-            started = time.perf_counter()
-            run = await synced(app, ledger, SERVICE, [fetcher])
-            seconds = time.perf_counter() - started
+            with watch([p.pid for p in processes]) if watch else contextlib.nullcontext():
+                started = time.perf_counter()
+                run = await synced(app, ledger, service, [fetcher])
+                seconds = time.perf_counter() - started
             assert run.items_upserted == count, (run.items_upserted, count)
             stop.set()
             await fetcher
@@ -75,7 +92,8 @@ async def timed_sync(
         for process in processes:
             process.send_signal(signal.SIGTERM)
         for process in processes:
-            process.wait(timeout=60)
+            with contextlib.suppress(subprocess.TimeoutExpired):  # still building its index: killed below
+                process.wait(timeout=60)
         components.stop_all()
     return seconds, [p.peaks for p in peaks]
 

@@ -1,6 +1,6 @@
 """ragsync's benchmark: every figure against the raw embedding model, on this machine, in the same run.
 
-    make bench            # or: .venv/bin/python -m benchmarks.run [--short N] [--long N] [--only STEP ...]
+    make bench            # or: .venv/bin/python -m benchmarks.run [--short N] [--long N] [--shapes N] [--only STEP ...]
 
 Prints one table and writes benchmarks/results/latest.json and latest.png (partial.* with --only). Short
 records are the demo's payment-service (~40 words of text), long ones the knowledge-service articles (~200
@@ -24,6 +24,7 @@ from benchmarks.pipeline import Bench
 from benchmarks.related_content import related_rows
 from benchmarks.report import print_table, write
 from benchmarks.scale import scale_rows
+from benchmarks.shapes import shape_rows
 from benchmarks.stores import STORES, store_rows
 from benchmarks.variants import variant_rows
 from ragsync.app.application import App
@@ -41,6 +42,7 @@ STEPS = (
     "scaling",
     "memory",
     "scale",
+    "shapes",
     "related",
     "naive",
     "stores",
@@ -67,6 +69,7 @@ async def main(args: argparse.Namespace) -> None:
             "scaling": lambda: bench.scaling(args.scaling),
             "memory": lambda: bench.memory(args.memory),
             "scale": lambda: _scale(bench, args.scale),
+            "shapes": lambda: _shapes(bench, args.shapes),
             "related": lambda: _related(bench, args.short),
             "naive": lambda: bench.naive(args.naive),
             "stores": lambda: _stores(bench, folder, args.store_points, settings.embedder_max_batch),
@@ -92,6 +95,10 @@ async def _oneshot(bench: Bench, folder: Path, count: int, pairs: int) -> None:
 
 async def _scale(bench: Bench, sizes: list[int]) -> None:
     bench.rows.extend(await scale_rows(bench, sizes))
+
+
+async def _shapes(bench: Bench, count: int) -> None:
+    bench.rows.extend(await shape_rows(bench, count))
 
 
 async def _related(bench: Bench, count: int) -> None:
@@ -132,6 +139,7 @@ if __name__ == "__main__":
     parser.add_argument("--scaling", type=int, default=3000, help="records for the one- and two-consumer runs")
     parser.add_argument("--memory", type=int, nargs="+", default=[5000, 50000], help="sync sizes for peak RSS")
     parser.add_argument("--scale", type=int, nargs="+", default=[50000, 200000], help="tiny-encoder sync sizes")
+    parser.add_argument("--shapes", type=int, default=100_000, help="records of each shape for the shapes step")
     parser.add_argument("--naive", type=int, default=150, help="records for the naive baseline")
     parser.add_argument("--store-points", type=int, default=100000, help="points for each embedded store")
     parser.add_argument("--sweep-points", type=int, default=1_000_000, help="points in the store the sweep runs on")

@@ -355,7 +355,7 @@ class Embedder:
         """Cut the changed items into chunks and hand them to `writer`; each item and its number of chunks."""
         if items and not self._encoder.loaded:
             await self._encoder.load_async()  # the chunker needs the tokenizer; loading it must not block the loop
-        chunked = [(item, self._chunker.split(item.text)) for item in items]
+        chunked = list(zip(items, self._chunker.split_all([item.text for item in items]), strict=True))
         writer.add(
             [Chunk(item, index, len(texts), text) for item, texts in chunked for index, text in enumerate(texts)]
         )

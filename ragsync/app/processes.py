@@ -26,8 +26,9 @@ class Components:
         self._folder = folder
         self.processes: list[subprocess.Popen[bytes]] = []
 
-    def start(self, command: str, **env: str | None) -> subprocess.Popen[bytes]:
-        """Start `ragsync <command>` with the settings' broker, prefix and data folder, plus `env` (None: unset)."""
+    def start(self, command: str, module: str = "ragsync", **env: str | None) -> subprocess.Popen[bytes]:
+        """Start `ragsync <command>` (`python -m <module> <command>`: a benchmark's own variant of a component) with
+        the settings' broker, prefix and data folder, plus `env` (None: unset)."""
         s = self._settings
         wanted: dict[str, str | None] = {
             **os.environ,
@@ -45,7 +46,7 @@ class Components:
         full_env = {name: value for name, value in wanted.items() if value is not None}
         log = (self._folder / f"{command}-{len(self.processes)}.log").open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "ragsync", command],
+            [sys.executable, "-m", module, command],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ import grpc
 
 from ragsync.coordinator.signing import SERVICE_NAME, Verifier, signed_message
 from ragsync.coordinator.tls import ChannelTls
-from ragsync.demo.records import GENERATORS, demo_record, demo_updated_at
+from ragsync.demo.records import GENERATORS, Generator, demo_record, demo_updated_at
 from ragsync.proto import coordinator_pb2, coordinator_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def _envelope(service: str, records: list[dict[str, Any]], page: int) -> dict[st
 
 
 class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
-    """The `Route` handler: pages of deterministic records per service, honouring page, limit and since."""
+    """The `Route` handler: pages of deterministic records per service, honouring page, limit and since. The demo's
+    services, and those of `generators` beside them (a benchmark's own shapes of records)."""
 
     SENDS_HAS_MORE = frozenset({"payment-service", "assessment-service"})
 
@@ -105,8 +107,10 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         faults: Faults | None = None,
         verifier: Verifier | None = None,
         wrong: WrongAnswer | None = None,
+        generators: Mapping[str, Generator] | None = None,
     ) -> None:
         self.items_per_service = items_per_service
+        self.generators = {**GENERATORS, **(generators or {})}
         self.faults = faults or Faults()
         self.wrong = wrong
         self.verifier = verifier
@@ -158,7 +162,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return changed_at or demo_updated_at(index, revision)
 
     def _record(self, service: str, index: int) -> dict[str, Any]:
-        record = demo_record(service, index, self.revision(service, index))
+        record = demo_record(service, index, self.revision(service, index), self.generators)
         record["updated_at"] = self._updated_at(service, index).isoformat()
         if (service, index) in self._tombstones or (self.wrong and self.wrong.kind == "all-deleted"):
             record["deleted"] = True
@@ -195,7 +199,7 @@ class DemoCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         meta = dict(request.metadata)
         match = QUERY_TEXT.match(request.query_text)
         service = meta.get("target_service") or (match.group("service") if match else "")
-        if service not in GENERATORS:
+        if service not in self.generators:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no such service: {service!r}")
         try:
             page, limit = int(meta.get("page", "1")), int(meta.get("limit", "1000"))

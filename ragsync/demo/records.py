@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,7 +132,9 @@ def _knowledge(i: int, rng: random.Random) -> dict[str, Any]:
     }
 
 
-GENERATORS: dict[str, Callable[[int, random.Random], dict[str, Any]]] = {
+Generator = Callable[[int, random.Random], dict[str, Any]]  # record `index` of a service, from its own generator
+
+GENERATORS: dict[str, Generator] = {
     "payment-service": _payment,
     "assessment-service": _assessment,
     "devlab-service": _devlab,
@@ -151,12 +153,16 @@ _CHANGING_FIELD = {
 }
 
 
-def demo_record(service: str, index: int, revision: int = 0) -> dict[str, Any]:
-    """Record `index` (0-based) of `service`; the same inputs always give the same record."""
+def demo_record(
+    service: str, index: int, revision: int = 0, generators: Mapping[str, Generator] = GENERATORS
+) -> dict[str, Any]:
+    """Record `index` (0-based) of `service`, made by its generator in `generators` (the demo's by default); the
+    same inputs always give the same record."""
     rng = random.Random(f"{service}:{index}:{revision}")
-    record = GENERATORS[service](index, rng)
+    record = generators[service](index, rng)
     if revision:
-        record[_CHANGING_FIELD[service]] += f" (revision {revision})"
+        changing = _CHANGING_FIELD.get(service, "revision")  # another service's records get a field of their own
+        record[changing] = f"{record.get(changing, '')} (revision {revision})".lstrip()
     record["updated_at"] = demo_updated_at(index, revision).isoformat()
     return record
 

@@ -15,14 +15,24 @@ class Chunker:
 
     def split(self, text: str) -> list[str]:
         """The chunks of `text` (one when it fits), cut at token boundaries."""
+        return self.split_all([text])[0]
+
+    def split_all(self, texts: list[str]) -> list[list[str]]:
+        """The chunks of each text, as `split`; the texts that may not fit are tokenized in one call."""
         if self._limit is None:
             self._limit = self._encoder.max_tokens
         limit = self._limit
-        if len(text) <= limit:  # a word piece is at least one character: it fits without tokenizing
-            return [text]
-        offsets = self._encoder.token_offsets(text)
-        if len(offsets) <= limit:
-            return [text]
+        # A word piece is at least one character: a text no longer than the limit fits without tokenizing.
+        longer = [index for index, text in enumerate(texts) if len(text) > limit]
+        chunks = [[text] for text in texts]
+        if longer:
+            offsets = self._encoder.token_offsets_of([texts[index] for index in longer])
+            for index, spans in zip(longer, offsets, strict=True):
+                if len(spans) > limit:
+                    chunks[index] = self._windows(texts[index], spans, limit)
+        return chunks
+
+    def _windows(self, text: str, offsets: list[tuple[int, int]], limit: int) -> list[str]:
         step = max(1, limit - self._overlap)
         chunks = []
         for start in range(0, len(offsets), step):

@@ -185,6 +185,7 @@ class TextEncoder:
         self._onnx: OnnxRunner | None = None
         # torch: the model run on its tokenizer's batches (see `direct_batches`), where that gives encode's vectors
         self._direct: Callable[[list[str]], Vectors] | None = None
+        self._tokens: TokenBatches | None = None  # and its tokenizer, for the chunker's offsets
         self._lock = threading.Lock()
         # Every asynchronous encode runs on this one thread. torch keeps a team of worker threads per calling
         # thread, spinning a while after each batch: encodes hopping between executor threads left idle teams
@@ -208,6 +209,7 @@ class TextEncoder:
                 if (batches := direct_batches(model)) is not None:
                     run = functools.partial(run_modules, model)
                     self._direct = functools.partial(batches.encode, batch_size=self._batch_size, run=run)
+                    self._tokens = batches
                 self._model = model
             return self._model
 
@@ -263,8 +265,20 @@ class TextEncoder:
         """The character span of each word piece of `text`."""
         if self.backend == "onnx":
             return self._runner().token_offsets(text)
-        encoded = self._load().tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        model = self._load()
+        if self._tokens is not None:  # the same tokenizer, without the library's wrapper around each call
+            return self._tokens.token_offsets(text)
+        encoded = model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
+
+    def token_offsets_of(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """`token_offsets` of each text: in one call of the tokenizer where the model runs on its batches (see
+        `direct_batches`), in Rust with the GIL released, rather than one wrapped call a text."""
+        if self.backend == "onnx":
+            return self._runner().token_offsets_of(texts)
+        if self._tokens is None:
+            return [self.token_offsets(text) for text in texts]
+        return self._tokens.token_offsets_of(texts)
 
     async def encode_async(self, texts: list[str]) -> list[list[float]]:
         """`encode` on the model's own thread, leaving the event loop free."""

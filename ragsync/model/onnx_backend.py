@@ -63,6 +63,10 @@ class OnnxRunner:
         """The character span of each word piece of `text` (no special tokens, no truncation)."""
         return self._batches.token_offsets(text)
 
+    def token_offsets_of(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """`token_offsets` of each text, tokenized in one call."""
+        return self._batches.token_offsets_of(texts)
+
     def encode(self, texts: list[str], batch_size: int) -> Vectors:
         """Pooled vectors for `texts`, in order."""
         return self._batches.encode(texts, batch_size, self._run)

@@ -45,6 +45,11 @@ class TokenBatches:
         """The character span of each word piece of `text` (no special tokens, no truncation)."""
         return [(int(a), int(b)) for a, b in self._words.encode(text, add_special_tokens=False).offsets]
 
+    def token_offsets_of(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """`token_offsets` of each text, in one call of the library (in Rust, the GIL released)."""
+        encodings: list[Encoding] = self._words.encode_batch(texts, add_special_tokens=False)
+        return [list(encoding.offsets) for encoding in encodings]
+
     def encode(self, texts: list[str], batch_size: int, run: Callable[[Feed], Any]) -> Vectors:
         """`run`'s row for each text, in the texts' order; `run` takes one batch of inputs."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
