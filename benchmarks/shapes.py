@@ -46,6 +46,7 @@ from benchmarks.tiny_encoder import build
 from ragsync.demo.records import Generator, demo_record
 from ragsync.model.encoder import ModelOptions, TextEncoder, unit
 from ragsync.model.tokens import Vectors
+from ragsync.settings import Settings
 
 GOAL = 0.6  # of the encoder's own items/s; and of the store's own upsert rate, with the zero-cost encoder
 ENCODES = 3  # timed encodes of the shape's texts before its syncs, and as many after
@@ -199,6 +200,32 @@ async def shape_rows(bench: Bench, count: int) -> list[Row]:
     return rows
 
 
+async def _sync(
+    bench: Bench,
+    settings: Settings,
+    count: int,
+    service: str,
+    watch: Callable[[list[int]], contextlib.AbstractContextManager[object]] | None = None,
+) -> tuple[float, list[dict[str, float]]]:
+    """A timed sync of `count` records through the zero-cost encoder's embedder, in a folder removed after it."""
+    folder = bench.folder / uuid.uuid4().hex[:8]
+    try:
+        return await timed_sync(
+            settings,
+            folder,
+            count,
+            1,
+            threads=1,
+            service=service,
+            generators=GENERATORS,
+            module="benchmarks.shapes",
+            env=_benchmarks_on_path(bench.folder),
+            watch=watch,
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the stores of 100,000s of points add up
+
+
 def _benchmarks_on_path(folder: Path) -> dict[str, str]:
     """The environment that lets an embedder process (run in a folder of its own) import this package: a folder
     holding only a link to it (the repository's root would also put its top-level `proto` before proto-plus's)."""
@@ -223,19 +250,7 @@ async def _hash_rows(bench: Bench, count: int, model: Path) -> list[Row]:
     service = SHAPES[shape][0]
     store = await asyncio.to_thread(_store_alone, shape, count, HASH_DIMENSION, model)
     settings = bench.settings(batch_sync_services=[service], embedding_model=str(model))
-    folder = bench.folder / uuid.uuid4().hex[:8]
-    seconds, [peaks] = await timed_sync(
-        settings,
-        folder,
-        count,
-        1,
-        threads=1,
-        service=service,
-        generators=GENERATORS,
-        module="benchmarks.shapes",
-        env=_benchmarks_on_path(bench.folder),
-    )
-    shutil.rmtree(folder, ignore_errors=True)
+    seconds, [peaks] = await _sync(bench, settings, count, service)
     rate, store_rate = count / seconds, count / store["upsert_s"]
     corpus = f"{shape}, {HASH_DIMENSION}-d"
     rows = [
@@ -263,25 +278,12 @@ async def _hash_rows(bench: Bench, count: int, model: Path) -> list[Row]:
     if PY_SPY is None:
         rows.append(Row("shapes: zero-cost encoder, per item by step", corpus, count, 0.0, 0.0, "py-spy not found"))
         return rows
-    folder = bench.folder / uuid.uuid4().hex[:8]
-    profile = bench.folder / f"profile-{folder.name}.txt"
+    profile = bench.folder / f"profile-{uuid.uuid4().hex[:8]}.txt"
     try:
-        profiled_s, _ = await timed_sync(
-            settings,
-            folder,
-            count,
-            1,
-            threads=1,
-            service=service,
-            generators=GENERATORS,
-            module="benchmarks.shapes",
-            env=_benchmarks_on_path(bench.folder),
-            watch=lambda pids: sampled(pids[0], profile),
-        )
+        profiled_s, _ = await _sync(bench, settings, count, service, watch=lambda pids: sampled(pids[0], profile))
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:  # the rows so far are kept
         rows.append(Row("shapes: zero-cost encoder, per item by step", corpus, count, 0.0, 0.0, f"failed: {error}"))
         return rows
-    shutil.rmtree(folder, ignore_errors=True)
     steps = by_step(profile)
     sampled_s = sum(steps.values()) / PROFILE_HZ
     for step, samples in sorted(steps.items(), key=lambda kv: -kv[1]):
