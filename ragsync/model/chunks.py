@@ -19,6 +19,8 @@ class Chunker:
 
     def split_all(self, texts: list[str]) -> list[list[str]]:
         """The chunks of each text, as `split`; the texts that may not fit are tokenized in one call."""
+        if not texts:  # asking the model's limit loads it: a batch with nothing to embed never waits for that
+            return []
         if self._limit is None:
             self._limit = self._encoder.max_tokens
         limit = self._limit
