@@ -27,11 +27,16 @@ class Chunker:
         # A word piece is at least one character: a text no longer than the limit fits without tokenizing.
         longer = [index for index, text in enumerate(texts) if len(text) > limit]
         chunks = [[text] for text in texts]
-        if longer:
-            offsets = self._encoder.token_offsets_of([texts[index] for index in longer])
-            for index, spans in zip(longer, offsets, strict=True):
-                if len(spans) > limit:
-                    chunks[index] = self._windows(texts[index], spans, limit)
+        # A text up to twice the limit in characters mostly fits: its word pieces are counted first (without
+        # their offsets, which cost more than the tokenizing), and only those that do not fit are cut.
+        counted = [index for index in longer if len(texts[index]) <= 2 * limit]
+        counts = self._encoder.token_counts([texts[index] for index in counted]) if counted else []
+        fits = {index for index, count in zip(counted, counts, strict=True) if count <= limit}
+        over = [index for index in longer if index not in fits]
+        offsets = self._encoder.token_offsets_of([texts[index] for index in over]) if over else []
+        for index, spans in zip(over, offsets, strict=True):
+            if len(spans) > limit:
+                chunks[index] = self._windows(texts[index], spans, limit)
         return chunks
 
     def _windows(self, text: str, offsets: list[tuple[int, int]], limit: int) -> list[str]:

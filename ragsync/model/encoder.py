@@ -280,6 +280,14 @@ class TextEncoder:
             return [self.token_offsets(text) for text in texts]
         return self._tokens.token_offsets_of(texts)
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """The number of word pieces of each text: as `token_offsets_of`, without building the offsets."""
+        if self.backend == "onnx":
+            return self._runner().token_counts(texts)
+        if self._tokens is None:
+            return [len(offsets) for offsets in self.token_offsets_of(texts)]
+        return self._tokens.token_counts(texts)
+
     async def encode_async(self, texts: list[str]) -> list[list[float]]:
         """`encode` on the model's own thread, leaving the event loop free."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, self.encode, texts)

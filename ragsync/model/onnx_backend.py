@@ -67,6 +67,10 @@ class OnnxRunner:
         """`token_offsets` of each text, tokenized in one call."""
         return self._batches.token_offsets_of(texts)
 
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """The number of word pieces of each text, tokenized in one call."""
+        return self._batches.token_counts(texts)
+
     def encode(self, texts: list[str], batch_size: int) -> Vectors:
         """Pooled vectors for `texts`, in order."""
         return self._batches.encode(texts, batch_size, self._run)
