@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from prometheus_client import REGISTRY
 
 from benchmarks.consumers import SERVICE, pruned, raw_encode_rate, synced, timed_sync, until_run
-from benchmarks.report import Row
+from benchmarks.report import Row, Rows
 from ragsync.app import options
 from ragsync.app.application import App
 from ragsync.coordinator.paging import PageQuery, iterate_pages
@@ -56,7 +56,7 @@ class Bench:
         self.encoder = encoder
         self.folder = folder
         self.rules = ItemRules(Schemas.load(None))
-        self.rows: list[Row] = []
+        self.rows = Rows()
         self._ceilings: dict[str, Row] = {}
 
     def settings(self, **changes: Any) -> Settings:

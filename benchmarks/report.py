@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,23 @@ class Row:
     versus: str = ""
     goal: str = ""
     met: bool | None = None
+
+
+class Rows(list[Row]):
+    """The table's rows, each printed on a line of its own as it is added: a step that fails late in a long run
+    leaves every row before it on the screen (and in the results, see `benchmarks.run`)."""
+
+    def append(self, row: Row) -> None:
+        super().append(row)
+        rate = f"{row.rate:.1f}/s" if row.rate else ""
+        print(
+            f"row: {row.benchmark} | {row.corpus} | {row.items} | {row.seconds:.2f} s | {rate} | {row.versus}",
+            flush=True,
+        )
+
+    def extend(self, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self.append(row)
 
 
 def machine() -> dict[str, Any]:

@@ -76,13 +76,25 @@ async def main(args: argparse.Namespace) -> None:
             "control": lambda: _control(bench, broker.bootstrap_servers, folder, args.sweep_points),
             "oneshot": lambda: _oneshot(bench, folder, args.oneshot, args.oneshot_pairs),
         }
-        for name in args.only or STEPS:
-            console.log(f"running: {name}")
-            await steps[name]()
+        failed = [name for name in args.only or STEPS if not await _step(name, steps[name], console)]
     print_table(bench.rows, console)
-    name = "partial" if args.only else "latest"  # a partial run never replaces the full one
+    name = "partial" if args.only or failed else "latest"  # a partial run never replaces the full one
     write(bench.rows, vars(args), RESULTS, name)
     console.print(f"wrote {RESULTS / name}.json and {RESULTS / name}.png")
+    if failed:
+        raise SystemExit(f"steps that failed (their rows so far are in the table): {', '.join(failed)}")
+
+
+async def _step(name: str, step: Callable[[], Awaitable[None]], console: Console) -> bool:
+    """Run one step; False, with the error on one line, when it failed: the steps after it still run, and the
+    rows of all of them are printed and written."""
+    console.log(f"running: {name}")
+    try:
+        await step()
+    except Exception as error:  # noqa: BLE001 - one step's failure must not lose the other steps' rows
+        console.log(f"[red]step {name} failed:[/red] {type(error).__name__}: {error}")
+        return False
+    return True
 
 
 async def _peers(bench: Bench, count: int) -> None:
@@ -98,7 +110,7 @@ async def _scale(bench: Bench, sizes: list[int]) -> None:
 
 
 async def _shapes(bench: Bench, count: int) -> None:
-    bench.rows.extend(await shape_rows(bench, count))
+    await shape_rows(bench, count)  # its rows are added as they are made
 
 
 async def _related(bench: Bench, count: int) -> None:

@@ -151,11 +151,12 @@ class HashEncoder(TextEncoder):
         return self.encode(texts)  # on the event loop: no model thread to hand it to
 
 
-async def shape_rows(bench: Bench, count: int) -> list[Row]:
-    """For each shape, a row per EMBEDDING_PROCESS mode; then the zero-cost encoder's rows."""
+async def shape_rows(bench: Bench, count: int) -> None:
+    """For each shape, a row per EMBEDDING_PROCESS mode; then the zero-cost encoder's rows: each added to
+    `bench.rows` as soon as it is measured."""
     model = await asyncio.to_thread(build, bench.folder / "tiny-encoder")
     tiny = TextEncoder(ModelOptions(name=str(model)))
-    rows = []
+    rows = bench.rows
     for shape, (service, _) in SHAPES.items():
         records = [demo_record(service, i, generators=GENERATORS) for i in range(ENCODED_ITEMS)]
         texts = [bench.rules.text(record, service) for record in records]
@@ -196,8 +197,7 @@ async def shape_rows(bench: Bench, count: int) -> list[Row]:
                     rate / raw >= GOAL,
                 )
             )
-    rows.extend(await _hash_rows(bench, count, model))
-    return rows
+    await _hash_rows(bench, count, model, rows)
 
 
 async def _sync(
@@ -243,7 +243,7 @@ def _chunked(encoder: TextEncoder, texts: list[str]) -> list[str]:
     return [chunk for text in texts for chunk in chunker.split(text)]
 
 
-async def _hash_rows(bench: Bench, count: int, model: Path) -> list[Row]:
+async def _hash_rows(bench: Bench, count: int, model: Path, rows: list[Row]) -> None:
     """The zero-cost encoder through the pipeline on platform-like records, against the store alone; then a second
     sync under py-spy, for each step's CPU per item."""
     shape = "platform-like"
@@ -253,37 +253,39 @@ async def _hash_rows(bench: Bench, count: int, model: Path) -> list[Row]:
     seconds, [peaks] = await _sync(bench, settings, count, service)
     rate, store_rate = count / seconds, count / store["upsert_s"]
     corpus = f"{shape}, {HASH_DIMENSION}-d"
-    rows = [
-        Row(
-            "shapes: store alone (qdrant-edge), the same points",
-            corpus,
-            count,
-            store["upsert_s"],
-            store_rate,
-            f"{WRITE_SLICE} points an upsert, only the upserts timed; its heap {store['heap_mb']:.0f} MB",
-        ),
-        Row(
-            "shapes: zero-cost encoder (a hash), one embedder process",
-            corpus,
-            count,
-            seconds,
-            rate,
-            f"{rate / store_rate:.2f} of the store's own upsert rate; peak RSS {peaks['VmHWM']:.0f} MB: heap "
-            f"{peaks['RssAnon']:.0f} MB (the store's points alone {store['heap_mb']:.0f} MB, the rest "
-            f"{peaks['RssAnon'] - store['heap_mb']:.0f} MB)",
-            f">= {GOAL} of the store alone",
-            rate / store_rate >= GOAL,
-        ),
-    ]
+    rows.extend(
+        [
+            Row(
+                "shapes: store alone (qdrant-edge), the same points",
+                corpus,
+                count,
+                store["upsert_s"],
+                store_rate,
+                f"{WRITE_SLICE} points an upsert, only the upserts timed; its heap {store['heap_mb']:.0f} MB",
+            ),
+            Row(
+                "shapes: zero-cost encoder (a hash), one embedder process",
+                corpus,
+                count,
+                seconds,
+                rate,
+                f"{rate / store_rate:.2f} of the store's own upsert rate; peak RSS {peaks['VmHWM']:.0f} MB: heap "
+                f"{peaks['RssAnon']:.0f} MB (the store's points alone {store['heap_mb']:.0f} MB, the rest "
+                f"{peaks['RssAnon'] - store['heap_mb']:.0f} MB)",
+                f">= {GOAL} of the store alone",
+                rate / store_rate >= GOAL,
+            ),
+        ]
+    )
     if PY_SPY is None:
         rows.append(Row("shapes: zero-cost encoder, per item by step", corpus, count, 0.0, 0.0, "py-spy not found"))
-        return rows
+        return
     profile = bench.folder / f"profile-{uuid.uuid4().hex[:8]}.txt"
     try:
         profiled_s, _ = await _sync(bench, settings, count, service, watch=lambda pids: sampled(pids[0], profile))
     except (RuntimeError, OSError, subprocess.SubprocessError) as error:  # the rows so far are kept
         rows.append(Row("shapes: zero-cost encoder, per item by step", corpus, count, 0.0, 0.0, f"failed: {error}"))
-        return rows
+        return
     steps = by_step(profile)
     sampled_s = sum(steps.values()) / PROFILE_HZ
     for step, samples in sorted(steps.items(), key=lambda kv: -kv[1]):
@@ -300,7 +302,6 @@ async def _hash_rows(bench: Bench, count: int, model: Path) -> list[Row]:
                 f"time, {sampled_s / count * 1e6:.0f} µs of CPU over its threads)",
             )
         )
-    return rows
 
 
 @contextlib.contextmanager

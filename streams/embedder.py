@@ -7,7 +7,6 @@ redelivered item overwrites its own point. Items that cannot be embedded are dea
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
 import time
@@ -137,16 +136,11 @@ class Item:
     event: ItemEvent
     content: ItemContent
     hash: str
+    first_point: str  # the id of the item's first chunk's point, where its hash and chunk count are kept
 
     @property
     def text(self) -> str:
         return self.content.text
-
-    @functools.cached_property
-    def first_point(self) -> str:
-        """The id of the item's first chunk's point, where its hash and chunk count are kept (read several times
-        a batch: computed once)."""
-        return point_id(self.event.tenant_id, self.event.service, self.event.item_id, 0)
 
 
 @dataclass(frozen=True)
@@ -193,6 +187,10 @@ class Sorting:
     changed: list[tuple[Item, int]] = field(default_factory=list)
     unchanged: list[Item] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+
+
+def _first_point(event: ItemEvent) -> str:
+    return point_id(event.tenant_id, event.service, event.item_id, 0)
 
 
 def _latest(
@@ -300,15 +298,20 @@ class Embedder:
         """Store one batch (and dead-letter its unreadable records); returns once Qdrant acknowledged it and
         `member`'s counts are published.
 
-        The batch is sorted, looked up and chunked a part at a time, each part's chunks handed to the model at
-        once: the model starts on the first part while the others are sorted, rather than after all of them."""
+        The batch is looked up whole, then sorted and chunked a part at a time, each part's chunks handed to the
+        model at once: the model starts on the first part while the others are sorted, rather than after all of
+        them."""
         latest, superseded = _latest(events)
         outcome = BatchOutcome()
         sorting = Sorting(rejected=[Rejected(bad.at, bad.reason, bad.original) for bad in unreadable])
+        # The whole batch is looked up at once, before any write: a store in a process of its own answers one
+        # call at a time, and a lookup between writes would wait for the write before it.
+        firsts = {d.event.key: _first_point(d.event) for d in latest if d.event.op != "delete"}
+        sorting.stored = await asyncio.to_thread(self._store.stored, list(firsts.values()))
         writer = SliceWriter(self._encoder, self._store, self._point)
         try:
             for part in in_slices(latest):
-                await self._sort(part, sorting, writer, outcome)
+                await self._sort(part, firsts, sorting, writer, outcome)
             spent = await writer.finish()
         finally:
             await writer.settle()
@@ -326,14 +329,19 @@ class Embedder:
         return outcome
 
     async def _sort(
-        self, part: list[Delivered[ItemEvent]], sorting: Sorting, writer: SliceWriter, outcome: BatchOutcome
+        self,
+        part: list[Delivered[ItemEvent]],
+        firsts: dict[str, str],
+        sorting: Sorting,
+        writer: SliceWriter,
+        outcome: BatchOutcome,
     ) -> None:
-        """Sort one part of a batch: delete what was deleted, and hand the chunks of what changed to `writer`."""
-        batch = self._triage(part)
+        """Sort one part of a batch (its items' first points in `firsts`, looked up in `sorting.stored`): delete
+        what was deleted, and hand the chunks of what changed to `writer`."""
+        batch = self._triage(part, firsts)
         sorting.rejected += batch.rejected
         await self._delete(batch.deletions, outcome)
-        stored = await asyncio.to_thread(self._store.stored, [item.first_point for item in batch.items])
-        sorting.stored |= stored
+        stored = sorting.stored
         fresh: list[Item] = []
         for item in batch.items:
             same = stored.get(item.first_point, {}).get("content_hash") == item.hash
@@ -355,7 +363,9 @@ class Embedder:
         """Cut the changed items into chunks and hand them to `writer`; each item and its number of chunks."""
         if items and not self._encoder.loaded:
             await self._encoder.load_async()  # the chunker needs the tokenizer; loading it must not block the loop
-        chunked = list(zip(items, self._chunker.split_all([item.text for item in items]), strict=True))
+        # On a thread: the tokenizer runs in Rust without the GIL, beside the store's writes, which hold it.
+        texts = await asyncio.to_thread(self._chunker.split_all, [item.text for item in items])
+        chunked = list(zip(items, texts, strict=True))
         writer.add(
             [Chunk(item, index, len(texts), text) for item, texts in chunked for index, text in enumerate(texts)]
         )
@@ -390,7 +400,7 @@ class Embedder:
         for run_id, ids in by_run.items():
             await asyncio.to_thread(self._store.touch, ids, run_id, touched_at)
 
-    def _triage(self, events: Sequence[Delivered[ItemEvent]]) -> Triage:
+    def _triage(self, events: Sequence[Delivered[ItemEvent]], firsts: dict[str, str]) -> Triage:
         """Sort events of distinct items into items to store, deletions and events that cannot be embedded."""
         batch = Triage()
         for delivered in events:
@@ -400,7 +410,8 @@ class Embedder:
                 continue
             content = self._rules.content(event.record, event.service)
             if content.text.strip():
-                batch.items.append(Item(delivered.at, event, content, content_hash(self._encoder.name, content.text)))
+                hashed = content_hash(self._encoder.name, content.text)
+                batch.items.append(Item(delivered.at, event, content, hashed, firsts[event.key]))
             else:
                 reason = "the record has no text to embed (every field is empty or an id)"
                 batch.rejected.append(Rejected(delivered.at, reason, event.to_bytes().decode(), event))
