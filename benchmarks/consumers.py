@@ -119,7 +119,7 @@ def raw_encode_rate(
 def _timed_encode(
     settings: Settings, texts: list[str], barrier: Barrier, results: Queue[float], repeats: int, library: bool
 ) -> None:
-    one_thread = settings.model_copy(update={"torch_threads": 1, "embedding_process": False})  # the model itself
+    one_thread = settings.model_copy(update={"torch_threads": 1, "embedding_process": "off"})  # the model itself
     encode = _library_encode(one_thread) if library else App(one_thread).encoder().encode
     encode(texts[:32])  # warm up
     barrier.wait()

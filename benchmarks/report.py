@@ -76,6 +76,64 @@ def print_table(rows: list[Row], console: Console) -> None:
     console.print(table)
 
 
+# Rows compared with the last full run, by how their names start: the figures that must not get slower.
+WATCHED = ("first sync: Coordinator", "one-shot:", "unchanged re-sync", "change to searchable", "shapes:", "scale:")
+# A whole sync or command timed twice in a row here differs by up to this much: a change within it is noise.
+SPREAD = 0.10
+
+
+@dataclass(frozen=True)
+class Change:
+    """A watched row of this run beside the same row (name, corpus, items) of the last run."""
+
+    row: Row
+    before_s: float
+
+    @property
+    def ratio(self) -> float:
+        """This run's seconds over the last run's: above 1 is slower."""
+        return self.row.seconds / self.before_s
+
+    @property
+    def verdict(self) -> str:
+        if self.ratio > 1 + SPREAD:
+            return "slower"
+        return "faster" if self.ratio < 1 - SPREAD else "within the spread"
+
+
+def changes(rows: list[Row], last_run: Path) -> list[Change]:
+    """Each watched row of `rows` that the report at `last_run` (a `write` JSON) also has, with both timed."""
+    if not last_run.exists():
+        return []
+    before = {(r["benchmark"], r["corpus"], r["items"]): r["seconds"] for r in json.loads(last_run.read_text())["rows"]}
+    found = []
+    for row in rows:
+        seconds = before.get((row.benchmark, row.corpus, row.items), 0.0)
+        if row.benchmark.startswith(WATCHED) and seconds > 0 and row.seconds > 0:
+            found.append(Change(row, seconds))
+    return found
+
+
+def print_changes(found: list[Change], console: Console) -> None:
+    """The watched rows against the last run, slower ones in red."""
+    table = Table(title=f"against the last full run (benchmarks/results/latest.json; spread ±{SPREAD:.0%})")
+    for column in ("benchmark", "corpus", "items", "last run s", "this run s", "change", "verdict"):
+        table.add_column(column, justify="right" if column.endswith(("s", "items", "change")) else "left")
+    for change in found:
+        colour = "red" if change.verdict == "slower" else "green"
+        row = change.row
+        table.add_row(
+            row.benchmark,
+            row.corpus,
+            str(row.items),
+            f"{change.before_s:.2f}",
+            f"{row.seconds:.2f}",
+            f"{change.ratio - 1:+.0%}",
+            f"[{colour}]{change.verdict}[/{colour}]",
+        )
+    console.print(table)
+
+
 def write(rows: list[Row], arguments: dict[str, Any], folder: Path, name: str) -> None:
     """`name`.json (every row and the machine) and `name`.png (the throughputs) in `folder`."""
     folder.mkdir(exist_ok=True)

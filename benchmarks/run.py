@@ -22,7 +22,7 @@ from benchmarks.control_plane import control_rows, sweep_row
 from benchmarks.peers import oneshot_rows, peer_rows
 from benchmarks.pipeline import Bench
 from benchmarks.related_content import related_rows
-from benchmarks.report import print_table, write
+from benchmarks.report import changes, print_changes, print_table, write
 from benchmarks.scale import scale_rows
 from benchmarks.shapes import shape_rows
 from benchmarks.stores import STORES, store_rows
@@ -78,6 +78,7 @@ async def main(args: argparse.Namespace) -> None:
         }
         failed = [name for name in args.only or STEPS if not await _step(name, steps[name], console)]
     print_table(bench.rows, console)
+    print_changes(changes(bench.rows, RESULTS / "latest.json"), console)
     name = "partial" if args.only or failed else "latest"  # a partial run never replaces the full one
     write(bench.rows, vars(args), RESULTS, name)
     console.print(f"wrote {RESULTS / name}.json and {RESULTS / name}.png")

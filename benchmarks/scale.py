@@ -61,7 +61,7 @@ async def scale_rows(bench: Bench, sizes: list[int]) -> list[Row]:
     for count in sizes:
         # The model in a process of its own (EMBEDDING_PROCESS), as for any fast encoder: in the embedder's own
         # process it waits on the GIL through every store write.
-        settings = bench.settings(batch_sync_services=[SERVICE], embedding_model=str(model), embedding_process=True)
+        settings = bench.settings(batch_sync_services=[SERVICE], embedding_model=str(model), embedding_process="on")
         texts = bench.texts("short", 5000)
         # This machine's speed drifts by a fifth from one minute to the next, so the encoder is timed before and
         # after the sync, three times each, and its fastest is the rate to keep up with.

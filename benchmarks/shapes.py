@@ -34,6 +34,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,52 +153,138 @@ class HashEncoder(TextEncoder):
 
 
 async def shape_rows(bench: Bench, count: int) -> None:
-    """For each shape, a row per EMBEDDING_PROCESS mode; then the zero-cost encoder's rows: each added to
-    `bench.rows` as soon as it is measured."""
+    """For each shape, a row per EMBEDDING_PROCESS mode (off, on, and auto with the mode its rule chose) and a row
+    of memory at a quarter of the records and at all of them; then the zero-cost encoder's rows. Each row is added
+    to `bench.rows` as soon as it is measured."""
     model = await asyncio.to_thread(build, bench.folder / "tiny-encoder")
     tiny = TextEncoder(ModelOptions(name=str(model)))
-    rows = bench.rows
     for shape, (service, _) in SHAPES.items():
         records = [demo_record(service, i, generators=GENERATORS) for i in range(ENCODED_ITEMS)]
         texts = [bench.rules.text(record, service) for record in records]
         chunks = await asyncio.to_thread(_chunked, tiny, texts)
         words = sum(len(text.split()) for text in texts) / len(texts)
-        store = await asyncio.to_thread(_store_alone, shape, count, 64, model)
         corpus = f"{shape} (~{words:.0f} words, {len(chunks) / len(texts):.2f} chunks an item)"
         settings = bench.settings(batch_sync_services=[service], embedding_model=str(model))
         raws = [await asyncio.to_thread(raw_encode_rate, settings, chunks, 1, ENCODES)]
-        runs = {}
-        for process in (False, True):
-            mode = settings.model_copy(update={"embedding_process": process})
-            folder = bench.folder / uuid.uuid4().hex[:8]
-            runs[process] = await timed_sync(mode, folder, count, 1, threads=1, service=service, generators=GENERATORS)
-            shutil.rmtree(folder, ignore_errors=True)  # the stores of 100,000s of points add up
+        runs = {mode: await _mode_sync(bench, settings, mode, count, service) for mode in MODES}
         raws.append(await asyncio.to_thread(raw_encode_rate, settings, chunks, 1, ENCODES))
-        raw = max(raws) * len(texts) / len(chunks)  # items/s: the encoder's texts/s over an item's chunks
-        rates = {process: count / seconds for process, (seconds, _) in runs.items()}
-        faster = max(rates, key=lambda process: rates[process])
-        for process, (seconds, [peaks]) in runs.items():
-            rate = rates[process]
-            rest = peaks["RssAnon"] - store["heap_mb"]
-            rows.append(
-                Row(
-                    f"shapes: tiny encoder, EMBEDDING_PROCESS={'on' if process else 'off'}",
-                    corpus,
-                    count,
-                    seconds,
-                    rate,
-                    f"{rate / raw:.2f} of the encoder's own {raw:.0f} items/s (fastest of {ENCODES} encodes before "
-                    f"the syncs: {raws[0] * len(texts) / len(chunks):.0f}/s, after: "
-                    f"{raws[1] * len(texts) / len(chunks):.0f}/s); {rate / rates[not process]:.2f}x the other mode"
-                    f"{' (the faster)' if process == faster else ''}; peak RSS {peaks['VmHWM']:.0f} MB: heap "
-                    f"{peaks['RssAnon']:.0f} MB (the store's points alone {store['heap_mb']:.0f} MB, the rest "
-                    f"{rest:.0f} MB), mapped files {peaks['RssFile']:.0f} MB; the model's process "
-                    f"{peaks['children']:.0f} MB",
-                    f">= {GOAL} of the encoder",
-                    rate / raw >= GOAL,
-                )
-            )
-    await _hash_rows(bench, count, model, rows)
+        per_item = len(texts) / len(chunks)  # the encoder's texts/s into items/s: over an item's chunks
+        encoder = ShapeEncoder(max(raws) * per_item, raws[0] * per_item, raws[1] * per_item)
+        store = await asyncio.to_thread(_store_alone, shape, count, 64, model)
+        for mode, run in runs.items():
+            bench.rows.append(_mode_row(mode, run, runs, encoder, store, corpus, count))
+        quarter = await _mode_sync(bench, settings, "auto", count // 4, service)
+        store_quarter = await asyncio.to_thread(_store_alone, shape, count // 4, 64, model)
+        bench.rows.append(_memory_row(corpus, count, (quarter, store_quarter), (runs["auto"], store)))
+    await _hash_rows(bench, count, model, bench.rows)
+
+
+MODES = ("off", "on", "auto")
+# Two modes within this share of each other are as fast as the run-to-run spread tells apart: auto's rule may pick
+# either (the spread of the same sync run twice here is 3-8 %).
+SAME_SPEED = 0.05
+
+
+@dataclass(frozen=True)
+class ShapeEncoder:
+    """The tiny encoder's own items/s on a shape's texts: the fastest of all its encodes, and those before and after
+    the syncs."""
+
+    rate: float
+    before: float
+    after: float
+
+
+@dataclass(frozen=True)
+class ModeRun:
+    """One timed sync of a shape: its seconds, the embedder's memory peaks, and (auto) where its model ran."""
+
+    seconds: float
+    peaks: dict[str, float]
+    placement: str
+
+    def rate(self, count: int) -> float:
+        return count / self.seconds
+
+
+async def _mode_sync(bench: Bench, settings: Settings, mode: str, count: int, service: str) -> ModeRun:
+    folder = bench.folder / uuid.uuid4().hex[:8]
+    settings = settings.model_copy(update={"embedding_process": mode})
+    try:
+        seconds, [peaks] = await timed_sync(
+            settings, folder, count, 1, threads=1, service=service, generators=GENERATORS
+        )
+        return ModeRun(seconds, peaks, _placement(folder) if mode == "auto" else mode)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # the stores of 100,000s of points add up
+
+
+def _placement(folder: Path) -> str:
+    """Where EMBEDDING_PROCESS=auto ran the model, from the embedder's log: `on` (its own process), `off` (the
+    embedder's), or `undecided` (too few texts to decide)."""
+    for line in (folder / "embedder-0.log").read_text(errors="replace").splitlines():
+        if "EMBEDDING_PROCESS=auto: the model runs in" in line:
+            return "on" if "the model runs in its own process" in line else "off"
+    return "undecided"
+
+
+def _mode_row(
+    mode: str,
+    run: ModeRun,
+    runs: dict[str, ModeRun],
+    encoder: ShapeEncoder,
+    store: dict[str, float],
+    corpus: str,
+    count: int,
+) -> Row:
+    rate, peaks = run.rate(count), run.peaks
+    faster = max(("off", "on"), key=lambda other: runs[other].rate(count))
+    versus = (
+        f"{rate / encoder.rate:.2f} of the encoder's own {encoder.rate:.0f} items/s (fastest of {ENCODES} encodes "
+        f"before the syncs: {encoder.before:.0f}/s, after: {encoder.after:.0f}/s); "
+    )
+    goal, met = f">= {GOAL} of the encoder", rate / encoder.rate >= GOAL
+    if mode == "auto":
+        chosen = runs[run.placement].rate(count) if run.placement in ("on", "off") else 0.0
+        picked = chosen >= (1 - SAME_SPEED) * runs[faster].rate(count)
+        versus += (
+            f"its rule chose {run.placement}; the faster mode: {faster} ({runs[faster].rate(count):.0f}/s against "
+            f"{runs['on' if faster == 'off' else 'off'].rate(count):.0f}/s); "
+        )
+        goal += f", and picks the faster mode (or one within {SAME_SPEED:.0%} of it)"
+        met = met and picked
+    else:
+        other = runs["on" if mode == "off" else "off"]
+        versus += f"{rate / other.rate(count):.2f}x the other mode{' (the faster)' if mode == faster else ''}; "
+    versus += (
+        f"peak RSS {peaks['VmHWM']:.0f} MB: heap {peaks['RssAnon']:.0f} MB (the store's points alone "
+        f"{store['heap_mb']:.0f} MB, the rest {peaks['RssAnon'] - store['heap_mb']:.0f} MB), mapped files "
+        f"{peaks['RssFile']:.0f} MB; the model's process {peaks['children']:.0f} MB"
+    )
+    return Row(f"shapes: tiny encoder, EMBEDDING_PROCESS={mode}", corpus, count, run.seconds, rate, versus, goal, met)
+
+
+# The embedder's heap besides the store's points may grow this much from a quarter of the records to all of them:
+# what a batch holds varies with its size (about a second of records), not with the records synced.
+MEMORY_SLACK = 1.15
+
+
+def _memory_row(
+    corpus: str, count: int, quarter: tuple[ModeRun, dict[str, float]], whole: tuple[ModeRun, dict[str, float]]
+) -> Row:
+    """The embedder's heap less the store's points at a quarter of the records and at all of them (auto)."""
+    (small, small_store), (large, large_store) = quarter, whole
+    rests = [run.peaks["RssAnon"] - store["heap_mb"] for run, store in (quarter, whole)]
+    versus = (
+        f"{count // 4} records: peak RSS {small.peaks['VmHWM']:.0f} MB, heap {small.peaks['RssAnon']:.0f} MB of "
+        f"which the store's points {small_store['heap_mb']:.0f} MB, the rest {rests[0]:.0f} MB; {count} records: "
+        f"peak RSS {large.peaks['VmHWM']:.0f} MB, heap {large.peaks['RssAnon']:.0f} MB of which the store's points "
+        f"{large_store['heap_mb']:.0f} MB, the rest {rests[1]:.0f} MB"
+    )
+    goal = f"the rest grows at most {MEMORY_SLACK - 1:.0%}"
+    return Row(
+        "shapes: memory (auto)", corpus, count, large.seconds, 0.0, versus, goal, rests[1] <= MEMORY_SLACK * rests[0]
+    )
 
 
 async def _sync(

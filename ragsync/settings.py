@@ -20,6 +20,9 @@ DEFAULT_SERVICES = ["payment-service", "assessment-service", "devlab-service", "
 MIN_TOKEN_CHARS = 16
 
 
+SWITCH_WORDS = {"true": "on", "1": "on", "yes": "on", "on": "on", "false": "off", "0": "off", "no": "off", "off": "off"}
+
+
 class Settings(BaseSettings):
     """All of ragsync's settings. Each field is read from the environment variable of the same name, upper-cased."""
 
@@ -283,13 +286,15 @@ class Settings(BaseSettings):
             "variants); any other pair is refused at start-up, naming both."
         ),
     )
-    embedding_process: bool = Field(
-        False,
+    embedding_process: Literal["auto", "on", "off"] = Field(
+        "auto",
         description=(
-            "`on`: the embedder runs its model in a child process, so encoding overlaps the store's writes "
-            "(see Architecture). For fast encoders (a GPU, a small model): it costs a second copy of the "
-            "model in memory and a second interpreter, and gains nothing when the model takes most of an "
-            "item's time, as all-MiniLM-L6-v2 does on a CPU."
+            "Where the embedder runs its model. `auto`: in its own process at first, then in a child process "
+            "if the first 2,048 texts show the model at most 6 times the CPU of the rest of the batch, on a "
+            "machine with 2 cores or more (the rule, and the benchmark behind it: Architecture). `on`: in a "
+            "child process from the start, so encoding overlaps the store's writes; it costs a second copy of "
+            "the model in memory. `off`: always in the embedder's own process. `true` and `false` mean `on` "
+            "and `off`."
         ),
     )
 
@@ -417,6 +422,16 @@ class Settings(BaseSettings):
     def _split_services(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("embedding_process", mode="before")
+    @classmethod
+    def _switch_words(cls, value: object) -> object:
+        # The setting was a switch before `auto`: its true and false spellings still mean on and off.
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if isinstance(value, str) and value.strip().lower() in SWITCH_WORDS:
+            return SWITCH_WORDS[value.strip().lower()]
         return value
 
     @field_validator("batch_sync_services")

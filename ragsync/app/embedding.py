@@ -19,6 +19,8 @@ from ragsync.app.wiring import Wiring
 from ragsync.items import ItemRules
 from ragsync.messaging.kafka import Committed, assign_every_partition, start_client
 from ragsync.model.encoder import TextEncoder
+from ragsync.model.encoder_process import ProcessEncoder
+from ragsync.model.placement import AutoEncoder
 from ragsync.operations import metrics
 from ragsync.operations.endpoints import Check
 from ragsync.operations.supervision import Supervisor
@@ -195,6 +197,7 @@ class EmbedderComponent:
             "last_index_error": self.pruner.last_index_error,
             "last_completion_error": self.completion.last_error,
             "related_edges": self.related.status() if self.related else None,
+            "model": _placement(self._parts.encoder),
         }
 
     def checks(self, supervisor: Supervisor) -> dict[str, Check]:
@@ -209,6 +212,14 @@ class EmbedderComponent:
         if self.related is not None:
             checks["related edges"] = _related_check(self.related)
         return checks
+
+
+def _placement(encoder: TextEncoder) -> dict[str, object]:
+    """Where the model runs (EMBEDDING_PROCESS), and with `auto` the figures that decided it."""
+    if isinstance(encoder, AutoEncoder):
+        return {"embedding_process": "auto", **encoder.placement.status()}
+    where = "its own process" if isinstance(encoder, ProcessEncoder) else "this process"
+    return {"embedding_process": "on" if where == "its own process" else "off", "where": where}
 
 
 async def _space_to_open(app: Wiring, stop: asyncio.Event, serve_ops: bool) -> bool:

@@ -40,7 +40,7 @@ class Components:
             "DATA_DIR": str(s.data_dir),
             "EMBEDDING_MODEL": s.embedding_model,
             "TORCH_THREADS": "1",
-            "EMBEDDING_PROCESS": str(s.embedding_process).lower(),
+            "EMBEDDING_PROCESS": s.embedding_process,
             **env,
         }
         full_env = {name: value for name, value in wanted.items() if value is not None}

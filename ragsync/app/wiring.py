@@ -19,6 +19,7 @@ from ragsync.messaging.kafka import Publisher, make_consumer
 from ragsync.messaging.topics import Topics, ensure_topics
 from ragsync.model.encoder import TextEncoder
 from ragsync.model.encoder_process import ProcessEncoder
+from ragsync.model.placement import AutoEncoder
 from ragsync.operations import metrics
 from ragsync.operations.endpoints import Action, Check, OpsServer
 from ragsync.operations.supervision import Supervisor
@@ -67,9 +68,10 @@ class Wiring:
         return Supervisor(component, options.restarts(self.settings))
 
     def encoder(self) -> TextEncoder:
-        """The embedding model (loads on first use), in a process of its own with EMBEDDING_PROCESS=on."""
-        kind = ProcessEncoder if self.settings.embedding_process else TextEncoder
-        return kind(options.model(self.settings))
+        """The embedding model (loads on first use): in a process of its own with EMBEDDING_PROCESS=on, moving
+        to one if its first texts show it fast relative to the rest with `auto` (see `ragsync.model.placement`)."""
+        kinds = {"on": ProcessEncoder, "off": TextEncoder, "auto": AutoEncoder}
+        return kinds[self.settings.embedding_process](options.model(self.settings))
 
     def item_rules(self) -> ItemRules:
         """How records become items: the schemas in SCHEMAS_DIR and the built-in ones (validated here)."""

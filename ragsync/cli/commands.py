@@ -420,7 +420,7 @@ def search(
             err.print(as_text(f"no points in {store.collection} yet: run `ragsync sync` or `ragsync demo` first"))
             hits = []
         else:
-            one_query = settings.model_copy(update={"embedding_process": False})  # not worth a process of its own
+            one_query = settings.model_copy(update={"embedding_process": "off"})  # not worth a process of its own
             hits = store.search(App(one_query).encoder().encode([text])[0], k, tenant, service)
         linked: list[list[RelatedItem]] = [_related_of(store, hit.payload) for hit in hits] if related else []
     if as_json:

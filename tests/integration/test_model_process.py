@@ -14,8 +14,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from ragsync.model import placement
 from ragsync.model.encoder import TextEncoder
 from ragsync.model.encoder_process import ModelProcessExited, ProcessEncoder
+from ragsync.model.placement import AutoEncoder
 from ragsync.operations import metrics
 
 TEXTS = ["refund", "Payment 4411 failed: the card issuer declined it.", "Ünïcödé ✓ 日本語 " * 30]
@@ -91,3 +93,42 @@ def _alive(pid: int) -> bool:
             return "zombie" not in status.read()
     except FileNotFoundError:
         return False
+
+
+async def test_auto_encodes_in_place_until_its_window_chose_a_process_then_in_the_child_once_it_is_ready(
+    encoder: TextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(placement, "WINDOW_TEXTS", 60)
+    monkeypatch.setattr(placement, "MOVE_AT", float("inf"))  # any model counts as fast: the move is what is tested
+    auto = AutoEncoder(cores=2)
+    expected = np.array(encoder.encode(TEXTS))
+    try:
+        await auto.load_async()
+        for _ in range(19):  # 57 texts: still deciding, all in place
+            assert np.abs(np.array(await auto.encode_async(TEXTS)) - expected).max() < 1e-6
+        assert auto.placement.where == "deciding" and auto.pid is None
+        await auto.encode_async(TEXTS)  # 60: decided, and the child starts loading its model
+        decided = auto.placement  # read again: the encode above changed it
+        assert decided.where == "its own process" and "µs of CPU a text" in decided.reason
+        deadline = time.monotonic() + 120
+        while not auto.moved and time.monotonic() < deadline:
+            assert np.abs(np.array(await auto.encode_async(TEXTS)) - expected).max() < 1e-6  # in place meanwhile
+            await asyncio.sleep(0.1)
+        assert auto.moved and auto.pid not in (None, os.getpid())
+        assert np.abs(np.array(await auto.encode_async(TEXTS)) - expected).max() < 1e-6
+    finally:
+        auto.close()
+
+
+def test_auto_keeps_a_model_that_is_most_of_the_time_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(placement, "WINDOW_TEXTS", 60)
+    auto = AutoEncoder(cores=2)
+    try:
+        for _ in range(20):  # all-MiniLM-L6-v2 with nothing else to do: the rest is next to nothing
+            auto.encode(TEXTS)
+        assert auto.placement.where == "this process", auto.placement
+        assert auto.placement.model_us is not None and auto.placement.rest_us is not None
+        assert auto.placement.model_us > placement.MOVE_AT * auto.placement.rest_us
+        assert auto.pid is None
+    finally:
+        auto.close()

@@ -1,14 +1,18 @@
-"""The benchmark's rows survive a failing step: each is printed when it is made, and the steps after go on."""
+"""The benchmark's rows survive a failing step (each is printed when it is made, and the steps after go on), and
+the watched ones are set beside the last run's."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
+from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from benchmarks.report import Row, Rows
+from benchmarks.report import Row, Rows, changes, print_changes
 from benchmarks.run import _step
 
 
@@ -39,3 +43,36 @@ def test_a_failing_step_keeps_the_rows_it_made_and_says_why_in_one_line() -> Non
     assert asyncio.run(both()) == [False, True]
     assert [row.benchmark for row in rows] == ["made before the failure", "made after"]
     assert "step shapes failed: RuntimeError: the store-alone measurement failed" in output.getvalue()
+
+
+def test_watched_rows_are_set_beside_the_last_run_and_a_slowdown_past_the_spread_is_called_slower(
+    tmp_path: Path,
+) -> None:
+    last = [
+        Row("first sync: Coordinator to Qdrant", "short", 1000, 10.0, 100.0),
+        Row("one-shot: ragsync sync, whole command", "short", 1000, 13.0, 76.0),
+        Row("unchanged re-sync", "short", 1000, 0.30, 3300.0),
+        Row("model: torch bf16", "short", 1000, 3.4, 291.0),  # not watched
+    ]
+    write_rows(last, tmp_path / "latest.json")
+    now = [
+        Row("first sync: Coordinator to Qdrant", "short", 1000, 10.5, 95.0),  # +5 %: noise
+        Row("one-shot: ragsync sync, whole command", "short", 1000, 15.0, 66.0),  # +15 %: slower
+        Row("unchanged re-sync", "short", 1000, 0.20, 5000.0),  # -33 %: faster
+        Row("unchanged re-sync", "long", 300, 0.2, 1500.0),  # not in the last run
+        Row("model: torch bf16", "short", 1000, 9.0, 111.0),
+    ]
+    found = changes(now, tmp_path / "latest.json")
+    assert [(c.row.benchmark, c.verdict) for c in found] == [
+        ("first sync: Coordinator to Qdrant", "within the spread"),
+        ("one-shot: ragsync sync, whole command", "slower"),
+        ("unchanged re-sync", "faster"),
+    ]
+    output = io.StringIO()
+    print_changes(found, Console(file=output, width=200))
+    assert "+15%" in output.getvalue() and "slower" in output.getvalue()
+    assert changes(now, tmp_path / "missing.json") == []
+
+
+def write_rows(rows: list[Row], path: Path) -> None:
+    path.write_text(json.dumps({"rows": [asdict(row) for row in rows]}))

@@ -90,3 +90,21 @@ def test_the_batch_size_histogram_reaches_the_largest_batch_a_setting_allows() -
 
     [bound] = [m.le for m in Settings.model_fields["embedder_max_batch"].metadata if isinstance(m, Le)]
     assert max(EMBED_BATCH_BUCKETS) >= bound and Settings(_env_file=None).embedder_max_batch in EMBED_BATCH_BUCKETS
+
+
+@pytest.mark.parametrize(
+    ("given", "meant"),
+    [("auto", "auto"), ("on", "on"), ("true", "on"), ("1", "on"), ("False", "off"), ("off", "off"), ("no", "off")],
+)
+def test_embedding_process_is_auto_by_default_and_keeps_its_old_switch_spellings(
+    monkeypatch: pytest.MonkeyPatch, given: str, meant: str
+) -> None:
+    assert Settings(_env_file=None).embedding_process == "auto"
+    monkeypatch.setenv("EMBEDDING_PROCESS", given)
+    assert Settings(_env_file=None).embedding_process == meant
+
+
+def test_a_bad_embedding_process_names_the_setting_and_the_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDDING_PROCESS", "sometimes")
+    with pytest.raises(ValidationError, match=r"embedding_process[\s\S]*sometimes"):
+        Settings(_env_file=None)
