@@ -304,8 +304,8 @@ class Embedder:
         latest, superseded = _latest(events)
         outcome = BatchOutcome()
         sorting = Sorting(rejected=[Rejected(bad.at, bad.reason, bad.original) for bad in unreadable])
-        # The whole batch is looked up at once, before any write: a store in a process of its own answers one
-        # call at a time, and a lookup between writes would wait for the write before it.
+        # The whole batch is looked up in one call, before any write: every store call holds the store's lock, so
+        # a lookup a part, made between the slices' writes, waited for the write before it.
         firsts = {d.event.key: _first_point(d.event) for d in latest if d.event.op != "delete"}
         sorting.stored = await asyncio.to_thread(self._store.stored, list(firsts.values()))
         writer = SliceWriter(self._encoder, self._store, self._point)
@@ -364,8 +364,8 @@ class Embedder:
         if items and not self._encoder.loaded:
             await self._encoder.load_async()  # the chunker needs the tokenizer; loading it must not block the loop
         # On a thread: the tokenizer runs in Rust without the GIL, beside the store's writes, which hold it.
-        texts = await asyncio.to_thread(self._chunker.split_all, [item.text for item in items])
-        chunked = list(zip(items, texts, strict=True))
+        pieces = await asyncio.to_thread(self._chunker.split_all, [item.text for item in items])
+        chunked = list(zip(items, pieces, strict=True))
         writer.add(
             [Chunk(item, index, len(texts), text) for item, texts in chunked for index, text in enumerate(texts)]
         )
