@@ -216,8 +216,8 @@ class EmbedderComponent:
 
 def _placement(encoder: TextEncoder) -> dict[str, object]:
     """Where the model runs (EMBEDDING_PROCESS), and with `auto` the figures that decided it."""
-    if isinstance(encoder, AutoEncoder):
-        return {"embedding_process": "auto", **encoder.placement.status()}
+    if isinstance(encoder, AutoEncoder):  # `encoding_in_child`: chosen is not yet moved (its load, or a failed one)
+        return {"embedding_process": "auto", **encoder.placement.status(), "encoding_in_child": encoder.moved}
     where = "its own process" if isinstance(encoder, ProcessEncoder) else "this process"
     return {"embedding_process": "on" if where == "its own process" else "off", "where": where}
 

@@ -116,7 +116,9 @@ async def _stop_embedders_and_watch(
     embedder = components.start("embedder", OPS_PORT=str(embedder_port))
     await wait_for_status(embedder_port, lambda s: s["consumers"][0]["partitions"], timeout=120)
     await _publish_items(app, 0, 10)
-    await wait_for_status(embedder_port, lambda s: s["consumers"][0]["items_processed"] >= 10, timeout=120)
+    status = await wait_for_status(embedder_port, lambda s: s["consumers"][0]["items_processed"] >= 10, timeout=120)
+    model = status["model"]  # 10 texts: EMBEDDING_PROCESS=auto has not decided, and encodes in place
+    assert (model["embedding_process"], model["where"], model["encoding_in_child"]) == ("auto", "deciding", False)
     every_partition_at_0 = [0.0] * settings.kafka_partitions
     await _until(lambda: _lag(scheduler_port) == every_partition_at_0, 30, "the lag did not read 0 everywhere")
 
