@@ -46,6 +46,7 @@ from benchmarks.report import Row
 from benchmarks.tiny_encoder import build
 from ragsync.demo.records import Generator, demo_record
 from ragsync.model.encoder import ModelOptions, TextEncoder, unit
+from ragsync.model.placement import DECIDED
 from ragsync.model.tokens import Vectors
 from ragsync.settings import Settings
 
@@ -208,23 +209,31 @@ class ModeRun:
 
 
 async def _mode_sync(bench: Bench, settings: Settings, mode: str, count: int, service: str) -> ModeRun:
-    folder = bench.folder / uuid.uuid4().hex[:8]
     settings = settings.model_copy(update={"embedding_process": mode})
-    try:
+    with _sync_folder(bench) as folder:
         seconds, [peaks] = await timed_sync(
             settings, folder, count, 1, threads=1, service=service, generators=GENERATORS
         )
         return ModeRun(seconds, peaks, _placement(folder) if mode == "auto" else mode)
+
+
+@contextlib.contextmanager
+def _sync_folder(bench: Bench) -> Iterator[Path]:
+    """A folder for one timed sync's components and store, removed after it: the stores of 100,000s of points add
+    up."""
+    folder = bench.folder / uuid.uuid4().hex[:8]
+    try:
+        yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the stores of 100,000s of points add up
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _placement(folder: Path) -> str:
     """Where EMBEDDING_PROCESS=auto ran the model, from the embedder's log: `on` (its own process), `off` (the
     embedder's), or `undecided` (too few texts to decide)."""
     for line in (folder / "embedder-0.log").read_text(errors="replace").splitlines():
-        if "EMBEDDING_PROCESS=auto: the model runs in" in line:
-            return "on" if "the model runs in its own process" in line else "off"
+        if DECIDED in line:
+            return "on" if f"{DECIDED}its own process" in line else "off"
     return "undecided"
 
 
@@ -295,8 +304,7 @@ async def _sync(
     watch: Callable[[list[int]], contextlib.AbstractContextManager[object]] | None = None,
 ) -> tuple[float, list[dict[str, float]]]:
     """A timed sync of `count` records through the zero-cost encoder's embedder, in a folder removed after it."""
-    folder = bench.folder / uuid.uuid4().hex[:8]
-    try:
+    with _sync_folder(bench) as folder:
         return await timed_sync(
             settings,
             folder,
@@ -309,8 +317,6 @@ async def _sync(
             env=_benchmarks_on_path(bench.folder),
             watch=watch,
         )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)  # the stores of 100,000s of points add up
 
 
 def _benchmarks_on_path(folder: Path) -> dict[str, str]:

@@ -31,6 +31,7 @@ WINDOW_TEXTS = 2048  # texts encoded in place before deciding: a few slices, pas
 MOVE_AT = 6.0  # the model moves while its CPU per text is at most this many times the rest's (see the benchmark)
 
 Where = Literal["deciding", "this process", "its own process"]
+DECIDED = "EMBEDDING_PROCESS=auto: the model runs in "  # the log line's start, then where (the benchmark reads it)
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,6 @@ class AutoEncoder(ProcessEncoder):
                 return
             rest_s = time.process_time() - self._started - self._model_s
             self.placement = decide(self._model_s, rest_s, self._texts, self._cores)
-        log.info("EMBEDDING_PROCESS=auto: the model runs in %s (%s)", self.placement.where, self.placement.reason)
+        log.info("%s%s (%s)", DECIDED, self.placement.where, self.placement.reason)
         if self.placement.where == "its own process":
             self._running()  # starts the child, which loads its model while encodes go on here
