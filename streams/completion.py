@@ -19,7 +19,7 @@ from collections import Counter
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from ragsync.events import Cursor, Deletion, RunEnded, RunMark
+from ragsync.events import Deletion, RunEnded, RunMark
 from ragsync.items import NO_ID
 from ragsync.messaging.kafka import Committed
 from ragsync.operations import metrics
@@ -116,14 +116,7 @@ class RunCompletion:
         mark = RunMark(
             run_id=run.run_id, sync_type=run.request.sync_type, started_at=run.started_at, finished_at=ended.at
         )
-        previous = self._channel.book.cursors.get((run.tenant_id, run.service))
-        cursor = Cursor(
-            tenant_id=run.tenant_id,
-            service=run.service,
-            last_success=mark,
-            last_full=mark if run.full else (previous.last_full if previous else None),
-        )
-        await self._channel.report(ended, cursor)
+        await self._channel.report(ended, self._channel.book.cursor_after(run, mark))
         self._log_success(run)
 
     async def _fail(self, run: RunState, error: str, held: Deletion | None = None) -> None:

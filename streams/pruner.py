@@ -94,15 +94,7 @@ class Pruner:
     def _cursor(self, run: RunState, confirmed: bool) -> list[Cursor]:
         """A confirmed run is a success after all: its tenant and service's cursor moves to it, unless a later run
         already moved it on."""
-        if not confirmed:
-            return []
-        mark = run.mark()
-        previous = self._channel.book.cursors.get((run.tenant_id, run.service))
-        last = previous.last_success if previous and previous.last_success.finished_at > mark.finished_at else mark
-        full = previous.last_full if previous else None
-        if run.full and (full is None or full.finished_at < mark.finished_at):
-            full = mark
-        return [Cursor(tenant_id=run.tenant_id, service=run.service, last_success=last, last_full=full)]
+        return [self._channel.book.cursor_after(run, run.mark())] if confirmed else []
 
     async def _build_index(self, run: RunState) -> None:
         """A full run is the bulk load: build the search index now rather than on the first query. A failure

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ragsync.errors import Refused
+from ragsync.errors import Refused, SetupError
 from ragsync.events import MAX_TENANTS_COUNTED, OTHER_TENANTS, Deletion, DeletionConfirmed
 from ragsync.runstate.channel import RunChannel
 from ragsync.runstate.runs import RunBook, RunState
@@ -257,7 +257,13 @@ class HeldFile:
         """The held runs kept."""
         if not self.path.exists():
             return []
-        return [HeldRun.from_json(entry) for entry in json.loads(self.path.read_text())]
+        try:
+            return [HeldRun.from_json(entry) for entry in json.loads(self.path.read_text())]
+        except (ValueError, KeyError, TypeError) as error:  # not the file `_write` wrote: damaged, or edited
+            raise SetupError(
+                f"{self.path} is not the held deletions this command keeps ({type(error).__name__}: {error}); move "
+                "it aside and sync the services again: a run that would still delete too much is held again"
+            ) from error
 
     def starting_with(self, prefix: str) -> list[HeldRun]:
         """The kept held runs whose id starts with `prefix`."""

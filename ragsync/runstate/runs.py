@@ -395,6 +395,16 @@ class RunBook:
         run.apply(record)
         return run
 
+    def cursor_after(self, run: RunState, mark: RunMark) -> Cursor:
+        """The cursor of the run's tenant and service once the run (as `mark`) succeeded: its last success, and
+        for a full run its last full run, move to it, unless a later run already moved them on."""
+        previous = self.cursors.get((run.tenant_id, run.service))
+        last = previous.last_success if previous and previous.last_success.finished_at > mark.finished_at else mark
+        full = previous.last_full if previous else None
+        if run.full and (full is None or full.finished_at < mark.finished_at):
+            full = mark
+        return Cursor(tenant_id=run.tenant_id, service=run.service, last_success=last, last_full=full)
+
     def forget(self, run_id: str, tenant_id: str | None = None, service: str | None = None) -> None:
         """Drop a run whose records were removed (a tombstone); one naming another tenant or service than the run
         (a reused run id's) drops nothing."""
