@@ -45,6 +45,7 @@ async def timed_sync(
     module: str = "ragsync",
     env: Mapping[str, str] | None = None,
     watch: Callable[[list[int]], contextlib.AbstractContextManager[object]] | None = None,
+    drain: bool = False,
 ) -> tuple[float, list[dict[str, float]]]:
     """Sync `count` items of `service` (a demo service, or one of `generators`) through `consumers` embedder
     processes (`threads` each, 0: all cores; `python -m <module> embedder`, with `env` added); the seconds it took
@@ -82,9 +83,12 @@ async def timed_sync(
             # Outside the clock: the fetcher's start (its group join takes seconds) and each embedder's first batch.
             await pruned(ledger, await synced(app, ledger, WARM_UP_SERVICE, [fetcher]), [fetcher])
             with watch([p.pid for p in processes]) if watch else contextlib.nullcontext():
-                started = time.perf_counter()
-                run = await synced(app, ledger, service, [fetcher])
-                seconds = time.perf_counter() - started
+                if drain:
+                    run, seconds = await drained(app, ledger, service, [fetcher], processes)
+                else:
+                    started = time.perf_counter()
+                    run = await synced(app, ledger, service, [fetcher])
+                    seconds = time.perf_counter() - started
             assert run.items_upserted == count, (run.items_upserted, count)
             stop.set()
             await fetcher
@@ -156,6 +160,29 @@ async def synced(
     [run] = await ledger.wait([requests[0].run_id], 3600, guard=guard)
     assert run.status == "succeeded", run.error
     return run
+
+
+async def drained(
+    app: App, ledger: RunLedger, service: str, guard: list[asyncio.Task[None]], embedders: list[subprocess.Popen[bytes]]
+) -> tuple[RunState, float]:
+    """Sync `service` with the embedders stopped (SIGSTOP) until every item is fetched, then time them draining
+    the topic: the embedders' own throughput, without the fetcher and the Coordinator on the same cores. The run,
+    and the seconds from the embedders' resuming to its success."""
+    defaults = options.request_defaults(app.settings)
+    requests = sync_requests(defaults, [service], "cli", "batch")
+    for embedder in embedders:
+        embedder.send_signal(signal.SIGSTOP)
+    try:
+        async with app.publisher() as publisher:
+            await publish_requests(publisher, app.topics, requests)
+        await until_run(ledger, requests[0].run_id, lambda run: run.fetch_done, guard)
+    finally:
+        for embedder in embedders:
+            embedder.send_signal(signal.SIGCONT)
+    started = time.perf_counter()
+    [run] = await ledger.wait([requests[0].run_id], 3600, guard=guard)
+    assert run.status == "succeeded", run.error
+    return run, time.perf_counter() - started
 
 
 async def until_run(

@@ -11,8 +11,9 @@ the same texts (its chunks, for long records) in a process of its own, one model
 
 Then a zero-cost encoder (vectors picked by a hash of the text, defined here only) runs the same pipeline on
 platform-like records: what is left is the pipeline's own cost, compared with qdrant-edge's own upsert rate for the
-same points, in a process of its own. A second such sync runs under py-spy, whose samples give each step's CPU per
-item: the headroom a GPU needs.
+same points, in a process of its own. The same sync is timed again with the embedder alone: stopped until the
+fetcher has put every item on the topic, then draining it. A last one runs under py-spy, whose samples give each
+step's CPU per item: the headroom a GPU needs.
 
     python -m benchmarks.shapes embedder          # an embedder process with the zero-cost encoder (run by the step)
     python -m benchmarks.shapes store ARGS_JSON   # the store alone (run by the step)
@@ -302,8 +303,10 @@ async def _sync(
     count: int,
     service: str,
     watch: Callable[[list[int]], contextlib.AbstractContextManager[object]] | None = None,
+    drain: bool = False,
 ) -> tuple[float, list[dict[str, float]]]:
-    """A timed sync of `count` records through the zero-cost encoder's embedder, in a folder removed after it."""
+    """A timed sync of `count` records through the zero-cost encoder's embedder, in a folder removed after it
+    (`drain`: the embedder timed alone, on a topic filled first; see `timed_sync`)."""
     with _sync_folder(bench) as folder:
         return await timed_sync(
             settings,
@@ -316,6 +319,7 @@ async def _sync(
             module="benchmarks.shapes",
             env=_benchmarks_on_path(bench.folder),
             watch=watch,
+            drain=drain,
         )
 
 
@@ -370,6 +374,7 @@ async def _hash_rows(bench: Bench, count: int, model: Path, rows: list[Row]) -> 
             ),
         ]
     )
+    rows.append(await _drained_row(bench, settings, count, store_rate))
     if PY_SPY is None:
         rows.append(Row("shapes: zero-cost encoder, per item by step", corpus, count, 0.0, 0.0, "py-spy not found"))
         return
@@ -395,6 +400,26 @@ async def _hash_rows(bench: Bench, count: int, model: Path, rows: list[Row]) -> 
                 f"time, {sampled_s / count * 1e6:.0f} µs of CPU over its threads)",
             )
         )
+
+
+async def _drained_row(bench: Bench, settings: Settings, count: int, store_rate: float) -> Row:
+    """The zero-cost encoder's embedder alone, on a topic the fetcher filled first: the fetcher, the Coordinator and
+    the embedder no longer share this machine's cores while it is timed."""
+    # The embedder is stopped while the topic fills: its session outlasts that, so the group never rebalances (at
+    # most 60 s: the fetcher's faust refuses a session longer than its requests' 90 s timeout).
+    drain_settings = settings.model_copy(update={"kafka_session_timeout_ms": 60_000})
+    seconds, [peaks] = await _sync(bench, drain_settings, count, settings.batch_sync_services[0], drain=True)
+    rate = count / seconds
+    return Row(
+        "shapes: zero-cost encoder, the embedder alone (topic filled first)",
+        f"platform-like, {HASH_DIMENSION}-d",
+        count,
+        seconds,
+        rate,
+        f"{rate / store_rate:.2f} of the store's own upsert rate; peak RSS {peaks['VmHWM']:.0f} MB",
+        f">= {GOAL} of the store alone",
+        rate / store_rate >= GOAL,
+    )
 
 
 @contextlib.contextmanager
