@@ -147,7 +147,14 @@ def runs_table(runs: list[RunState], width: int = 80) -> Group:
     """The runs, newest first: status, progress, start (the tenant's column only when there are several);
     then each run's error under the table."""
     tenants = sorted({run.tenant_id for run in runs})
-    colours = {"succeeded": "green", "failed": "red", "held": "red", "stalled": "yellow", "skipped": "magenta"}
+    colours = {
+        "succeeded": "green",
+        "failed": "red",
+        "held": "red",
+        "superseded": "magenta",
+        "stalled": "yellow",
+        "skipped": "magenta",
+    }
     rows = []
     for run in runs:
         colour = colours.get(run.status, "cyan")

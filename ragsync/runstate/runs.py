@@ -30,7 +30,9 @@ from ragsync.events import (
 )
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-RunStatusName = Literal["queued", "fetching", "embedding", "succeeded", "failed", "held", "stalled", "skipped"]
+RunStatusName = Literal[
+    "queued", "fetching", "embedding", "succeeded", "failed", "held", "superseded", "stalled", "skipped"
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class RunState:
     end: RunEnded | None = None
     confirm: DeletionConfirmed | None = None
     prune: RunPruned | None = None
+    # The newer full run of the same tenant and service that succeeded after this held run ended (kept by the
+    # book, which knows the cursors): its deletion can no longer be confirmed, so the run no longer waits.
+    superseded: RunMark | None = None
 
     def apply(self, record: RunRecord) -> None:
         """Fold one record: it replaces the part it is the latest of."""
@@ -304,7 +309,9 @@ class RunState:
         """queued, fetching, embedding, stalled (no progress since the watchdog's notice), or final."""
         final = self.final
         if final is not None and self.end is not None and self.end.held is not None and final.at == self.end.at:
-            return "held" if self.prune is None else "succeeded"  # a person confirmed it, and it was carried out
+            if self.prune is not None:
+                return "succeeded"  # a person confirmed it, and it was carried out
+            return "held" if self.superseded is None else "superseded"
         if final is not None:
             return final.status
         progress = self.last_progress_at
@@ -318,6 +325,11 @@ class RunState:
     def error(self) -> str | None:
         """Why the run failed, was skipped or stalled."""
         final = self.final
+        if self.superseded is not None and self.status == "superseded":
+            return (
+                f"superseded: a newer full run ({self.superseded.run_id}) finished since and decided its deletions "
+                "afresh; nothing this run held was deleted"
+            )
         if final is not None:
             return final.error if self.status != "succeeded" else None
         return self.watchdog.error if self.status == "stalled" and self.watchdog else None
@@ -353,6 +365,7 @@ class RunState:
             "swept": self.swept,
             "held": self.held.model_dump() if self.held else None,
             "confirmed": self.confirm is not None,
+            "superseded_by": self.superseded.run_id if self.superseded else None,
             "tenants": self._per_tenant() or None,
             "dead_lettered": self.dead_lettered,
             "items_pending": self.items_pending,
@@ -386,6 +399,9 @@ class RunBook:
         """Fold a record into its run (created on first sight); the run, or None for a cursor."""
         if isinstance(record, Cursor):
             self.cursors[(record.tenant_id, record.service)] = record
+            for held in self.runs.values():  # the kept runs only: bounded by RUN_KEEP_PER_SERVICE, not by items
+                if (held.tenant_id, held.service) == (record.tenant_id, record.service) and held.end is not None:
+                    held.superseded = self.superseded_by(held)
             return None
         run = self.runs.get(record.run_id)
         if run is None:
@@ -393,6 +409,7 @@ class RunBook:
         elif (run.tenant_id, run.service) != (record.tenant_id, record.service):
             return None  # a run id reused for another tenant or service never takes over the run it names
         run.apply(record)
+        run.superseded = self.superseded_by(run)  # the cursor may come first when the topic is read back
         return run
 
     def cursor_after(self, run: RunState, mark: RunMark) -> Cursor:
@@ -423,11 +440,12 @@ class RunBook:
     def held(self) -> list[RunState]:
         """Runs whose deletions are held, waiting for a person, newest first (not those a newer full run of their
         tenant and service superseded: it decided its deletions afresh)."""
-        waiting = (r for r in self.runs.values() if r.held is not None and self.superseded_by(r) is None)
-        return _by_start(waiting, newest_first=True)
+        return _by_start((r for r in self.runs.values() if r.status == "held"), newest_first=True)
 
     def superseded_by(self, run: RunState) -> RunMark | None:
-        """The newer full run of the run's tenant and service that succeeded after it finished, if any."""
+        """For a held run, the newer full run of its tenant and service that succeeded after it finished, if any."""
+        if run.end is None or run.end.held is None:
+            return None
         newer = self.last_success(run.tenant_id, run.service, full=True)
         finished = run.finished_at
         return newer if newer is not None and finished is not None and newer.finished_at > finished else None

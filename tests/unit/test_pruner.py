@@ -12,9 +12,19 @@ import pytest
 from aiokafka import TopicPartition
 
 from ragsync.errors import Refused
-from ragsync.events import Deletion, DeletionConfirmed, FetchProgress, RunEnded, RunPruned, SyncType, TenantRequest
+from ragsync.events import (
+    Cursor,
+    Deletion,
+    DeletionConfirmed,
+    FetchProgress,
+    RunEnded,
+    RunPruned,
+    RunRecord,
+    SyncType,
+    TenantRequest,
+)
 from ragsync.runstate.deletions import DeletionBudget, DeletionGuard, PruneConfirmations, held_error, refusal
-from ragsync.runstate.runs import RunState
+from ragsync.runstate.runs import RunBook, RunState
 from ragsync.store import point_id
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.pruner import Pruner
@@ -167,6 +177,28 @@ async def test_a_confirmation_is_refused_after_a_newer_full_run(stage: PruningSt
     stop.set()
     await pruning
     assert stage.store.count() == 10 and len(stage.pruned()) == 2  # the two full runs' own, none for the held one
+
+
+async def test_a_held_run_a_newer_full_run_superseded_no_longer_waits(stage: PruningStage) -> None:
+    await stage.sync(ITEMS)
+    held = await stage.sync([])
+    assert stage.ledger.book.held() == [held]
+    newer = await stage.sync(ITEMS)
+    for book in (stage.ledger.book, _read_back(stage, cursors_first=True)):
+        run = book.get(held.run_id)
+        assert run is not None and run.status == "superseded" and book.held() == []
+        assert run.error is not None and f"a newer full run ({newer.run_id})" in run.error
+        assert run.summary()["superseded_by"] == newer.run_id and run.summary()["held"]["swept"] == 10
+
+
+def _read_back(stage: PruningStage, cursors_first: bool) -> RunBook:
+    """A new book from everything written to the run-state topic, the cursors first if asked (compaction may
+    leave a cursor ahead of the records of the runs it passed)."""
+    records = [r for r in stage.publisher.on(TOPICS.sync_runs) if isinstance(r, RunRecord | Cursor)]
+    book = RunBook()
+    for record in sorted(records, key=lambda r: not isinstance(r, Cursor)) if cursors_first else records:
+        book.apply(record)
+    return book
 
 
 def _kept(stage: PruningStage) -> list[str]:
