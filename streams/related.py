@@ -4,7 +4,10 @@ The stage reads the items topic in its own consumer group, never past the embedd
 event the embedder committed is in the store. For each stored item whose edges are missing or were computed for
 other content, it asks the store for the tenant's nearest points and keeps the best other items as the item's
 edges. Similarity is symmetric, so each edge is also offered to the other item's list, and the items that already
-point at a changed item get their score for it again. A deleted item's incoming edges are removed.
+point at a changed item get their score for it again. A deleted item's incoming edges are removed once its points
+are gone; while they are still there its deletion waits for its run, or for a person (a held run), and a deletion
+nobody confirms must lose nothing. Edges to items gone since are dropped whenever a list is merged again, and never
+shown: reading checks every edge against the store.
 
 Nothing here can fail a run: the runs end by the embedder group's offsets alone. A failing batch is logged,
 counted and retried; what waits shows as `ragsync_related_lag`.
@@ -134,15 +137,19 @@ class RelatedEdges:
             payloads.keep(other.id, with_edge(payloads.edges(other.id, other.payload), rescored, self._rules))
 
     def _offer(self, offered: dict[str, list[Edge]], payloads: EdgeWrites) -> int:
-        """Merge the offered edges into the other items' lists; returns how many lists took an edge."""
+        """Merge the offered edges into the other items' lists, less their edges to items gone since; returns how
+        many lists changed."""
         waiting = [point for point in offered if point not in payloads]
         current = {point: record.payload for point, record in self._store.points(waiting, [RELATED]).items()}
+        lists = {point: payloads.edges(point, current.get(point, {})) for point in offered}
+        targets = {edge.point for edges in lists.values() for edge in edges}
+        there = self._store.points(list(targets), [])
         taken = 0
         for point, edges in offered.items():
             if point not in payloads and point not in current:
                 continue  # gone since the query found it
-            before = payloads.edges(point, current.get(point, {}))
-            after = before
+            before = lists[point]
+            after = [edge for edge in before if edge.point in there]
             for edge in edges:
                 after = with_edge(after, edge, self._rules)
             if after != before:
@@ -151,8 +158,11 @@ class RelatedEdges:
         return taken
 
     def _forget(self, event: ItemEvent, payloads: EdgeWrites, tally: EdgeTally) -> None:
-        """Remove the edges that point at a deleted item."""
+        """Remove the edges that point at a deleted item, once its points are gone."""
         gone = point_id(event.tenant_id, event.service, event.item_id, 0)
+        if self._store.points([gone], []):
+            tally.items["deletion_waiting"] += 1  # marked, not deleted: its run's deletions may be held
+            return
         for other in self._store.pointing_at(event.tenant_id, RELATED_IDS, gone, [RELATED]):
             payloads.keep(other.id, [edge for edge in payloads.edges(other.id, other.payload) if edge.point != gone])
         tally.items["deleted"] += 1

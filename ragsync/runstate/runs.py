@@ -61,6 +61,9 @@ class RunState:
     # The newer full run of the same tenant and service that succeeded after this held run ended (kept by the
     # book, which knows the cursors): its deletion can no longer be confirmed, so the run no longer waits.
     superseded: RunMark | None = None
+    # The merged partition counts, folded once per embedder record rather than once per count read: a summary
+    # reads six of them, for every kept run on each `/status` and scrape.
+    _merged: dict[int, PartitionCounts] | None = field(default=None, repr=False, compare=False)
 
     def apply(self, record: RunRecord) -> None:
         """Fold one record: it replaces the part it is the latest of."""
@@ -70,6 +73,7 @@ class RunState:
             self.fetch = record
         elif isinstance(record, EmbedProgress):
             self.embeds[record.member] = record
+            self._merged = None
         elif isinstance(record, WatchdogNotice):
             self.watchdog = record
         elif isinstance(record, RunEnded):
@@ -222,12 +226,15 @@ class RunState:
     def partition_counts(self) -> dict[int, PartitionCounts]:
         """Per items partition, the counts reported furthest (the highest `next_offset` of any member): a member
         that lost a partition in a rebalance may have written lower ones, and counts never go back."""
+        if self._merged is not None:
+            return self._merged
         merged: dict[int, PartitionCounts] = {}
         for record in self.embeds.values():
             for partition, counts in record.partitions.items():
                 known = merged.get(partition)
                 if known is None or counts.next_offset > known.next_offset:
                     merged[partition] = counts
+        self._merged = merged
         return merged
 
     @property

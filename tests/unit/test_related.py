@@ -90,19 +90,43 @@ async def test_edges_are_computed_once_for_each_content_and_follow_it(stage: Emb
     assert refund is not None and [item.edge.item_id for item in refund.items] == ["refund-2", "lab-1"]
 
 
-async def test_a_deleted_item_leaves_no_edge_pointing_at_it(stage: EmbeddingStage) -> None:
+async def test_a_deleted_item_keeps_its_edges_while_its_deletion_waits_and_loses_them_once_gone(
+    stage: EmbeddingStage,
+) -> None:
     edges = RelatedEdges(stage.store, RelatedRules(top_k=2, min_score=0.6))
     batch = [stage.item(item_id, text) for item_id, text in TEXTS.items()]
     await stage.embedder.process(batch, "m")
     await edges.process(batch)
     gone = point_id("acme", "payment-service", "refund-2")
-    assert stage.store.pointing_at("acme", RELATED_IDS, gone, [])
+    pointing = {other.id for other in stage.store.pointing_at("acme", RELATED_IDS, gone, [])}
+    assert pointing
 
+    # The embedder only marks a deleted item: its run's deletions may yet be held, and never confirmed.
     deletion = [stage.item("refund-2", None, op="delete")]
     await stage.embedder.process(deletion, "m")
-    tally = await edges.process(deletion)
-    assert tally.items == {"deleted": 1}
+    assert (await edges.process(deletion)).items == {"deletion_waiting": 1}
+    assert {other.id for other in stage.store.pointing_at("acme", RELATED_IDS, gone, [])} == pointing
+
+    stage.store.delete_item("acme", "payment-service", "refund-2")  # carried out (or the event came late)
+    shown = read_related(stage.store, "acme", "payment-service", "refund-1")
+    assert shown is not None and "refund-2" not in {item.edge.item_id for item in shown.items}
+    assert (await edges.process(deletion)).items == {"deleted": 1}
     assert not stage.store.pointing_at("acme", RELATED_IDS, gone, [])
+
+
+async def test_a_merged_list_drops_its_edges_to_items_gone_since(stage: EmbeddingStage) -> None:
+    edges = RelatedEdges(stage.store, RelatedRules(top_k=2, min_score=0.6))
+    batch = [stage.item(item_id, text) for item_id, text in TEXTS.items()]
+    await stage.embedder.process(batch, "m")
+    await edges.process(batch)
+    stage.store.delete_item("acme", "payment-service", "refund-2")  # its deletion event not read yet
+
+    newcomer = [stage.item("refund-3", "refund for the rust course after withdrawal, requested twice")]
+    await stage.embedder.process(newcomer, "m")
+    await edges.process(newcomer)
+    stored = stage.store.points([point_id("acme", "payment-service", "refund-1")], ["related"])
+    kept = {edge["item_id"] for edge in next(iter(stored.values())).payload["related"]}
+    assert "refund-2" not in kept and "refund-3" in kept
 
 
 async def test_identical_items_of_two_tenants_never_point_at_each_other(stage: EmbeddingStage) -> None:
