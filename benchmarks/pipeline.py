@@ -144,6 +144,7 @@ class Bench:
                         f"each against the raw encode right after it: {beside})",
                         ">= 0.9 of ceiling",
                         count / first_s / ceiling >= 0.9,
+                        runs=tuple(timed.seconds for timed in firsts),
                     )
                 )
                 self.rows.append(_where_the_time_went(corpus, count, first_s, spent, after))
@@ -161,6 +162,7 @@ class Bench:
                         f"{speedup:.1f}x faster (runs: {spread})",
                         ">= 20x",
                         speedup >= 20,
+                        runs=tuple(timed.seconds for timed in agains),
                     )
                 )
                 if corpus == "short":

@@ -74,5 +74,28 @@ def test_watched_rows_are_set_beside_the_last_run_and_a_slowdown_past_the_spread
     assert changes(now, tmp_path / "missing.json") == []
 
 
+def test_rows_with_their_repeats_are_compared_by_median_not_by_their_luckiest_run(tmp_path: Path) -> None:
+    last = [
+        Row("unchanged re-sync", "long", 300, 0.22, 1364.0, runs=(0.22, 0.26, 0.36, 0.38, 0.35)),
+        Row("unchanged re-sync", "short", 1000, 0.30, 3333.0, runs=(0.30, 0.36, 0.36, 0.42, 0.38)),
+        Row("first sync: Coordinator to Qdrant", "short", 1000, 6.6, 151.0),  # written before repeats were kept
+    ]
+    write_rows(last, tmp_path / "latest.json")
+    now = [
+        Row("unchanged re-sync", "long", 300, 0.25, 1200.0, runs=(0.29, 0.59, 0.31, 0.25, 0.31)),
+        Row("unchanged re-sync", "short", 1000, 0.33, 3030.0, runs=(0.33, 0.45, 0.44, 0.46, 0.47)),
+        Row("first sync: Coordinator to Qdrant", "short", 1000, 7.5, 133.0, runs=(7.5, 7.6, 7.7)),
+    ]
+    found = changes(now, tmp_path / "latest.json")
+    assert [(c.by_median, round(c.last_s, 2), round(c.this_s, 2), c.verdict) for c in found] == [
+        (True, 0.35, 0.31, "faster"),  # its best alone: 0.22 → 0.25, +14 %, "slower"
+        (True, 0.36, 0.45, "slower"),
+        (False, 6.6, 7.5, "slower"),
+    ]
+    output = io.StringIO()
+    print_changes(found, Console(file=output, width=200))
+    assert "median of 5" in output.getvalue() and "as shown" in output.getvalue()
+
+
 def write_rows(rows: list[Row], path: Path) -> None:
     path.write_text(json.dumps({"rows": [asdict(row) for row in rows]}))
