@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +108,7 @@ class Scheduler:
                 plan.incremental_cron, plan.timezone, setting="INCREMENTAL_SYNC_SCHEDULE"
             )
         self.state = SchedulerState(plan.enabled, plan.cron, plan.timezone, plan.incremental_cron)
+        self._fired_on_startup = False
 
     async def fire(self, trigger: Trigger, sync_type: SyncType = "batch") -> None:
         """Request a sync of every configured service now."""
@@ -125,15 +128,26 @@ class Scheduler:
         self.state.runs_requested += len(requests)
         return {"runs": [{"service": r.service, "run_id": r.run_id, "sync_type": r.sync_type} for r in requests]}
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Fire on start-up if configured, then on each schedule until `stop` is set."""
+    def stages(self, stop: asyncio.Event) -> dict[str, Callable[[], Coroutine[Any, Any, None]]]:
+        """One stage per schedule, each supervised on its own: a schedule that crashes is restarted alone, and
+        never leaves the other running twice beside its restart."""
+        return {
+            "scheduler" if kind == "batch" else f"scheduler ({kind})": functools.partial(self.run, stop, kind)
+            for kind in self.schedules
+        }
+
+    async def run(self, stop: asyncio.Event, kind: SyncType = "batch") -> None:
+        """Fire on start-up if configured (once a process: not again when the stage is restarted), then on the
+        `kind` schedule until `stop` is set."""
         if not self._plan.enabled:
-            log.warning("BATCH_SYNC_ENABLED=false: the scheduler publishes nothing (manual triggers still work)")
+            if kind == "batch":
+                log.warning("BATCH_SYNC_ENABLED=false: the scheduler publishes nothing (manual triggers still work)")
             await stop.wait()
             return
-        if self._plan.on_startup:
+        if self._plan.on_startup and kind == "batch" and not self._fired_on_startup:
             await self.fire("startup")
-        await asyncio.gather(*(self._follow(kind, schedule, stop) for kind, schedule in self.schedules.items()))
+            self._fired_on_startup = True
+        await self._follow(kind, self.schedules[kind], stop)
 
     async def _follow(self, kind: SyncType, schedule: Schedule, stop: asyncio.Event) -> None:
         while not stop.is_set():

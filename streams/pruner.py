@@ -43,15 +43,21 @@ class Pruner:
             self._queue.put_nowait(run)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Prune queued runs until `stop` is set."""
+        """Prune queued runs until `stop` is set. Started again after a crash, it queues afresh every kept run
+        whose deletions are still pending: the one it failed on included, which no new record may ever name."""
+        self._queue, self._queued = asyncio.Queue(), set()
+        for kept in self._channel.book.runs.values():
+            self._notice(kept)
         while not stop.is_set():
             run = await unless_stopped(self._queue.get(), stop)
             if run is None:
                 continue
-            if run.deletion_pending:  # another replica may have pruned it meanwhile
-                with about_run(run.run_id, run.tenant_id, run.service):
-                    await self.prune(run)
-            self._queued.discard(run.run_id)  # its pruned record is in the book now: not noticed again
+            try:
+                if run.deletion_pending:  # another replica may have pruned it meanwhile
+                    with about_run(run.run_id, run.tenant_id, run.service):
+                        await self.prune(run)
+            finally:
+                self._queued.discard(run.run_id)  # pruned: its record is in the book now, not noticed again
 
     async def prune(self, run: RunState) -> Deletion | None:
         """Delete what the run's deletions remove; report the counts on the run. None, with nothing deleted, for a

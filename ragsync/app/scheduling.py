@@ -47,7 +47,7 @@ async def run_scheduler(app: Wiring, stop: asyncio.Event, serve_ops: bool) -> No
             }
 
         stages: dict[str, Callable[[], Awaitable[object]]] = {
-            "scheduler": lambda: scheduler.run(stop),
+            **scheduler.stages(stop),
             "watchdog": lambda: watchdog.run(stop),
             "retention": lambda: retention.run(stop, stall.interval_s),
             "lag": lambda: lag.run(stop, settings.lag_interval_s),

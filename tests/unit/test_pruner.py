@@ -25,7 +25,8 @@ from ragsync.events import (
 )
 from ragsync.runstate.deletions import DeletionBudget, DeletionGuard, PruneConfirmations, held_error, refusal
 from ragsync.runstate.runs import RunBook, RunState
-from ragsync.store import point_id
+from ragsync.store import StoreError, point_id
+from ragsync.store.base import DeletionScope
 from ragsync.streams.completion import RunCompletion
 from ragsync.streams.pruner import Pruner
 from tests.unit.doubles import TOPICS, EmbeddingStage, channel
@@ -47,9 +48,12 @@ class PruningStage(EmbeddingStage):
         self.pruner = Pruner(self.store, channel(self.ledger, self.publisher), guard)
         self.completion = RunCompletion(channel(self.ledger, self.publisher), _all_committed, guard)
 
-    async def sync(self, items: list[str], sync_type: SyncType = "batch", deleted: tuple[str, ...] = ()) -> RunState:
+    async def sync(
+        self, items: list[str], sync_type: SyncType = "batch", deleted: tuple[str, ...] = (), prune: bool = True
+    ) -> RunState:
         """A run that fetched `items` (those in `deleted` flagged deleted), stored by the embedder, then ended by
-        the completion, its deletions carried out by the pruner when allowed."""
+        the completion, its deletions carried out by the pruner when allowed (and `prune`: else left to the
+        pruner's own loop)."""
         request = TenantRequest(service=SERVICE, tenant_id="acme", sync_type=sync_type)
         fetched = FetchProgress.begin(request).model_copy(update={"status": "fetched", "produced": len(items)})
         self.ledger.record(fetched)
@@ -60,7 +64,7 @@ class PruningStage(EmbeddingStage):
         await self.embedder.process(events, "member-a")
         await self.completion.check()
         run = self.run(request.run_id)
-        if run.deletion_pending:
+        if run.deletion_pending and prune:
             await self.pruner.prune(run)
         return self.run(request.run_id)
 
@@ -199,6 +203,35 @@ def _read_back(stage: PruningStage, cursors_first: bool) -> RunBook:
     for record in sorted(records, key=lambda r: not isinstance(r, Cursor)) if cursors_first else records:
         book.apply(record)
     return book
+
+
+async def test_a_pruner_restarted_after_a_crash_carries_out_the_deletion_it_crashed_on(
+    stage: PruningStage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await stage.sync(ITEMS)
+    remove = stage.store.remove
+    failures = iter([StoreError("injected: Qdrant unreachable")])
+
+    def failing_once(scope: DeletionScope) -> dict[str, Deletion]:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        return remove(scope)
+
+    monkeypatch.setattr(stage.store, "remove", failing_once)
+    stop = asyncio.Event()
+    crashed = asyncio.create_task(stage.pruner.run(stop))
+    run = await stage.sync(ITEMS[:8], prune=False)
+    with pytest.raises(StoreError):
+        await asyncio.wait_for(crashed, 5)
+    assert run.deletion_pending and stage.store.count() == 10
+
+    restarted = asyncio.create_task(stage.pruner.run(stop))  # as the supervisor restarts it
+    async with asyncio.timeout(5):
+        while stage.run(run.run_id).pruned is None:
+            await asyncio.sleep(0.01)
+    stop.set()
+    await restarted
+    assert stage.run(run.run_id).swept == 2 and stage.store.count() == 8
 
 
 def _kept(stage: PruningStage) -> list[str]:

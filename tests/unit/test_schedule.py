@@ -1,9 +1,13 @@
+import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
+from ragsync.events import Event
 from ragsync.messaging.sync_requests import AdminSync, RequestDefaults
 from ragsync.operations.endpoints import invalid_fields
 from ragsync.producers.scheduler import Schedule, ScheduleError, SchedulePlan, Scheduler
@@ -113,3 +117,36 @@ async def test_an_admin_body_names_configured_services_and_the_scheduler_request
     with pytest.raises(ValidationError):
         await scheduler.requested_over_http(b'{"services": "payment-service"}')
     assert len(publisher.on(TOPICS.sync_requests)) == 3  # nothing published for a refused body
+
+
+class _RefusingFirst(KeptPublisher):
+    """Refuses the first event it is given (a broker down for a moment), then keeps them."""
+
+    refused = False
+
+    async def send(self, topic: str, key: str, event: Event) -> None:
+        if not self.refused:
+            self.refused = True
+            raise KafkaConnectionError("injected: the broker is down")
+        await super().send(topic, key, event)
+
+
+async def test_each_schedule_is_a_stage_of_its_own_and_the_startup_sync_is_requested_once() -> None:
+    publisher = _RefusingFirst()
+    plan = SchedulePlan(on_startup=True, cron="0 2 * * *", incremental_cron="0 * * * *")
+    scheduler = Scheduler(plan, RequestDefaults(services=("payment-service",)), channel(unfed_ledger(), publisher))
+    stop = asyncio.Event()
+    stages = scheduler.stages(stop)
+    assert sorted(stages) == ["scheduler", "scheduler (incremental)"]
+
+    with pytest.raises(KafkaConnectionError):  # the supervisor restarts the stage; the startup sync is still due
+        await stages["scheduler"]()
+    for _ in range(2):  # started, then restarted after a crash of its schedule
+        following = asyncio.create_task(stages["scheduler"]())
+        await asyncio.sleep(0.05)
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+    requested = publisher.on(TOPICS.sync_requests)
+    assert [(r.service, r.trigger) for r in requested] == [("payment-service", "startup")]
+    assert set(scheduler.state.next_runs) == {"batch"}  # the incremental schedule runs in its own stage
