@@ -87,6 +87,12 @@ class ItemEvent(Event):
         """The Kafka key: items of one record always land in one partition, in order."""
         return item_key(self.tenant_id, self.service, self.item_id)
 
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """Which item the event is about, to tell items apart: not `key`, whose joined text two tenants can share
+        (tenant `a` with item `b/s/c`, tenant `a/s/b` with item `c`)."""
+        return (self.tenant_id, self.service, self.item_id)
+
 
 FetchStatus = Literal["fetching", "fetched", "failed", "skipped"]
 

@@ -197,10 +197,10 @@ def _latest(
     events: Sequence[Delivered[ItemEvent]],
 ) -> tuple[list[Delivered[ItemEvent]], list[Delivered[ItemEvent]]]:
     """Each item's latest event in the batch (only it is stored), and the events a later one superseded."""
-    latest: dict[str, Delivered[ItemEvent]] = {}
+    latest: dict[tuple[str, str, str], Delivered[ItemEvent]] = {}
     superseded = []
     for delivered in events:
-        key = delivered.event.key
+        key = delivered.event.identity
         if key in latest:
             superseded.append(latest[key])
         latest[key] = delivered
@@ -306,7 +306,7 @@ class Embedder:
         sorting = Sorting(rejected=[Rejected(bad.at, bad.reason, bad.original) for bad in unreadable])
         # The whole batch is looked up in one call, before any write: every store call holds the store's lock, so
         # a lookup a part, made between the slices' writes, waited for the write before it.
-        firsts = {d.event.key: _first_point(d.event) for d in latest if d.event.op != "delete"}
+        firsts = {d.event.identity: _first_point(d.event) for d in latest if d.event.op != "delete"}
         sorting.stored = await asyncio.to_thread(self._store.stored, list(firsts.values()))
         writer = SliceWriter(self._encoder, self._store, self._point)
         try:
@@ -331,7 +331,7 @@ class Embedder:
     async def _sort(
         self,
         part: list[Delivered[ItemEvent]],
-        firsts: dict[str, str],
+        firsts: dict[tuple[str, str, str], str],
         sorting: Sorting,
         writer: SliceWriter,
         outcome: BatchOutcome,
@@ -400,7 +400,7 @@ class Embedder:
         for run_id, ids in by_run.items():
             await asyncio.to_thread(self._store.touch, ids, run_id, touched_at)
 
-    def _triage(self, events: Sequence[Delivered[ItemEvent]], firsts: dict[str, str]) -> Triage:
+    def _triage(self, events: Sequence[Delivered[ItemEvent]], firsts: dict[tuple[str, str, str], str]) -> Triage:
         """Sort events of distinct items into items to store, deletions and events that cannot be embedded."""
         batch = Triage()
         for delivered in events:
@@ -411,7 +411,7 @@ class Embedder:
             content = self._rules.content(event.record, event.service)
             if content.text.strip():
                 hashed = content_hash(self._encoder.name, content.text)
-                batch.items.append(Item(delivered.at, event, content, hashed, firsts[event.key]))
+                batch.items.append(Item(delivered.at, event, content, hashed, firsts[event.identity]))
             else:
                 reason = "the record has no text to embed (every field is empty or an id)"
                 batch.rejected.append(Rejected(delivered.at, reason, event.to_bytes().decode(), event))

@@ -208,7 +208,7 @@ class SyncRunner:
         """Emit a page's item events: their deliveries, and why each record that could not be one was
         dead-lettered."""
         tenant, scope = request.tenant_id, self._scope(request)
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()  # by tenant too: two tenants' records may share an id
         deliveries = []
         dead: list[ItemError] = []
         for record in records:
@@ -219,19 +219,21 @@ class SyncRunner:
                 await self._dead_letter(request, tenant, page, record, str(error))
                 dead.append(error)
                 continue
-            seen.add(event.item_id)
+            seen.add((event.tenant_id, event.item_id))
             deliveries.append(await self._channel.emit_item(event.key.encode(), data))
         return deliveries, dead
 
     def _item_event(
-        self, request: TenantRequest, scope: str | None, page: int, record: Any, seen: set[str]
+        self, request: TenantRequest, scope: str | None, page: int, record: Any, seen: set[tuple[str, str]]
     ) -> ItemEvent:
         """The record as an item event of the run; `ItemError` when it cannot be one: no usable id, an id seen
         earlier in the page, or a tenant outside the run's scope (never stored under the request's tenant)."""
         item = self._rules.read(record, request.service, request.tenant_id)
-        if item.item_id in seen:
+        if (item.tenant_id, item.item_id) in seen:
             raise ItemError(
-                f"{request.service} record id {item.item_id!r} appears twice in page {page}", "duplicate id"
+                f"{request.service} record id {item.item_id!r} appears twice in page {page} (tenant "
+                f"{item.tenant_id!r})",
+                "duplicate id",
             )
         if scope is not None and item.tenant_id != scope:
             raise ItemError(

@@ -86,7 +86,7 @@ class RelatedEdges:
 
     async def process(self, events: Sequence[Delivered[ItemEvent]]) -> EdgeTally:
         """Bring the edges of the batch's items (the latest event of each) in step with the store."""
-        latest = {delivered.event.key: delivered.event for delivered in events}
+        latest = {delivered.event.identity: delivered.event for delivered in events}
         return await asyncio.to_thread(self._process, list(latest.values()))
 
     def _process(self, events: list[ItemEvent]) -> EdgeTally:

@@ -36,11 +36,12 @@ text_fields = ["title"]
 
 
 class TenantsCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
-    """Records of three tenants, interleaved, on one page; scoping by TENANT_SCOPE_KEY when `scopes`."""
+    """Records of three tenants, interleaved, on one page, each tenant's numbered alike (one id, three items);
+    scoping by TENANT_SCOPE_KEY when `scopes`."""
 
     def __init__(self, per_tenant: int, scopes: bool) -> None:
         self.records = {
-            f"{tenant}-{n}": {"id": f"{tenant}-{n}", "org": tenant, "title": f"{tenant} handbook page {n}"}
+            f"{tenant}-{n}": {"id": f"page-{n}", "org": tenant, "title": f"{tenant} handbook page {n}"}
             for n in range(per_tenant)
             for tenant in TENANTS
         }

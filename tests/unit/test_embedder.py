@@ -70,6 +70,15 @@ async def test_a_batch_is_stored_and_every_event_counted_once(stage: EmbeddingSt
     )
 
 
+async def test_two_tenants_items_whose_keys_read_alike_are_both_stored(stage: EmbeddingStage) -> None:
+    first = stage.item("b/payment-service/c", "Refund for the course", tenant_id="a")
+    second = stage.item("c", "Card declined at checkout", tenant_id="a/payment-service/b")
+    assert first.event.key == second.event.key  # the Kafka key joins the parts: one partition, in order
+    outcome = await stage.embedder.process([first, second], "member-a")
+    assert stage.store.count(tenant_id="a") == 1 and stage.store.count(tenant_id="a/payment-service/b") == 1
+    assert sorted(o for _, o, _ in outcome.settled[("run-1", "a", "payment-service")][0]) == ["upserted"]
+
+
 async def test_an_unchanged_item_is_not_embedded_again_and_its_count_goes_on(stage: EmbeddingStage) -> None:
     await stage.embedder.process([stage.item("p-1", "Refund for the course")], "member-a")
     stage.encoder.encoded.clear()
