@@ -25,13 +25,14 @@ from ragsync.operations import metrics
 from ragsync.operations.endpoints import Check
 from ragsync.operations.supervision import Supervisor
 from ragsync.runstate.channel import RunChannel
-from ragsync.runstate.deletions import DeletionGuard, PruneConfirmations
+from ragsync.runstate.deletions import DeletionBudget, DeletionGuard, PruneConfirmations
 from ragsync.store import VectorStore, open_store
 from ragsync.store.space import MB
 
 if TYPE_CHECKING:
     from ragsync.streams.completion import RunCompletion
     from ragsync.streams.embedder import Embedder, EmbeddingConsumer
+    from ragsync.streams.migration import ModelMigration
     from ragsync.streams.related import RelatedConsumer
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class EmbedderComponent:
         self.space = app.store_space()
         self.members: list[EmbeddingConsumer] = []
         self.related: RelatedConsumer | None = None
+        self.migration: ModelMigration | None = None  # while the model changes
         self._clients: list[AIOKafkaConsumer] = []
 
     async def start(self, count: int, stop: asyncio.Event) -> Stages:
@@ -114,7 +116,8 @@ class EmbedderComponent:
         app, channel, store = self._app, self._channel, self._parts.store
         embedder = Embedder(self._parts.encoder, store, channel, self._parts.rules)
         await embedder.prepare()
-        guard = DeletionGuard(store, options.deletion_budget(app.settings))
+        budget = options.deletion_budget(app.settings)
+        guard = DeletionGuard(store, budget)
         self.pruner = Pruner(store, channel, guard)
         for service in app.settings.batch_sync_services:  # a counter alerts see rise from 0, not appear at 1
             metrics.DELETIONS_HELD.labels(service)
@@ -123,7 +126,7 @@ class EmbedderComponent:
         self.completion: RunCompletion = RunCompletion(channel, consumers[0].committed, guard, share)
         stages: Stages = {"pruner": lambda: self.pruner.run(stop), "completion": lambda: self.completion.run(stop)}
         if embedder.migrating:
-            stages["migration"] = self._migration(stop)
+            stages["migration"] = self._migration(stop, budget)
         if app.settings.related_edges:
             self.related = self._related_stage(consumers[0].committed)
         self._clients = consumers + ([self.related.consumer] if self.related else [])
@@ -132,11 +135,11 @@ class EmbedderComponent:
         log.info("%d embedder consumer(s) in group %s", count, app.embedder_group)
         return stages
 
-    def _migration(self, stop: asyncio.Event) -> Callable[[], Awaitable[object]]:
+    def _migration(self, stop: asyncio.Event, budget: DeletionBudget) -> Callable[[], Awaitable[object]]:
         from ragsync.streams.migration import ModelMigration
 
         defaults = options.request_defaults(self._app.settings)
-        migration = ModelMigration(defaults, self._parts.store, self._channel)
+        migration = self.migration = ModelMigration(defaults, self._parts.store, self._channel, budget)
         return lambda: migration.run(stop)
 
     async def _add_members(
@@ -198,6 +201,7 @@ class EmbedderComponent:
             "last_completion_error": self.completion.last_error,
             "related_edges": self.related.status() if self.related else None,
             "model": _placement(self._parts.encoder),
+            "model_change": _model_change(self.migration),
         }
 
     def checks(self, supervisor: Supervisor) -> dict[str, Check]:
@@ -212,6 +216,13 @@ class EmbedderComponent:
         if self.related is not None:
             checks["related edges"] = _related_check(self.related)
         return checks
+
+
+def _model_change(migration: ModelMigration | None) -> dict[str, object] | None:
+    """A model change under way: whether its switch is done, or held and why."""
+    if migration is None:
+        return None
+    return {"done": migration.done, "held": migration.held.reason if migration.held else None}
 
 
 def _placement(encoder: TextEncoder) -> dict[str, object]:
