@@ -35,6 +35,7 @@ SURROGATE = re.compile("[\ud800-\udfff]")  # lone UTF-16 halves: valid in a Pyth
 
 NO_ID = "no id field"
 OTHER_TENANT = "another tenant"  # a record naming a tenant outside its request's scope
+NO_TENANT = "no tenant"  # in a run for one tenant, a record of a service whose records name theirs naming none
 
 
 class ItemError(RunError):
@@ -168,6 +169,7 @@ class RecordItem:
     item_id: str
     tenant_id: str
     deleted: bool
+    names_tenant: bool = False  # whether the tenant is the record's own, not the request's for want of one
 
 
 INT64 = range(-(2**63), 2**63)
@@ -292,7 +294,8 @@ class ItemRules:
                 "too deep",
             )
         schema = self._schema_of(service)
-        return RecordItem(schema.item_id(record), schema.tenant(record, default_tenant), schema.deleted(record))
+        own = schema.tenant(record, "") if schema.names_tenants else ""
+        return RecordItem(schema.item_id(record), own or default_tenant, schema.deleted(record), bool(own))
 
     def item_id(self, record: dict[str, Any], service: str) -> str:
         """The record's id as text; `ItemError` naming the field and value when it has none usable."""

@@ -37,6 +37,7 @@ from ragsync.events import (
 )
 from ragsync.items import (
     MAX_DEPTH,
+    NO_TENANT,
     OTHER_TENANT,
     ItemError,
     ItemRules,
@@ -234,6 +235,12 @@ class SyncRunner:
                 f"{request.service} record id {item.item_id!r} appears twice in page {page} (tenant "
                 f"{item.tenant_id!r})",
                 "duplicate id",
+            )
+        if scope is not None and not item.names_tenant and self._rules.schema(request.service).names_tenants:
+            raise ItemError(
+                f"{request.service} record {item.item_id!r} names no tenant, and the request is for tenant {scope!r}: "
+                "whose it is cannot be told (a Coordinator that did not scope its answer sends every tenant's)",
+                NO_TENANT,
             )
         if scope is not None and item.tenant_id != scope:
             raise ItemError(

@@ -132,12 +132,15 @@ async def test_a_three_tenant_service_syncs_updates_and_shrinks_in_every_tenant(
 
     # A request for one tenant, from a Coordinator that does not scope: the others' records are dead-lettered
     # with both names, never stored under acme, and acme's own are found unchanged.
+    # A record naming no tenant could be anyone's there: dead-lettered too, not stored as acme's.
+    servicer.records["orphan"] = {"id": "orphan-1", "title": "a handbook page of no one's"}
     code, scoped = await _sync(tmp_path, endpoint, "--tenant", "acme")
     assert servicer.asked_for[-1] == "acme" and scoped["tenants"] is None
-    assert (code, scoped["status"], scoped["items_skipped"], scoped["dead_lettered"]) == (1, "failed", 17, 34)
+    assert (code, scoped["status"], scoped["items_skipped"], scoped["dead_lettered"]) == (1, "failed", 17, 35)
     assert "most common reason: another tenant (34)" in scoped["error"]
     assert "names tenant 'globex', but the request is for tenant 'acme'" in scoped["error"]
     assert _points(tmp_path) == {"acme": 17, "globex": 17, "initech": 17, "default-tenant": 0}
+    del servicer.records["orphan"]
 
     servicer.scopes = True  # a Coordinator that scopes answers acme's records alone: nothing to dead-letter
     code, scoped = await _sync(tmp_path, endpoint, "--tenant", "acme")

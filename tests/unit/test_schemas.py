@@ -95,7 +95,9 @@ def test_generic_rule_detects_deletions() -> None:
 def test_a_record_is_read_as_an_item_in_one_pass_by_its_schema(tmp_path: Path) -> None:
     rules = _folder_rules(tmp_path)
     record = {"ref": {"code": "P-9"}, "note": "hello", "org": "acme", "gone": True}
-    assert rules.read(record, "payment-service", "default") == RecordItem("P-9", "acme", True)
+    assert rules.read(record, "payment-service", "default") == RecordItem("P-9", "acme", True, names_tenant=True)
+    orphan = {"ref": {"code": "P-9"}, "note": "hello", "org": " "}  # its tenant the run's for want of its own
+    assert rules.read(orphan, "payment-service", "default") == RecordItem("P-9", "default", False, names_tenant=False)
     assert rules.content(record, "payment-service") == ItemContent("note: hello", record)  # no payload_fields
     assert rules.read({"course_id": 7}, "hidden-courses", "t") == RecordItem("7", "t", False)  # the generic rule
     with pytest.raises(ItemError, match=r"no ref\.code"):
