@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import NoError, TopicAlreadyExistsError, for_code
+from aiokafka.protocol.api import Response
 
 from ragsync.errors import SetupError
 from ragsync.messaging.kafka import KafkaOptions, security_options
@@ -61,15 +62,29 @@ async def ensure_topics(kafka: KafkaOptions, topics: Topics) -> Topics:
         missing = [name for name in topics.all() if name not in existing]
         if missing:
             new = [_new_topic(kafka, name, topics) for name in missing]
-            try:
-                await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                log.info("topics were created concurrently by another component: %s", missing)
+            check_created(await admin.create_topics(new), kafka)
             log.info("created topics %s with %d partitions", missing, kafka.partitions)
         check_policy(topics.sync_runs, await cleanup_policy(admin, topics.sync_runs))
     finally:
         await admin.close()
     return topics
+
+
+def check_created(response: Response, kafka: KafkaOptions) -> None:
+    """Raise `SetupError` naming the first topic the broker refused to create, and why: the admin client returns
+    each topic's error in its answer rather than raising it. One created meanwhile by another component is fine."""
+    for topic, code, *message in response.topic_errors:
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            log.info("topic %s was created meanwhile by another component", topic)
+        if error in (NoError, TopicAlreadyExistsError):
+            continue
+        detail = f": {message[0]}" if message and message[0] else ""
+        raise SetupError(
+            f"Kafka refused to create topic {topic!r} ({error.__name__}{detail}) with {kafka.partitions} partitions "
+            f"and replication factor {kafka.replication_factor}: check KAFKA_PARTITIONS and KAFKA_REPLICATION_FACTOR "
+            "against the cluster, and that this principal may create topics, or create the topics beforehand"
+        )
 
 
 def _new_topic(kafka: KafkaOptions, name: str, topics: Topics) -> NewTopic:

@@ -10,16 +10,19 @@ import pkgutil
 
 import pytest
 import typer
+from aiokafka.protocol.admin import CreateTopicsResponse_v1
 from rich.console import Console
 from typer.main import get_command
 
+from ragsync.app.options import kafka as kafka_options
 from ragsync.cli import exits
 from ragsync.cli.commands import CommandLine
 from ragsync.errors import RagsyncError, Refused, RunError, SetupError
 from ragsync.messaging.reachability import BrokerUnreachable
+from ragsync.messaging.topics import check_created
 from ragsync.operations.supervision import StageCrashLoopError
 from ragsync.runstate.runstate_errors import RunTimeoutError
-from ragsync.settings import SettingsError
+from ragsync.settings import Settings, SettingsError
 from ragsync.store import IndexBuildError, StoreError
 
 PACKAGES = ("ragsync", "ragsync.streams", "ragsync.producers")
@@ -119,3 +122,15 @@ def test_an_error_a_command_raises_ends_it_in_one_line_and_its_code(capsys: pyte
             get_command(commands).main([name], prog_name="ragsync")
         assert ended.value.code == code
         assert capsys.readouterr().err == line + "\n"
+
+
+def test_a_topic_the_broker_refused_to_create_is_one_error_naming_it_and_what_to_check() -> None:
+    options = kafka_options(Settings(_env_file=None, kafka_partitions=6, kafka_replication_factor=3))
+    refused = ("r.sync-runs", 38, "Replication factor: 3 larger than available brokers: 1.")
+    answer = CreateTopicsResponse_v1(topic_errors=[("r.items", 36, ""), refused])
+    with pytest.raises(SetupError) as raised:
+        check_created(answer, options)
+    message = str(raised.value)
+    assert message.startswith("Kafka refused to create topic 'r.sync-runs' (InvalidReplicationFactorError: Replication")
+    assert "replication factor 3" in message and "KAFKA_REPLICATION_FACTOR" in message
+    check_created(CreateTopicsResponse_v1(topic_errors=[("r.items", 0, ""), ("r.sync-runs", 36, "")]), options)
