@@ -48,6 +48,7 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "SyncStalled",
         "ConsumerLagHigh",
         "CoordinatorErrors",
+        "SyncFailed",
         "NoRecentSuccess",
         "DeadLettersGrowing",
         "SchedulerDown",
