@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import RecordMetadata
 
+from ragsync.errors import RunError
 from ragsync.events import Event
 
 # A consumer group's committed offset of a partition (None before its first commit), e.g. `consumer.committed`.
@@ -223,11 +224,25 @@ async def read_to_end(consumer: AIOKafkaConsumer, topic: str, timeout: float = 3
     try:
         partitions = await assign_all(consumer, topic)
         messages: list[ConsumerRecord[Any, Any]] = []
-        async with asyncio.timeout(timeout):
-            while True:
-                batch = await consumer.getmany(timeout_ms=200)
-                messages += [m for records in batch.values() for m in records]
-                if not batch and await unread(consumer, partitions) == 0:
-                    return messages
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    batch = await consumer.getmany(timeout_ms=200)
+                    messages += [m for records in batch.values() for m in records]
+                    if not batch and await unread(consumer, partitions) == 0:
+                        return messages
+        except TimeoutError as error:
+            raise TopicBehind(topic, timeout) from error
     finally:
         await consumer.stop()
+
+
+class TopicBehind(RunError):
+    """A topic that could not be read to its end in time: a partition without a leader, or a broker too busy to
+    answer. The message names the topic and what to check."""
+
+    def __init__(self, topic: str, timeout: float) -> None:
+        super().__init__(
+            f"could not read topic {topic} to its end in {timeout:.0f} s: a partition without a leader, or a broker "
+            "too busy to answer; check the broker (kafka-topics --describe), then try again"
+        )

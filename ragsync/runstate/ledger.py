@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from ragsync.events import STATE_RECORD, Cursor, RunRecord
 from ragsync.keys import parse_key
-from ragsync.messaging.kafka import Publisher, assign_all, fresh_partitions, start_client, unread
+from ragsync.messaging.kafka import Publisher, TopicBehind, assign_all, fresh_partitions, start_client, unread
 from ragsync.operations import metrics
 from ragsync.operations.supervision import Supervisor
 from ragsync.runstate.runs import RunBook, RunState
@@ -182,13 +182,16 @@ class RunLedger:
             return
         self._check_alive()
         called_ms = int(time.time() * 1000)
-        async with asyncio.timeout(timeout):
-            while True:
-                await self._next_round()
-                # High-water marks count only from fetches answered after the call: an answer already on its way
-                # (or in the buffer) may predate the last event, and would make a lag of zero a lie.
-                if self._answered_since(called_ms) and await self.lag() == 0:
-                    return
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    await self._next_round()
+                    # High-water marks count only from fetches answered after the call: an answer already on its
+                    # way (or in the buffer) may predate the last event, and would make a lag of zero a lie.
+                    if self._answered_since(called_ms) and await self.lag() == 0:
+                        return
+        except TimeoutError as error:
+            raise TopicBehind(self._topic, timeout) from error
 
     def _answered_since(self, ms: int) -> bool:
         return all((self._consumer.last_poll_timestamp(tp) or 0) > ms for tp in self._partitions)

@@ -3,13 +3,16 @@ the command line maps each branch to its exit code and one line."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import io
 import pkgutil
+from typing import Any
 
 import pytest
 import typer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.protocol.admin import CreateTopicsResponse_v1
 from rich.console import Console
 from typer.main import get_command
@@ -18,6 +21,7 @@ from ragsync.app.options import kafka as kafka_options
 from ragsync.cli import exits
 from ragsync.cli.commands import CommandLine
 from ragsync.errors import RagsyncError, Refused, RunError, SetupError
+from ragsync.messaging.kafka import TopicBehind, read_to_end
 from ragsync.messaging.reachability import BrokerUnreachable
 from ragsync.messaging.topics import check_created
 from ragsync.operations.supervision import StageCrashLoopError
@@ -78,6 +82,7 @@ def test_every_error_defined_in_the_namespace_is_on_exactly_one_branch_of_the_ro
         (IndexBuildError("building failed"), 1, "failed: building failed"),
         (Refused("the run holds nothing"), 1, "refused: the run holds nothing"),
         (RunTimeoutError([], 5), 1, "not finished: 0 run(s) did not finish within 5s"),
+        (TopicBehind("t.sync-runs", 30), 1, "failed: could not read topic t.sync-runs to its end in 30 s"),
         (StageCrashLoopError("the fetcher's stage crashed 5 times"), 3, "stopping: the fetcher's stage crashed 5"),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else None,
@@ -134,3 +139,37 @@ def test_a_topic_the_broker_refused_to_create_is_one_error_naming_it_and_what_to
     assert message.startswith("Kafka refused to create topic 'r.sync-runs' (InvalidReplicationFactorError: Replication")
     assert "replication factor 3" in message and "KAFKA_REPLICATION_FACTOR" in message
     check_created(CreateTopicsResponse_v1(topic_errors=[("r.items", 0, ""), ("r.sync-runs", 36, "")]), options)
+
+
+class _LeaderlessConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """A partition whose broker never answers a fetch (no leader): nothing comes, nothing is known of its end."""
+
+    def __init__(self) -> None:
+        super().__init__(bootstrap_servers="unused:9092")
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0}
+
+    def assign(self, partitions: list[TopicPartition]) -> None:
+        return None
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
+        return True
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0, **_: Any) -> dict[Any, Any]:
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return None
+
+
+async def test_a_topic_read_to_its_end_that_never_ends_is_one_error_naming_it_not_a_bare_timeout() -> None:
+    with pytest.raises(TopicBehind, match=r"could not read topic t.dead-letters to its end in 0 s: a partition"):
+        await read_to_end(_LeaderlessConsumer(), "t.dead-letters", timeout=0.3)
