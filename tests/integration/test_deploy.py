@@ -53,6 +53,8 @@ def test_alert_rules_pass_their_unit_tests() -> None:
         "DeadLettersGrowing",
         "SchedulerDown",
         "RunCompletionBlocked",
+        "BatchesFailing",
+        "LagUnknown",
         "StageCrashing",
         "StoreDiskLow",
         "RelatedEdgesFailing",
