@@ -4,9 +4,9 @@ Searches read the alias, so they keep seeing the old, complete index until the n
 configured service has a full run that succeeded after the migration began. Complete is not enough: a full run
 that the Coordinator answered empty, or cut short, succeeds into a new collection with nothing in it to delete,
 so no deletion budget would hold it, and switching to it would take the service's points out of every search.
-The switch is judged against the deletion budget like a deletion: a service with fewer points in the new
-collection than in the one searches see, by more than RUN_MAX_DELETE_SHARE, holds it until a later full run fills
-the new collection, or a person lifts the budget.
+The switch is judged against the deletion budget like a deletion: a service with fewer items (first points: how
+many chunks an item has depends on the model) in the new collection than in the one searches see, by more than
+RUN_MAX_DELETE_SHARE, holds it until a later full run fills the new collection, or a person lifts the budget.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HeldSwitch:
-    """Why the alias is not switched: the service whose points the new collection would lose, and what to do."""
+    """Why the alias is not switched: the service whose items the new collection would lose, and what to do."""
 
     service: str
     reason: str
@@ -49,6 +49,7 @@ class ModelMigration:
         self.done = False
         self.held: HeldSwitch | None = None
         self._judged: tuple[str, ...] = ()  # the full runs the switch was last judged after
+        self._requested = False  # the full syncs, once: not again when the stage is restarted
 
     def complete(self) -> bool:
         """Whether every configured service has a full run that succeeded since the migration began."""
@@ -61,12 +62,13 @@ class ModelMigration:
         return self._channel.book.last_success(self._defaults.tenant_id, service, full=True)
 
     def judge(self) -> HeldSwitch | None:
-        """Why switching now would lose searchable points, for the first service that would; None if it may."""
+        """Why switching now would lose searchable items, for the first service that would; None if it may. Items,
+        not points: how many chunks an item has depends on the model."""
         live = self._store.live_collection()
         target = self._store.target
         for service in self._defaults.services:
-            before = self._store.count(service=service, collection=live) if live else 0
-            after = self._store.count(service=service, collection=target)
+            before = self._store.items(service, live) if live else 0
+            after = self._store.items(service, target)
             lost = Deletion(swept=max(0, before - after), points=before)
             if self._budget.holds(lost, empty_full_answer=after == 0):
                 return HeldSwitch(service, self._reason(service, before, after, lost, live))
@@ -74,7 +76,7 @@ class ModelMigration:
 
     def _reason(self, service: str, before: int, after: int, lost: Deletion, live: str | None) -> str:
         return (
-            f"model change held: {self._store.target} holds {after} points of {service} against {before} in {live}, "
+            f"model change held: {self._store.target} holds {after} items of {service} against {before} in {live}, "
             f"which searches still use ({lost.share:.0%} fewer, over RUN_MAX_DELETE_SHARE "
             f"{self._budget.max_share:.0%}); nothing was switched. If the Coordinator answered {service}'s full sync "
             f"short, fix it and sync {service} again: the next full run is judged afresh. If those records really "
@@ -85,8 +87,9 @@ class ModelMigration:
         """Request the full syncs, wait for them, judge the new collection, switch the alias."""
         live = self._store.live_collection()
         log.warning("embedding model changed: filling %s while searches still use %s", self._store.target, live)
-        requests = sync_requests(self._defaults, None, "model-change", "batch")
-        await self._channel.request(requests)
+        if not self._requested:
+            await self._channel.request(sync_requests(self._defaults, None, "model-change", "batch"))
+            self._requested = True
         while not stop.is_set():
             if self.complete() and await self._may_switch():
                 await asyncio.to_thread(self._store.switch_alias)
@@ -99,8 +102,8 @@ class ModelMigration:
         """Judged once per set of full runs (two counts a service), and again only after a newer one."""
         runs = tuple(mark.run_id for s in self._defaults.services if (mark := self._last_full(s)) is not None)
         if runs != self._judged:
-            self._judged = runs
             self.held = await asyncio.to_thread(self.judge)
+            self._judged = runs  # only once judged: a judgement that raised is made again after the restart
             if self.held is not None:
                 log.error("%s", self.held.reason)
                 metrics.DELETIONS_HELD.labels(metrics.service_label(self.held.service)).inc()

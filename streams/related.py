@@ -4,10 +4,10 @@ The stage reads the items topic in its own consumer group, never past the embedd
 event the embedder committed is in the store. For each stored item whose edges are missing or were computed for
 other content, it asks the store for the tenant's nearest points and keeps the best other items as the item's
 edges. Similarity is symmetric, so each edge is also offered to the other item's list, and the items that already
-point at a changed item get their score for it again. A deleted item's incoming edges are removed once its points
-are gone; while they are still there its deletion waits for its run, or for a person (a held run), and a deletion
-nobody confirms must lose nothing. Edges to items gone since are dropped whenever a list is merged again, and never
-shown: reading checks every edge against the store.
+point at a changed item get their score for it again. A deleted item's incoming edges are removed; while its points
+are still there (its deletion waits for its run, or for a person: a held run), the lists it left are computed again
+when their items are next synced, so a deletion nobody confirms loses nothing. Edges to items gone since are dropped
+whenever a list is merged again, and never shown: reading checks every edge against the store.
 
 Nothing here can fail a run: the runs end by the embedder group's offsets alone. A failing batch is logged,
 counted and retried; what waits shows as `ragsync_related_lag`.
@@ -47,6 +47,7 @@ from ragsync.store.related_edges import (
 )
 
 log = logging.getLogger(__name__)
+STALE = ""  # as a list's content hash: no item's, so the list is computed again when its item is next synced
 CHECK_EVERY_S = 1.0  # how often the embedder group's committed offsets are read when nothing woke the stage
 YIELD_CHECK_S = 0.1  # how often a stage yielding to busy embedders looks again
 
@@ -158,14 +159,15 @@ class RelatedEdges:
         return taken
 
     def _forget(self, event: ItemEvent, payloads: EdgeWrites, tally: EdgeTally) -> None:
-        """Remove the edges that point at a deleted item, once its points are gone."""
+        """Remove the edges that point at a deleted item. While its points are still there (only marked: its run's
+        deletions may be held, and never confirmed), the lists it left are also computed again the next time their
+        items are synced, so a deletion that never happens costs no edge for good."""
         gone = point_id(event.tenant_id, event.service, event.item_id, 0)
-        if self._store.points([gone], []):
-            tally.items["deletion_waiting"] += 1  # marked, not deleted: its run's deletions may be held
-            return
+        waiting = bool(self._store.points([gone], []))
         for other in self._store.pointing_at(event.tenant_id, RELATED_IDS, gone, [RELATED]):
-            payloads.keep(other.id, [edge for edge in payloads.edges(other.id, other.payload) if edge.point != gone])
-        tally.items["deleted"] += 1
+            kept = [edge for edge in payloads.edges(other.id, other.payload) if edge.point != gone]
+            payloads.keep(other.id, kept, STALE if waiting else None)
+        tally.items["deletion_waiting" if waiting else "deleted"] += 1
 
 
 @dataclass(frozen=True, kw_only=True)

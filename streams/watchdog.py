@@ -91,6 +91,7 @@ class Watchdog:
     async def _fail(self, run: RunState, reason: str) -> None:
         log.error("run %s (%s) failed by the watchdog: %s", run.run_id, run.service, reason)
         metrics.STALLS.labels(metrics.service_label(run.service), "failed").inc()
+        metrics.RUNS_FAILED.labels(metrics.service_label(run.service)).inc()  # a failed run, whoever failed it
         await self._notice(run, "failed", f"stalled: {reason}", run.stalls)
 
     async def _notice(self, run: RunState, status: Literal["stalled", "failed"], reason: str, stalls: int) -> None:

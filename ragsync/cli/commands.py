@@ -302,7 +302,7 @@ def _finish(report: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(report))
     failed = [r for r in report["runs"] if r["status"] != "succeeded"]
     for run in failed:
-        status = "" if run["status"] == "held" else f" {run['status']}"  # a held run's error starts with "held:"
+        status = "" if run["status"] in ("held", "superseded") else f" {run['status']}"  # its error says it
         err.print(labelled(f"run of {run['service']}{status}:", run["error"]))
     raise typer.Exit(exits.FAILED if failed else exits.OK)
 

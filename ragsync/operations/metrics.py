@@ -52,7 +52,11 @@ COORDINATOR_SECONDS = Histogram(
 PAGES = Counter("ragsync_pages_total", "Pages fetched from the Coordinator.", ["service"])
 ITEMS = Counter("ragsync_items_total", "Items through each stage.", ["stage", "service"])
 DEAD_LETTERS = Counter("ragsync_dead_letters_total", "Messages and records dead-lettered, by stage.", ["stage"])
-RUNS_FAILED = Counter("ragsync_run_failures_total", "Runs this fetcher failed, by service.", ["service"])
+RUNS_FAILED = Counter(
+    "ragsync_run_failures_total",
+    "Runs this component failed (the fetcher, the completion check, the watchdog), by service.",
+    ["service"],
+)
 RUNS_SKIPPED = Counter(
     "ragsync_runs_skipped_total", "Requests skipped because a run of the service was active.", ["service"]
 )

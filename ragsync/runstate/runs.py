@@ -182,8 +182,8 @@ class RunState:
         records flagged deleted), or after its held deletion was confirmed."""
         if self.prune is not None or self.end is None:
             return False
-        if self.end.held is not None:
-            return self.confirm is not None
+        if self.end.held is not None:  # confirmed, unless a newer full run decided its deletions afresh first
+            return self.confirm is not None and self.superseded is None
         return self.end.status == "succeeded" and (self.full or self.deleted > 0)
 
     @property
@@ -401,14 +401,17 @@ class RunBook:
     def __init__(self) -> None:
         self.runs: dict[str, RunState] = {}
         self.cursors: dict[tuple[str, str], Cursor] = {}
+        # The held runs' ids by tenant and service: a cursor supersedes those of its own, found without a scan of
+        # every kept run (thousands of tenants' runs, and a cursor with each success).
+        self._held: dict[tuple[str, str], set[str]] = {}
 
     def apply(self, record: RunRecord | Cursor) -> RunState | None:
         """Fold a record into its run (created on first sight); the run, or None for a cursor."""
         if isinstance(record, Cursor):
-            self.cursors[(record.tenant_id, record.service)] = record
-            for held in self.runs.values():  # the kept runs only: bounded by RUN_KEEP_PER_SERVICE, not by items
-                if (held.tenant_id, held.service) == (record.tenant_id, record.service) and held.end is not None:
-                    held.superseded = self.superseded_by(held)
+            slot = (record.tenant_id, record.service)
+            self.cursors[slot] = record
+            for run_id in self._held.get(slot, ()):
+                self.runs[run_id].superseded = self.superseded_by(self.runs[run_id])
             return None
         run = self.runs.get(record.run_id)
         if run is None:
@@ -416,7 +419,9 @@ class RunBook:
         elif (run.tenant_id, run.service) != (record.tenant_id, record.service):
             return None  # a run id reused for another tenant or service never takes over the run it names
         run.apply(record)
-        run.superseded = self.superseded_by(run)  # the cursor may come first when the topic is read back
+        if run.end is not None and run.end.held is not None:
+            self._held.setdefault((run.tenant_id, run.service), set()).add(run.run_id)
+            run.superseded = self.superseded_by(run)  # the cursor may come first when the topic is read back
         return run
 
     def cursor_after(self, run: RunState, mark: RunMark) -> Cursor:
@@ -435,6 +440,7 @@ class RunBook:
         run = self.runs.get(run_id)
         if run is not None and tenant_id in (None, run.tenant_id) and service in (None, run.service):
             del self.runs[run_id]
+            self._held.get((run.tenant_id, run.service), set()).discard(run_id)
 
     def get(self, run_id: str) -> RunState | None:
         """The run, if kept."""

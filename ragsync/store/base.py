@@ -363,6 +363,14 @@ class VectorStore(ABC):
                 return []
             return self._query(live, vector, limit, Selection.of(tenant_id=tenant_id, service=service))
 
+    def items(self, service: str, collection: str) -> int:
+        """Items of `service` in `collection` (their first points): points per item depend on the model's chunk
+        size, so collections of two models are compared by items."""
+        with self._lock:
+            if not self._exists(collection):
+                return 0
+            return self._count(collection, Selection({"service": service}, before=("chunk", 1)))
+
     def count(
         self,
         tenant_id: str | None = None,

@@ -90,7 +90,7 @@ async def test_edges_are_computed_once_for_each_content_and_follow_it(stage: Emb
     assert refund is not None and [item.edge.item_id for item in refund.items] == ["refund-2", "lab-1"]
 
 
-async def test_a_deleted_item_keeps_its_edges_while_its_deletion_waits_and_loses_them_once_gone(
+async def test_a_deleted_item_loses_its_edges_and_a_deletion_that_never_happens_gets_them_back(
     stage: EmbeddingStage,
 ) -> None:
     edges = RelatedEdges(stage.store, RelatedRules(top_k=2, min_score=0.6))
@@ -105,9 +105,17 @@ async def test_a_deleted_item_keeps_its_edges_while_its_deletion_waits_and_loses
     deletion = [stage.item("refund-2", None, op="delete")]
     await stage.embedder.process(deletion, "m")
     assert (await edges.process(deletion)).items == {"deletion_waiting": 1}
+    assert not stage.store.pointing_at("acme", RELATED_IDS, gone, [])
+    assert {h.payload[RELATED_HASH] for h in stage.store.points(list(pointing), [RELATED_HASH]).values()} == {""}
+
+    # A newer full run sees refund-2 again, unchanged: the lists it left are computed again, and point at it.
+    again = [stage.item(item_id, text, run_id="run-2") for item_id, text in TEXTS.items()]
+    await stage.embedder.process(again, "m")
+    recomputed = await edges.process(again)
+    assert recomputed.items["computed"] == len(pointing)
     assert {other.id for other in stage.store.pointing_at("acme", RELATED_IDS, gone, [])} == pointing
 
-    stage.store.delete_item("acme", "payment-service", "refund-2")  # carried out (or the event came late)
+    stage.store.delete_item("acme", "payment-service", "refund-2")  # carried out this time
     shown = read_related(stage.store, "acme", "payment-service", "refund-1")
     assert shown is not None and "refund-2" not in {item.edge.item_id for item in shown.items}
     assert (await edges.process(deletion)).items == {"deleted": 1}
