@@ -63,7 +63,7 @@ class Pruner:
         """Delete what the run's deletions remove; report the counts on the run. None, with nothing deleted, for a
         confirmation that came too late (a newer full run decided afresh) or that no held deletion matches."""
         confirmed = run.confirm is not None
-        refused = refusal(run, self._channel.book) if confirmed else (await self._guard.check(run))[1]
+        refused = refusal(run) if confirmed else (await self._guard.check(run))[1]
         if refused is not None:
             # A confirmation that came too late, or a succeeded run whose deletions are over the budget all the
             # same: the completion check judged them, so only a record it did not write gets here.

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ragsync.errors import Refused, SetupError
 from ragsync.events import MAX_TENANTS_COUNTED, OTHER_TENANTS, Deletion, DeletionConfirmed
 from ragsync.runstate.channel import RunChannel
-from ragsync.runstate.runs import RunBook, RunState
+from ragsync.runstate.runs import RunState
 from ragsync.store.base import DeletionScope, VectorStore
 
 CONFIRM = "ragsync prune {run_id} --confirm"
@@ -115,14 +115,14 @@ def by_tenant(run: RunState, deletions: dict[str, Deletion]) -> dict[str, Deleti
     return named | ({OTHER_TENANTS: sum(rest, Deletion())} if rest else {})
 
 
-def refusal(run: RunState, book: RunBook) -> str | None:
+def refusal(run: RunState) -> str | None:
     """Why a person's confirmation of `run` is refused, in one line; None when its held deletion may go ahead."""
     name = f"{run.run_id} ({run.service}/{run.tenant_id})"
     if run.end is None or run.end.held is None:
         return f"run {name} holds no deletion (it is {run.status}); nothing to confirm"
     if run.prune is not None:
         return f"run {name}: its held deletion was confirmed and carried out already"
-    newer = book.superseded_by(run)
+    newer = run.superseded
     if newer is not None:
         return (
             f"run {name}: a newer full run ({newer.run_id}) of {run.service}/{run.tenant_id} finished since and "
@@ -157,7 +157,7 @@ class PruneConfirmations:
             raise Refused(f"no run {prefix} on {where}: `ragsync status` lists the kept runs")
         if len(runs) > 1:
             raise Refused(f"{len(runs)} runs start with {prefix}: give more of the id")
-        problem = refusal(runs[0], book)
+        problem = refusal(runs[0])
         if problem is not None:
             raise Refused(problem)
         return runs[0]

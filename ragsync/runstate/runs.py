@@ -453,7 +453,8 @@ class RunBook:
     def held(self) -> list[RunState]:
         """Runs whose deletions are held, waiting for a person, newest first (not those a newer full run of their
         tenant and service superseded: it decided its deletions afresh)."""
-        return _by_start((r for r in self.runs.values() if r.status == "held"), newest_first=True)
+        runs = (self.runs[run_id] for held in self._held.values() for run_id in held)
+        return _by_start((r for r in runs if r.status == "held"), newest_first=True)
 
     def superseded_by(self, run: RunState) -> RunMark | None:
         """For a held run, the newer full run of its tenant and service that succeeded after it finished, if any."""

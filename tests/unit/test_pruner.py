@@ -171,7 +171,7 @@ async def test_a_confirmation_is_refused_after_a_newer_full_run(stage: PruningSt
     held = await stage.sync([])
     newer = await stage.sync(ITEMS)
     assert newer.status == "succeeded"
-    problem = refusal(stage.run(held.run_id), stage.ledger.book)
+    problem = refusal(stage.run(held.run_id))
     assert problem is not None and f"a newer full run ({newer.run_id})" in problem and "Sync again" in problem
     with pytest.raises(Refused, match="holds no deletion"):
         PruneConfirmations(channel(stage.ledger, stage.publisher)).held_run(newer.run_id, "runs")
